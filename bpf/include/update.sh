@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Refreshes the vendored headers. libbpf headers come from Debian's libbpf-dev;
+# vmlinux_x86.h is dumped from the running kernel's BTF.
+set -euo pipefail
+cd "$(dirname "$0")"
+for h in bpf_helpers.h bpf_helper_defs.h bpf_core_read.h bpf_tracing.h bpf_endian.h; do
+	cp "/usr/include/bpf/$h" .
+done
+cp /usr/share/doc/libbpf-dev/copyright LICENSE.libbpf
+bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux_x86.h
