@@ -1,0 +1,128 @@
+package ebpfreceiver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf/rlimit"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
+)
+
+// tcpSource is what the TCP scraper reads: the loaded tcpconn programs.
+type tcpSource interface {
+	Snapshot(*tcpconn.Snapshot) error
+	Close() error
+}
+
+// loadTCP loads the tcpconn programs; tests may swap it.
+var loadTCP = func(opts tcpconn.Options) (tcpSource, error) { return tcpconn.Load(opts) }
+
+// core is the kernel side of one receiver config: loaded once, however many
+// signals and pipelines use it, and closed when the last one shuts down.
+type core struct {
+	refs     int
+	tcp      tcpSource
+	cgroups  *cgroup.Resolver
+	hostName string
+}
+
+var (
+	coresMu sync.Mutex
+	cores   = make(map[*Config]*core)
+)
+
+func acquireCore(cfg *Config, logger *zap.Logger) (*core, error) {
+	coresMu.Lock()
+	defer coresMu.Unlock()
+	if c, ok := cores[cfg]; ok {
+		c.refs++
+		return c, nil
+	}
+	c, err := loadCore(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	c.refs = 1
+	cores[cfg] = c
+	return c, nil
+}
+
+func releaseCore(cfg *Config) error {
+	coresMu.Lock()
+	defer coresMu.Unlock()
+	c, ok := cores[cfg]
+	if !ok {
+		return nil
+	}
+	if c.refs--; c.refs > 0 {
+		return nil
+	}
+	delete(cores, cfg)
+	return c.tcp.Close()
+}
+
+func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
+	if err := checkCapabilities(); err != nil {
+		return nil, err
+	}
+	// Kernels from 5.11 on charge BPF memory to the cgroup and ignore the
+	// rlimit; older ones need it raised. Failing to raise it is not fatal.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		logger.Debug("cannot raise RLIMIT_MEMLOCK", zap.Error(err))
+	}
+	resolver, err := cgroup.NewResolver(cfg.CgroupRoot)
+	if err != nil {
+		return nil, err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("host name: %w", err)
+	}
+	tcp, err := loadTCP(tcpconn.Options{
+		MaxConnections:    cfg.TCP.MaxConnections,
+		MaxFlows:          cfg.TCP.MaxFlows,
+		RTTSampleInterval: cfg.TCP.RTTSampleInterval,
+	})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: loading eBPF programs needs CAP_BPF and CAP_PERFMON", err)
+		}
+		return nil, fmt.Errorf("tcp connection metrics on %s: %w", strings.Join(tcpconn.Hooks, ", "), err)
+	}
+	logger.Info("tcp connection metrics enabled",
+		zap.Strings("hooks", tcpconn.Hooks), zap.String("cgroup_root", resolver.Root()))
+	return &core{tcp: tcp, cgroups: resolver, hostName: host}, nil
+}
+
+// checkCapabilities names the capabilities the process lacks to load and
+// attach tracing programs.
+func checkCapabilities() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read process capabilities: %w", err)
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	if has(unix.CAP_SYS_ADMIN) {
+		return nil
+	}
+	var missing []string
+	if !has(unix.CAP_BPF) {
+		missing = append(missing, "CAP_BPF")
+	}
+	if !has(unix.CAP_PERFMON) {
+		missing = append(missing, "CAP_PERFMON")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the ebpf receiver needs root or the capabilities %s, which this process lacks",
+			strings.Join(missing, " and "))
+	}
+	return nil
+}

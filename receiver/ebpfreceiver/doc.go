@@ -1,0 +1,5 @@
+//go:generate go tool -modfile=../../internal/tools/go.mod mdatagen metadata.yaml
+
+// Package ebpfreceiver implements a receiver that turns what eBPF programs
+// see in the kernel into OTLP metrics, attributed to containers.
+package ebpfreceiver

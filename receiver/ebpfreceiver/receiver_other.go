@@ -1,0 +1,18 @@
+//go:build !linux
+
+package ebpfreceiver
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver"
+)
+
+var errNotLinux = errors.New("the ebpf receiver runs on Linux only")
+
+func createMetrics(context.Context, receiver.Settings, component.Config, consumer.Metrics) (receiver.Metrics, error) {
+	return nil, errNotLinux
+}

@@ -1,0 +1,318 @@
+//go:build linux
+
+package ebpfreceiver
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+)
+
+// cgroupPaths resolves the cgroup ids the kernel records.
+type cgroupPaths interface {
+	Refresh(ids func(yield func(uint64) bool)) error
+	Path(id uint64) (string, bool)
+}
+
+var (
+	directions = map[tcpconn.Direction]metadata.AttributeTCPConnectionDirection{
+		tcpconn.DirectionClient:  metadata.AttributeTCPConnectionDirectionClient,
+		tcpconn.DirectionServer:  metadata.AttributeTCPConnectionDirectionServer,
+		tcpconn.DirectionUnknown: metadata.AttributeTCPConnectionDirectionUnknown,
+	}
+	outcomes = [tcpconn.OutcomeCount]metadata.AttributeTCPConnectionOutcome{
+		tcpconn.OutcomeEstablished: metadata.AttributeTCPConnectionOutcomeEstablished,
+		tcpconn.OutcomeRefused:     metadata.AttributeTCPConnectionOutcomeRefused,
+		tcpconn.OutcomeTimedOut:    metadata.AttributeTCPConnectionOutcomeTimedOut,
+		tcpconn.OutcomeReset:       metadata.AttributeTCPConnectionOutcomeReset,
+		tcpconn.OutcomeFailed:      metadata.AttributeTCPConnectionOutcomeFailed,
+	}
+)
+
+// series is one exported set of TCP data points: a flow, or the overflow of
+// a resource and direction.
+type series struct {
+	direction tcpconn.Direction
+	peer      string
+	peerPort  int64
+	localPort int64
+	overflow  bool
+	stats     tcpconn.FlowStats
+}
+
+// tcpBuilder turns kernel flow snapshots into metrics, one resource per
+// cgroup, with at most maxPeers series per resource.
+type tcpBuilder struct {
+	mb           *metadata.MetricsBuilder
+	start        pcommon.Timestamp
+	hostName     string
+	maxPeers     int
+	rttHistogram bool
+	// admitted holds, per cgroup, the flows exported as their own series.
+	// Admission is sticky so that cumulative series never move between a
+	// flow and the overflow.
+	admitted map[uint64]map[tcpconn.Flow]struct{}
+	// pendingRTT holds the series of the resource being built that have
+	// RTT samples: mdatagen cannot build histograms, so emit adds them.
+	pendingRTT []series
+}
+
+func newTCPBuilder(mb *metadata.MetricsBuilder, start pcommon.Timestamp, hostName string, cfg TCPConfig) *tcpBuilder {
+	return &tcpBuilder{
+		mb:           mb,
+		start:        start,
+		hostName:     hostName,
+		maxPeers:     cfg.MaxPeersPerResource,
+		rttHistogram: cfg.RTTHistogram,
+		admitted:     make(map[uint64]map[tcpconn.Flow]struct{}),
+	}
+}
+
+// build records snap. The cgroup paths must have been refreshed for its ids.
+func (b *tcpBuilder) build(snap *tcpconn.Snapshot, paths cgroupPaths, now pcommon.Timestamp) pmetric.Metrics {
+	byCgroup := make(map[uint64][]tcpconn.Flow)
+	for f := range snap.Flows {
+		byCgroup[f.CgroupId] = append(byCgroup[f.CgroupId], f)
+	}
+	for id := range b.admitted {
+		if _, ok := byCgroup[id]; !ok {
+			delete(b.admitted, id)
+		}
+	}
+
+	out := pmetric.NewMetrics()
+	for _, id := range slices.Sorted(maps.Keys(byCgroup)) {
+		if id == 0 {
+			continue // no owning socket: on the node resource
+		}
+		flows := byCgroup[id]
+		slices.SortFunc(flows, compareFlows)
+		b.recordCgroup(id, flows, snap, now)
+		b.emit(out, b.cgroupResource(id, paths), now)
+	}
+
+	// The node resource: what no socket owns, and what the kernel could not
+	// keep per flow.
+	for _, f := range byCgroup[0] {
+		b.record(series{direction: tcpconn.Direction(f.Direction), stats: snap.Flows[f]}, now)
+	}
+	for d, st := range snap.Overflow {
+		if st != (tcpconn.FlowStats{}) {
+			b.record(series{direction: tcpconn.Direction(d), overflow: true, stats: st}, now)
+		}
+	}
+	b.mb.RecordEbpfTCPLostDataPoint(now, int64(snap.Lost.ConnsFull), metadata.AttributeEbpfLostReasonConnectionsMapFull)
+	b.mb.RecordEbpfTCPLostDataPoint(now, int64(snap.Lost.FlowsFull), metadata.AttributeEbpfLostReasonFlowsMapFull)
+	rb := b.mb.NewResourceBuilder()
+	rb.SetHostName(b.hostName)
+	b.emit(out, rb.Emit(), now)
+
+	omitUnset(out)
+	return out
+}
+
+// recordCgroup records the flows of one cgroup, folding those past the peer
+// cap into one overflow series per direction.
+func (b *tcpBuilder) recordCgroup(id uint64, flows []tcpconn.Flow, snap *tcpconn.Snapshot, now pcommon.Timestamp) {
+	admitted := b.admitted[id]
+	if admitted == nil {
+		admitted = make(map[tcpconn.Flow]struct{})
+		b.admitted[id] = admitted
+	}
+	var folded [3]series
+	var foldedPeers [3]int64
+	for _, f := range flows {
+		if _, ok := admitted[f]; !ok && len(admitted) < b.maxPeers {
+			admitted[f] = struct{}{}
+			ok = true
+		}
+		st := snap.Flows[f]
+		if _, ok := admitted[f]; ok {
+			b.record(flowSeries(f, st), now)
+			continue
+		}
+		d := int(f.Direction) % len(folded)
+		folded[d].direction = tcpconn.Direction(f.Direction)
+		folded[d].overflow = true
+		folded[d].stats.Add(&st)
+		foldedPeers[d]++
+	}
+	for d := range folded {
+		if foldedPeers[d] > 0 {
+			b.record(folded[d], now)
+			b.mb.RecordTCPConnectionPeersFoldedDataPoint(now, foldedPeers[d], directions[folded[d].direction])
+		}
+	}
+}
+
+func flowSeries(f tcpconn.Flow, st tcpconn.FlowStats) series {
+	s := series{direction: tcpconn.Direction(f.Direction), stats: st}
+	if a := f.Peer(); a.IsValid() {
+		s.peer = a.String()
+	}
+	// The kernel sets only the port that belongs to the direction.
+	s.peerPort = int64(f.PeerPort)
+	s.localPort = int64(f.LocalPort)
+	return s
+}
+
+func (b *tcpBuilder) record(s series, now pcommon.Timestamp) {
+	dir := directions[s.direction]
+	st := &s.stats
+	for o, n := range st.Opened {
+		if n > 0 {
+			b.mb.RecordTCPConnectionOpenedDataPoint(now, int64(n), dir, outcomes[o], s.peer, s.peerPort, s.localPort, s.overflow)
+		}
+	}
+	if st.Opened[tcpconn.OutcomeEstablished]+st.Adopted > 0 {
+		b.mb.RecordTCPConnectionActiveDataPoint(now, st.Active(), dir, s.peer, s.peerPort, s.localPort, s.overflow)
+	}
+	for _, v := range []struct {
+		n   uint64
+		dir metadata.AttributeNetworkIoDirection
+	}{
+		{st.BytesSent, metadata.AttributeNetworkIoDirectionTransmit},
+		{st.BytesReceived, metadata.AttributeNetworkIoDirectionReceive},
+	} {
+		if v.n > 0 {
+			b.mb.RecordTCPConnectionIoDataPoint(now, int64(v.n), dir, v.dir, s.peer, s.peerPort, s.localPort, s.overflow)
+		}
+	}
+	if st.Retransmits > 0 {
+		b.mb.RecordTCPConnectionRetransmitsDataPoint(now, int64(st.Retransmits), dir, s.peer, s.peerPort, s.localPort, s.overflow)
+	}
+	if st.ResetsSent > 0 {
+		b.mb.RecordTCPConnectionResetsDataPoint(now, int64(st.ResetsSent), dir, metadata.AttributeNetworkIoDirectionTransmit, s.peer, s.peerPort, s.localPort, s.overflow)
+	}
+	if st.ResetsReceived > 0 {
+		b.mb.RecordTCPConnectionResetsDataPoint(now, int64(st.ResetsReceived), dir, metadata.AttributeNetworkIoDirectionReceive, s.peer, s.peerPort, s.localPort, s.overflow)
+	}
+	if b.rttHistogram && st.RttCount > 0 {
+		b.pendingRTT = append(b.pendingRTT, s)
+	}
+}
+
+// emit moves the recorded data points, under res, into out.
+func (b *tcpBuilder) emit(out pmetric.Metrics, res pcommon.Resource, now pcommon.Timestamp) {
+	md := b.mb.Emit(metadata.WithResource(res))
+	if len(b.pendingRTT) > 0 {
+		rms := md.ResourceMetrics()
+		if rms.Len() == 0 {
+			rm := rms.AppendEmpty()
+			res.CopyTo(rm.Resource())
+			rm.ScopeMetrics().AppendEmpty().Scope().SetName(metadata.ScopeName)
+		}
+		appendRTT(rms.At(0).ScopeMetrics().At(0).Metrics(), b.pendingRTT, b.start, now)
+		b.pendingRTT = b.pendingRTT[:0]
+	}
+	md.ResourceMetrics().MoveAndAppendTo(out.ResourceMetrics())
+}
+
+func (b *tcpBuilder) cgroupResource(id uint64, paths cgroupPaths) pcommon.Resource {
+	rb := b.mb.NewResourceBuilder()
+	rb.SetHostName(b.hostName)
+	rb.SetCgroupID(int64(id))
+	if p, ok := paths.Path(id); ok {
+		rb.SetCgroupPath(p)
+		ident := cgroup.Parse(p)
+		if ident.ContainerID != "" {
+			rb.SetContainerID(ident.ContainerID)
+		}
+		if ident.PodUID != "" {
+			rb.SetK8sPodUID(ident.PodUID)
+		}
+	}
+	return rb.Emit()
+}
+
+func compareFlows(a, b tcpconn.Flow) int {
+	return cmp.Or(
+		cmp.Compare(a.Direction, b.Direction),
+		slices.Compare(a.PeerAddr[:], b.PeerAddr[:]),
+		cmp.Compare(a.PeerPort, b.PeerPort),
+		cmp.Compare(a.LocalPort, b.LocalPort),
+	)
+}
+
+// rttBounds are the histogram's explicit bounds in seconds: the kernel's
+// power-of-two microsecond buckets.
+var rttBounds = func() []float64 {
+	bounds := make([]float64, tcpconn.RTTBuckets-1)
+	for i := range bounds {
+		bounds[i] = float64(uint64(2)<<i) / 1e6
+	}
+	return bounds
+}()
+
+// appendRTT adds the tcp.connection.rtt histogram of the given series.
+func appendRTT(metrics pmetric.MetricSlice, ss []series, start, now pcommon.Timestamp) {
+	m := metrics.AppendEmpty()
+	m.SetName("tcp.connection.rtt")
+	m.SetDescription("Smoothed round-trip time of TCP connections, sampled at most once per connection per tcp.rtt_sample_interval.")
+	m.SetUnit("s")
+	h := m.SetEmptyHistogram()
+	h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	for i := range ss {
+		s := &ss[i]
+		dp := h.DataPoints().AppendEmpty()
+		dp.SetStartTimestamp(start)
+		dp.SetTimestamp(now)
+		dp.SetCount(s.stats.RttCount)
+		dp.SetSum(float64(s.stats.RttSumUs) / 1e6)
+		dp.ExplicitBounds().FromRaw(rttBounds)
+		dp.BucketCounts().FromRaw(s.stats.RttBuckets[:])
+		attrs := dp.Attributes()
+		attrs.PutStr("tcp.connection.direction", directions[s.direction].String())
+		if s.peer != "" {
+			attrs.PutStr("network.peer.address", s.peer)
+		}
+		if s.peerPort != 0 {
+			attrs.PutInt("network.peer.port", s.peerPort)
+		}
+		if s.localPort != 0 {
+			attrs.PutInt("network.local.port", s.localPort)
+		}
+		if s.overflow {
+			attrs.PutBool("otel.metric.overflow", true)
+		}
+	}
+}
+
+// omitUnset drops the attributes that do not apply to a series: mdatagen
+// records every attribute a metric declares, so a server-side series would
+// otherwise carry network.peer.port 0.
+func omitUnset(md pmetric.Metrics) {
+	unset := func(k string, v pcommon.Value) bool {
+		switch k {
+		case "network.peer.address":
+			return v.Str() == ""
+		case "network.peer.port", "network.local.port":
+			return v.Int() == 0
+		case "otel.metric.overflow":
+			return !v.Bool()
+		}
+		return false
+	}
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		sms := rms.At(i).ScopeMetrics()
+		for j := range sms.Len() {
+			ms := sms.At(j).Metrics()
+			for k := range ms.Len() {
+				if m := ms.At(k); m.Type() == pmetric.MetricTypeSum {
+					dps := m.Sum().DataPoints()
+					for l := range dps.Len() {
+						dps.At(l).Attributes().RemoveIf(unset)
+					}
+				}
+			}
+		}
+	}
+}
