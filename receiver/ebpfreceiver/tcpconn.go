@@ -4,6 +4,7 @@ package ebpfreceiver
 
 import (
 	"cmp"
+	"iter"
 	"maps"
 	"slices"
 
@@ -17,7 +18,7 @@ import (
 
 // cgroupPaths resolves the cgroup ids the kernel records.
 type cgroupPaths interface {
-	Refresh(ids func(yield func(uint64) bool)) error
+	Refresh(ids iter.Seq[uint64]) error
 	Path(id uint64) (string, bool)
 }
 

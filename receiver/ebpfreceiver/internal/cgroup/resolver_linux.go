@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,19 +43,22 @@ func NewResolver(root string) (*Resolver, error) {
 // Root is the cgroup v2 mount the Resolver reads.
 func (r *Resolver) Root() string { return r.root }
 
-// Len is the number of cached paths.
+// Len is the number of cached ids.
 func (r *Resolver) Len() int { return len(r.paths) }
 
-// Path returns the cached path of the cgroup with the given id. ok is false
-// when the id was not live at the last Refresh.
+// Path returns the path of the cgroup with the given id. ok is false when
+// the id was unknown at the last Refresh.
 func (r *Resolver) Path(id uint64) (path string, ok bool) {
-	path, ok = r.paths[id]
-	return path, ok
+	path = r.paths[id]
+	return path, path != ""
 }
 
-// Refresh rescans the hierarchy if any of ids is unknown. The cache then
-// holds exactly the live cgroups, so removed ones are evicted.
-func (r *Resolver) Refresh(ids func(yield func(uint64) bool)) error {
+// Refresh rescans the hierarchy if any of ids has never been looked up.
+// After a rescan the cache holds the live cgroups and the ids still in use,
+// so a cgroup removed while its data is still exported keeps its path, and
+// one no longer in use is evicted. An id found nowhere is remembered as
+// unknown and does not cause another rescan.
+func (r *Resolver) Refresh(ids iter.Seq[uint64]) error {
 	missing := false
 	for id := range ids {
 		if _, ok := r.paths[id]; !ok {
@@ -65,6 +69,20 @@ func (r *Resolver) Refresh(ids func(yield func(uint64) bool)) error {
 	if !missing {
 		return nil
 	}
+	paths, err := r.scan()
+	if err != nil {
+		return err
+	}
+	for id := range ids {
+		if _, ok := paths[id]; !ok {
+			paths[id] = r.paths[id]
+		}
+	}
+	r.paths = paths
+	return nil
+}
+
+func (r *Resolver) scan() (map[uint64]string, error) {
 	paths := make(map[uint64]string, len(r.paths))
 	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -91,10 +109,9 @@ func (r *Resolver) Refresh(ids func(yield func(uint64) bool)) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("scan cgroups under %s: %w", r.root, err)
+		return nil, fmt.Errorf("scan cgroups under %s: %w", r.root, err)
 	}
-	r.paths = paths
-	return nil
+	return paths, nil
 }
 
 // findMount returns the mount point of the first cgroup2 file system.
