@@ -67,10 +67,7 @@ func Load(opts Options) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("load tcpconn programs: %w", err)
 	}
-	for _, p := range []*ebpf.Program{
-		t.objs.EbrTcpState, t.objs.EbrSockSend, t.objs.EbrSockRecv,
-		t.objs.EbrTcpRetrans, t.objs.EbrTcpRstTx, t.objs.EbrTcpRstRx, t.objs.EbrTcpProbe,
-	} {
+	for _, p := range t.programs() {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			info, _ := p.Info()
@@ -84,6 +81,34 @@ func Load(opts Options) (*Tracer, error) {
 		t.links = append(t.links, l)
 	}
 	return t, nil
+}
+
+// IDs returns the kernel ids of the loaded programs and maps.
+func (t *Tracer) IDs() (progs []ebpf.ProgramID, maps []ebpf.MapID, err error) {
+	for _, p := range t.programs() {
+		info, err := p.Info()
+		if err != nil {
+			return nil, nil, err
+		}
+		id, _ := info.ID()
+		progs = append(progs, id)
+	}
+	for _, m := range []*ebpf.Map{t.objs.Conns, t.objs.Flows, t.objs.Overflow, t.objs.Counters} {
+		info, err := m.Info()
+		if err != nil {
+			return nil, nil, err
+		}
+		id, _ := info.ID()
+		maps = append(maps, id)
+	}
+	return progs, maps, nil
+}
+
+func (t *Tracer) programs() []*ebpf.Program {
+	return []*ebpf.Program{
+		t.objs.EbrTcpState, t.objs.EbrSockSend, t.objs.EbrSockRecv,
+		t.objs.EbrTcpRetrans, t.objs.EbrTcpRstTx, t.objs.EbrTcpRstRx, t.objs.EbrTcpProbe,
+	}
 }
 
 // Close detaches the programs and frees the maps.
