@@ -67,7 +67,7 @@ func Load(opts Options) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("load tcpconn programs: %w", err)
 	}
-	for _, p := range t.programs() {
+	for _, p := range t.Programs() {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			info, _ := p.Info()
@@ -83,32 +83,17 @@ func Load(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
-// IDs returns the kernel ids of the loaded programs and maps.
-func (t *Tracer) IDs() (progs []ebpf.ProgramID, maps []ebpf.MapID, err error) {
-	for _, p := range t.programs() {
-		info, err := p.Info()
-		if err != nil {
-			return nil, nil, err
-		}
-		id, _ := info.ID()
-		progs = append(progs, id)
-	}
-	for _, m := range []*ebpf.Map{t.objs.Conns, t.objs.Flows, t.objs.Overflow, t.objs.Counters} {
-		info, err := m.Info()
-		if err != nil {
-			return nil, nil, err
-		}
-		id, _ := info.ID()
-		maps = append(maps, id)
-	}
-	return progs, maps, nil
-}
-
-func (t *Tracer) programs() []*ebpf.Program {
+// Programs returns the loaded programs, for their kernel ids and stats.
+func (t *Tracer) Programs() []*ebpf.Program {
 	return []*ebpf.Program{
 		t.objs.EbrTcpState, t.objs.EbrSockSend, t.objs.EbrSockRecv,
 		t.objs.EbrTcpRetrans, t.objs.EbrTcpRstTx, t.objs.EbrTcpRstRx, t.objs.EbrTcpProbe,
 	}
+}
+
+// Maps returns the loaded maps, for their kernel ids and fill.
+func (t *Tracer) Maps() []*ebpf.Map {
+	return []*ebpf.Map{t.objs.Conns, t.objs.Flows, t.objs.Overflow, t.objs.Counters}
 }
 
 // Close detaches the programs and frees the maps.

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/cgrouptrack"
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 )
@@ -31,6 +32,10 @@ type core struct {
 	tcp      tcpSource
 	cgroups  *cgroup.Resolver
 	hostName string
+	// tracker feeds cgroup paths to cgroups as cgroups are made; nil when
+	// it could not load, and paths then come from scanning alone.
+	tracker *cgrouptrack.Tracker
+	done    chan struct{}
 }
 
 var (
@@ -65,7 +70,38 @@ func releaseCore(cfg *Config) error {
 		return nil
 	}
 	delete(cores, cfg)
-	return c.tcp.Close()
+	return c.close()
+}
+
+func (c *core) close() error {
+	var errs []error
+	if c.tracker != nil {
+		errs = append(errs, c.tracker.Close())
+		<-c.done
+	}
+	if c.tcp != nil {
+		errs = append(errs, c.tcp.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// followCgroups keeps the resolver's paths current until the tracker closes.
+func (c *core) followCgroups(logger *zap.Logger) {
+	defer close(c.done)
+	var e cgrouptrack.Event
+	for {
+		err := c.tracker.Read(&e)
+		switch {
+		case errors.Is(err, os.ErrClosed):
+			return
+		case err != nil:
+			logger.Warn("bad cgroup event", zap.Error(err))
+		case e.Op == cgrouptrack.OpMkdir:
+			c.cgroups.Learn(e.ID, e.Path)
+		case e.Op == cgrouptrack.OpRmdir:
+			c.cgroups.Removed(e.ID)
+		}
+	}
 }
 
 func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
@@ -85,12 +121,20 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host name: %w", err)
 	}
-	tcp, err := loadTCP(tcpconn.Options{
+	c := &core{cgroups: resolver, hostName: host}
+	if c.tracker, err = cgrouptrack.Load(); err != nil {
+		logger.Warn("cgroup tracking disabled: paths of cgroups removed between two collections will be missing",
+			zap.Strings("hooks", cgrouptrack.Hooks), zap.Error(err))
+	} else {
+		c.done = make(chan struct{})
+		go c.followCgroups(logger)
+	}
+	if c.tcp, err = loadTCP(tcpconn.Options{
 		MaxConnections:    cfg.TCP.MaxConnections,
 		MaxFlows:          cfg.TCP.MaxFlows,
 		RTTSampleInterval: cfg.TCP.RTTSampleInterval,
-	})
-	if err != nil {
+	}); err != nil {
+		c.close()
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("%w: loading eBPF programs needs CAP_BPF and CAP_PERFMON", err)
 		}
@@ -98,7 +142,7 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 	}
 	logger.Info("tcp connection metrics enabled",
 		zap.Strings("hooks", tcpconn.Hooks), zap.String("cgroup_root", resolver.Root()))
-	return &core{tcp: tcp, cgroups: resolver, hostName: host}, nil
+	return c, nil
 }
 
 // checkCapabilities names the capabilities the process lacks to load and

@@ -27,15 +27,29 @@ import (
 // loadedIDs returns the ids of the programs and maps that the core of cfg
 // has loaded. Other tests may load programs concurrently, so the checks go
 // by id, not by counting the kernel's objects.
-func loadedIDs(t *testing.T, cfg *Config) ([]ebpf.ProgramID, []ebpf.MapID) {
+func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.MapID) {
 	t.Helper()
 	coresMu.Lock()
 	c := cores[cfg]
 	coresMu.Unlock()
 	require.NotNil(t, c, "no core loaded for this config")
-	progs, maps, err := c.tcp.(*tcpconn.Tracer).IDs()
-	require.NoError(t, err)
-	require.Len(t, progs, 7)
+	require.NotNil(t, c.tracker, "cgroup tracking must load on this kernel")
+	tcp := c.tcp.(*tcpconn.Tracer)
+	for _, p := range append(tcp.Programs(), c.tracker.Programs()...) {
+		info, err := p.Info()
+		require.NoError(t, err)
+		id, ok := info.ID()
+		require.True(t, ok)
+		progs = append(progs, id)
+	}
+	for _, m := range append(tcp.Maps(), c.tracker.Maps()...) {
+		info, err := m.Info()
+		require.NoError(t, err)
+		id, ok := info.ID()
+		require.True(t, ok)
+		maps = append(maps, id)
+	}
+	require.Len(t, progs, 9)
 	return progs, maps
 }
 

@@ -76,3 +76,25 @@ func TestFindMount(t *testing.T) {
 	_, err = findMount(write("22 1 0:21 / /sys rw - sysfs sysfs rw\n"))
 	assert.ErrorContains(t, err, "no cgroup2")
 }
+
+// Paths learned from cgroup events survive the cgroup's removal while in use.
+func TestResolverLearnAndRemove(t *testing.T) {
+	r, err := NewResolver("")
+	require.NoError(t, err)
+	const id = 1 << 61 // no live cgroup has it
+	r.Learn(id, "/kubepods/pod-short-lived")
+	require.NoError(t, r.Refresh(slices.Values([]uint64{id})))
+	path, ok := r.Path(id)
+	require.True(t, ok)
+	assert.Equal(t, "/kubepods/pod-short-lived", path)
+
+	r.Removed(id)
+	require.NoError(t, r.Refresh(slices.Values([]uint64{id})))
+	_, ok = r.Path(id)
+	assert.True(t, ok, "still in use")
+
+	require.NoError(t, r.Refresh(slices.Values([]uint64{1})))
+	_, ok = r.Path(id)
+	assert.False(t, ok, "evicted once no longer in use")
+	assert.Less(t, r.Len(), 1<<20)
+}

@@ -9,19 +9,30 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 )
 
-// Resolver maps cgroup v2 ids to paths relative to the cgroup v2 mount. The
+// Resolver maps cgroup v2 ids to paths relative to the cgroup v2 root. The
 // id of a cgroup is the inode number of its directory, which is what
 // bpf_get_current_cgroup_id and the socket's cgroup carry.
+//
+// Paths are learned from cgroup events as cgroups are made (Learn), and
+// from scanning the hierarchy for ids never seen. It is safe for concurrent
+// use.
 type Resolver struct {
-	root  string
+	root string
+
+	mu sync.Mutex
+	// paths holds the known cgroups; "" marks an id found nowhere.
 	paths map[uint64]string
+	// removed holds the cgroups removed since the last Refresh.
+	removed map[uint64]struct{}
 }
 
 // NewResolver returns a Resolver over the cgroup v2 hierarchy mounted at
-// root, or found in /proc/self/mountinfo when root is empty.
+// root, or found in /proc/self/mountinfo when root is empty. The mount must
+// show the whole hierarchy, as the host's does.
 func NewResolver(root string) (*Resolver, error) {
 	if root == "" {
 		var err error
@@ -37,33 +48,66 @@ func NewResolver(root string) (*Resolver, error) {
 	if st.Type != cgroup2SuperMagic {
 		return nil, fmt.Errorf("cgroup v2 root %s: not a cgroup2 file system", root)
 	}
-	return &Resolver{root: root, paths: make(map[uint64]string)}, nil
+	return &Resolver{root: root, paths: make(map[uint64]string), removed: make(map[uint64]struct{})}, nil
 }
 
 // Root is the cgroup v2 mount the Resolver reads.
 func (r *Resolver) Root() string { return r.root }
 
 // Len is the number of cached ids.
-func (r *Resolver) Len() int { return len(r.paths) }
+func (r *Resolver) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.paths)
+}
+
+// Learn records the path of a cgroup that was just made.
+func (r *Resolver) Learn(id uint64, path string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.paths[id] = path
+	delete(r.removed, id)
+}
+
+// Removed records that a cgroup was removed. Its path stays known while
+// Refresh is given its id.
+func (r *Resolver) Removed(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.paths[id]; ok {
+		r.removed[id] = struct{}{}
+	}
+}
 
 // Path returns the path of the cgroup with the given id. ok is false when
 // the id was unknown at the last Refresh.
 func (r *Resolver) Path(id uint64) (path string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	path = r.paths[id]
 	return path, path != ""
 }
 
-// Refresh rescans the hierarchy if any of ids has never been looked up.
-// After a rescan the cache holds the live cgroups and the ids still in use,
-// so a cgroup removed while its data is still exported keeps its path, and
-// one no longer in use is evicted. An id found nowhere is remembered as
-// unknown and does not cause another rescan.
+// Refresh prepares the cache for looking up ids, the ids in use now:
+//   - removed cgroups not in ids are evicted;
+//   - if an id has never been seen, the hierarchy is rescanned; the cache
+//     then holds the live cgroups and the ids in use, and an id found
+//     nowhere is remembered as unknown so that it causes no other rescan.
 func (r *Resolver) Refresh(ids iter.Seq[uint64]) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inUse := make(map[uint64]struct{})
 	missing := false
 	for id := range ids {
+		inUse[id] = struct{}{}
 		if _, ok := r.paths[id]; !ok {
 			missing = true
-			break
+		}
+	}
+	for id := range r.removed {
+		if _, ok := inUse[id]; !ok {
+			delete(r.paths, id)
+			delete(r.removed, id)
 		}
 	}
 	if !missing {
@@ -73,7 +117,7 @@ func (r *Resolver) Refresh(ids iter.Seq[uint64]) error {
 	if err != nil {
 		return err
 	}
-	for id := range ids {
+	for id := range inUse {
 		if _, ok := paths[id]; !ok {
 			paths[id] = r.paths[id]
 		}
