@@ -32,6 +32,7 @@ type core struct {
 	tcp      tcpSource
 	cgroups  *cgroup.Resolver
 	hostName string
+	nodeName string
 	// tracker feeds cgroup paths to cgroups as cgroups are made; nil when
 	// it could not load, and paths then come from scanning alone.
 	tracker *cgrouptrack.Tracker
@@ -121,7 +122,7 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host name: %w", err)
 	}
-	c := &core{cgroups: resolver, hostName: host}
+	c := &core{cgroups: resolver, hostName: host, nodeName: os.Getenv(nodeNameEnv)}
 	if c.tracker, err = cgrouptrack.Load(); err != nil {
 		logger.Warn("cgroup tracking disabled: paths of cgroups removed between two collections will be missing",
 			zap.Strings("hooks", cgrouptrack.Hooks), zap.Error(err))

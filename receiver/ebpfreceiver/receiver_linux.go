@@ -30,12 +30,14 @@ func createMetrics(_ context.Context, set receiver.Settings, cfg component.Confi
 
 // tcpScraper reads the TCP flow maps at each collection interval.
 type tcpScraper struct {
-	cfg     *Config
-	set     receiver.Settings
-	core    *core
-	builder *tcpBuilder
-	snap    tcpconn.Snapshot
-	lost    tcpconn.Lost
+	cfg  *Config
+	set  receiver.Settings
+	core *core
+	mb   *metadata.MetricsBuilder
+	res  resources
+	tcp  *tcpBuilder
+	snap tcpconn.Snapshot
+	lost tcpconn.Lost
 }
 
 func (s *tcpScraper) start(context.Context, component.Host) error {
@@ -45,8 +47,9 @@ func (s *tcpScraper) start(context.Context, component.Host) error {
 	}
 	s.core = c
 	start := pcommon.NewTimestampFromTime(time.Now())
-	mb := metadata.NewMetricsBuilder(s.cfg.MetricsBuilderConfig, s.set, metadata.WithStartTime(start))
-	s.builder = newTCPBuilder(mb, start, c.hostName, s.cfg.TCP)
+	s.mb = metadata.NewMetricsBuilder(s.cfg.MetricsBuilderConfig, s.set, metadata.WithStartTime(start))
+	s.res = resources{mb: s.mb, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}
+	s.tcp = newTCPBuilder(s.mb, s.res, start, s.cfg.TCP)
 	return nil
 }
 
@@ -70,7 +73,26 @@ func (s *tcpScraper) scrape(context.Context) (pmetric.Metrics, error) {
 			zap.Uint64("flow_updates_in_overflow", s.snap.Lost.FlowsFull-s.lost.FlowsFull))
 		s.lost = s.snap.Lost
 	}
-	return s.builder.build(&s.snap, s.core.cgroups, pcommon.NewTimestampFromTime(time.Now())), nil
+	now := pcommon.NewTimestampFromTime(time.Now())
+	out := pmetric.NewMetrics()
+	s.tcp.build(&s.snap, now, out)
+	s.recordCgroupCache(now)
+	s.tcp.emit(out, s.res.node(), now)
+	omitUnset(out)
+	return out, nil
+}
+
+func (s *tcpScraper) recordCgroupCache(now pcommon.Timestamp) {
+	s.mb.RecordEbpfCgroupsCachedDataPoint(now, int64(s.core.cgroups.Len()))
+	if s.core.tracker == nil {
+		return
+	}
+	lost, err := s.core.tracker.Lost()
+	if err != nil {
+		s.set.Logger.Warn("cannot read lost cgroup events", zap.Error(err))
+		return
+	}
+	s.mb.RecordEbpfCgroupEventsLostDataPoint(now, int64(lost))
 }
 
 func (s *tcpScraper) shutdown(context.Context) error {

@@ -4,7 +4,6 @@ package ebpfreceiver
 
 import (
 	"cmp"
-	"iter"
 	"maps"
 	"slices"
 
@@ -12,15 +11,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
-	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
-
-// cgroupPaths resolves the cgroup ids the kernel records.
-type cgroupPaths interface {
-	Refresh(ids iter.Seq[uint64]) error
-	Path(id uint64) (string, bool)
-}
 
 var (
 	directions = map[tcpconn.Direction]metadata.AttributeTCPConnectionDirection{
@@ -52,8 +44,8 @@ type series struct {
 // cgroup, with at most maxPeers series per resource.
 type tcpBuilder struct {
 	mb           *metadata.MetricsBuilder
+	res          resources
 	start        pcommon.Timestamp
-	hostName     string
 	maxPeers     int
 	rttHistogram bool
 	// admitted holds, per cgroup, the flows exported as their own series.
@@ -65,19 +57,21 @@ type tcpBuilder struct {
 	pendingRTT []series
 }
 
-func newTCPBuilder(mb *metadata.MetricsBuilder, start pcommon.Timestamp, hostName string, cfg TCPConfig) *tcpBuilder {
+func newTCPBuilder(mb *metadata.MetricsBuilder, res resources, start pcommon.Timestamp, cfg TCPConfig) *tcpBuilder {
 	return &tcpBuilder{
 		mb:           mb,
+		res:          res,
 		start:        start,
-		hostName:     hostName,
 		maxPeers:     cfg.MaxPeersPerResource,
 		rttHistogram: cfg.RTTHistogram,
 		admitted:     make(map[uint64]map[tcpconn.Flow]struct{}),
 	}
 }
 
-// build records snap. The cgroup paths must have been refreshed for its ids.
-func (b *tcpBuilder) build(snap *tcpconn.Snapshot, paths cgroupPaths, now pcommon.Timestamp) pmetric.Metrics {
+// build emits one resource per cgroup of snap into out, and records the
+// node-level data points for the caller to emit with emit. The cgroup paths
+// must have been refreshed for the ids of snap.
+func (b *tcpBuilder) build(snap *tcpconn.Snapshot, now pcommon.Timestamp, out pmetric.Metrics) {
 	byCgroup := make(map[uint64][]tcpconn.Flow)
 	for f := range snap.Flows {
 		byCgroup[f.CgroupId] = append(byCgroup[f.CgroupId], f)
@@ -88,7 +82,6 @@ func (b *tcpBuilder) build(snap *tcpconn.Snapshot, paths cgroupPaths, now pcommo
 		}
 	}
 
-	out := pmetric.NewMetrics()
 	for _, id := range slices.Sorted(maps.Keys(byCgroup)) {
 		if id == 0 {
 			continue // no owning socket: on the node resource
@@ -96,11 +89,11 @@ func (b *tcpBuilder) build(snap *tcpconn.Snapshot, paths cgroupPaths, now pcommo
 		flows := byCgroup[id]
 		slices.SortFunc(flows, compareFlows)
 		b.recordCgroup(id, flows, snap, now)
-		b.emit(out, b.cgroupResource(id, paths), now)
+		b.emit(out, b.res.cgroup(id), now)
 	}
 
-	// The node resource: what no socket owns, and what the kernel could not
-	// keep per flow.
+	// The node: what no socket owns, and what the kernel could not keep per
+	// flow.
 	for _, f := range byCgroup[0] {
 		b.record(series{direction: tcpconn.Direction(f.Direction), stats: snap.Flows[f]}, now)
 	}
@@ -111,12 +104,6 @@ func (b *tcpBuilder) build(snap *tcpconn.Snapshot, paths cgroupPaths, now pcommo
 	}
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(snap.Lost.ConnsFull), metadata.AttributeEbpfLostReasonConnectionsMapFull)
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(snap.Lost.FlowsFull), metadata.AttributeEbpfLostReasonFlowsMapFull)
-	rb := b.mb.NewResourceBuilder()
-	rb.SetHostName(b.hostName)
-	b.emit(out, rb.Emit(), now)
-
-	omitUnset(out)
-	return out
 }
 
 // recordCgroup records the flows of one cgroup, folding those past the peer
@@ -214,23 +201,6 @@ func (b *tcpBuilder) emit(out pmetric.Metrics, res pcommon.Resource, now pcommon
 		b.pendingRTT = b.pendingRTT[:0]
 	}
 	md.ResourceMetrics().MoveAndAppendTo(out.ResourceMetrics())
-}
-
-func (b *tcpBuilder) cgroupResource(id uint64, paths cgroupPaths) pcommon.Resource {
-	rb := b.mb.NewResourceBuilder()
-	rb.SetHostName(b.hostName)
-	rb.SetCgroupID(int64(id))
-	if p, ok := paths.Path(id); ok {
-		rb.SetCgroupPath(p)
-		ident := cgroup.Parse(p)
-		if ident.ContainerID != "" {
-			rb.SetContainerID(ident.ContainerID)
-		}
-		if ident.PodUID != "" {
-			rb.SetK8sPodUID(ident.PodUID)
-		}
-	}
-	return rb.Emit()
 }
 
 func compareFlows(a, b tcpconn.Flow) int {

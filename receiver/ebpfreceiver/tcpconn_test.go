@@ -122,7 +122,7 @@ func TestTCPBuilder(t *testing.T) {
 			cfg := createDefaultConfig()
 			tt.modify(&cfg.TCP)
 			b := newTestBuilder(cfg)
-			got := b.build(&snap, testPaths, pcommon.NewTimestampFromTime(time.Now()))
+			got := buildTCP(b, &snap, pcommon.NewTimestampFromTime(time.Now()))
 			compareGolden(t, filepath.Join("testdata", "tcpconn", tt.name+".yaml"), got)
 		})
 	}
@@ -142,12 +142,12 @@ func TestTCPBuilderPeerCapIsSticky(t *testing.T) {
 		flow(podCgroup, tcpconn.DirectionClient, "198.18.0.40", 80, 0): st,
 	}}
 	now := pcommon.NewTimestampFromTime(time.Now())
-	b.build(&snap, testPaths, now)
+	buildTCP(b, &snap, now)
 
 	// A peer that sorts first arrives later: it is folded, the admitted
 	// ones keep their own series.
 	snap.Flows[flow(podCgroup, tcpconn.DirectionClient, "198.18.0.10", 80, 0)] = st
-	got := b.build(&snap, testPaths, now)
+	got := buildTCP(b, &snap, now)
 	compareGolden(t, filepath.Join("testdata", "tcpconn", "peer_cap_sticky.yaml"), got)
 }
 
@@ -155,7 +155,17 @@ func newTestBuilder(cfg *Config) *tcpBuilder {
 	set := receivertest.NewNopSettings(metadata.Type)
 	start := pcommon.NewTimestampFromTime(time.Now())
 	mb := metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start))
-	return newTCPBuilder(mb, start, "node-1", cfg.TCP)
+	res := resources{mb: mb, paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"}
+	return newTCPBuilder(mb, res, start, cfg.TCP)
+}
+
+// buildTCP does what the scraper does with a snapshot.
+func buildTCP(b *tcpBuilder, snap *tcpconn.Snapshot, now pcommon.Timestamp) pmetric.Metrics {
+	out := pmetric.NewMetrics()
+	b.build(snap, now, out)
+	b.emit(out, b.res.node(), now)
+	omitUnset(out)
+	return out
 }
 
 func compareGolden(t *testing.T, path string, got pmetric.Metrics) {

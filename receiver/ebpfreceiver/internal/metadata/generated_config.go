@@ -9,6 +9,46 @@ import (
 	"go.opentelemetry.io/collector/filter"
 )
 
+// EbpfCgroupEventsLostMetricConfig provides config for the ebpf.cgroup.events.lost metric.
+type EbpfCgroupEventsLostMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *EbpfCgroupEventsLostMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// EbpfCgroupsCachedMetricConfig provides config for the ebpf.cgroups.cached metric.
+type EbpfCgroupsCachedMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *EbpfCgroupsCachedMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // EbpfTCPLostMetricAttributeKey specifies the key of an attribute for the ebpf.tcp.lost metric.
 type EbpfTCPLostMetricAttributeKey string
 
@@ -370,6 +410,8 @@ func (ms *TCPConnectionRetransmitsMetricConfig) Validate() error {
 
 // MetricsConfig provides config for ebpf metrics.
 type MetricsConfig struct {
+	EbpfCgroupEventsLost     EbpfCgroupEventsLostMetricConfig     `mapstructure:"ebpf.cgroup.events.lost"`
+	EbpfCgroupsCached        EbpfCgroupsCachedMetricConfig        `mapstructure:"ebpf.cgroups.cached"`
 	EbpfTCPLost              EbpfTCPLostMetricConfig              `mapstructure:"ebpf.tcp.lost"`
 	TCPConnectionActive      TCPConnectionActiveMetricConfig      `mapstructure:"tcp.connection.active"`
 	TCPConnectionIo          TCPConnectionIoMetricConfig          `mapstructure:"tcp.connection.io"`
@@ -381,6 +423,12 @@ type MetricsConfig struct {
 
 func DefaultMetricsConfig() MetricsConfig {
 	return MetricsConfig{
+		EbpfCgroupEventsLost: EbpfCgroupEventsLostMetricConfig{
+			Enabled: true,
+		},
+		EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
+			Enabled: true,
+		},
 		EbpfTCPLost: EbpfTCPLostMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
@@ -447,11 +495,13 @@ func (rac *ResourceAttributeConfig) Unmarshal(parser *confmap.Conf) error {
 
 // ResourceAttributesConfig provides config for ebpf resource attributes.
 type ResourceAttributesConfig struct {
-	CgroupID    ResourceAttributeConfig `mapstructure:"cgroup.id"`
-	CgroupPath  ResourceAttributeConfig `mapstructure:"cgroup.path"`
-	ContainerID ResourceAttributeConfig `mapstructure:"container.id"`
-	HostName    ResourceAttributeConfig `mapstructure:"host.name"`
-	K8sPodUID   ResourceAttributeConfig `mapstructure:"k8s.pod.uid"`
+	CgroupID       ResourceAttributeConfig `mapstructure:"cgroup.id"`
+	CgroupPath     ResourceAttributeConfig `mapstructure:"cgroup.path"`
+	ContainerID    ResourceAttributeConfig `mapstructure:"container.id"`
+	HostName       ResourceAttributeConfig `mapstructure:"host.name"`
+	K8sNodeName    ResourceAttributeConfig `mapstructure:"k8s.node.name"`
+	K8sPodQosClass ResourceAttributeConfig `mapstructure:"k8s.pod.qos_class"`
+	K8sPodUID      ResourceAttributeConfig `mapstructure:"k8s.pod.uid"`
 }
 
 func DefaultResourceAttributesConfig() ResourceAttributesConfig {
@@ -466,6 +516,12 @@ func DefaultResourceAttributesConfig() ResourceAttributesConfig {
 			Enabled: true,
 		},
 		HostName: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sNodeName: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sPodQosClass: ResourceAttributeConfig{
 			Enabled: true,
 		},
 		K8sPodUID: ResourceAttributeConfig{

@@ -26,6 +26,12 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "all_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
+					EbpfCgroupEventsLost: EbpfCgroupEventsLostMetricConfig{
+						Enabled: true,
+					},
+					EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
+						Enabled: true,
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
@@ -63,11 +69,13 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					},
 				},
 				ResourceAttributes: ResourceAttributesConfig{
-					CgroupID:    ResourceAttributeConfig{Enabled: true},
-					CgroupPath:  ResourceAttributeConfig{Enabled: true},
-					ContainerID: ResourceAttributeConfig{Enabled: true},
-					HostName:    ResourceAttributeConfig{Enabled: true},
-					K8sPodUID:   ResourceAttributeConfig{Enabled: true},
+					CgroupID:       ResourceAttributeConfig{Enabled: true},
+					CgroupPath:     ResourceAttributeConfig{Enabled: true},
+					ContainerID:    ResourceAttributeConfig{Enabled: true},
+					HostName:       ResourceAttributeConfig{Enabled: true},
+					K8sNodeName:    ResourceAttributeConfig{Enabled: true},
+					K8sPodQosClass: ResourceAttributeConfig{Enabled: true},
+					K8sPodUID:      ResourceAttributeConfig{Enabled: true},
 				},
 			},
 		},
@@ -75,6 +83,12 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "none_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
+					EbpfCgroupEventsLost: EbpfCgroupEventsLostMetricConfig{
+						Enabled: false,
+					},
+					EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
+						Enabled: false,
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
@@ -112,11 +126,13 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					},
 				},
 				ResourceAttributes: ResourceAttributesConfig{
-					CgroupID:    ResourceAttributeConfig{Enabled: false},
-					CgroupPath:  ResourceAttributeConfig{Enabled: false},
-					ContainerID: ResourceAttributeConfig{Enabled: false},
-					HostName:    ResourceAttributeConfig{Enabled: false},
-					K8sPodUID:   ResourceAttributeConfig{Enabled: false},
+					CgroupID:       ResourceAttributeConfig{Enabled: false},
+					CgroupPath:     ResourceAttributeConfig{Enabled: false},
+					ContainerID:    ResourceAttributeConfig{Enabled: false},
+					HostName:       ResourceAttributeConfig{Enabled: false},
+					K8sNodeName:    ResourceAttributeConfig{Enabled: false},
+					K8sPodQosClass: ResourceAttributeConfig{Enabled: false},
+					K8sPodUID:      ResourceAttributeConfig{Enabled: false},
 				},
 			},
 		},
@@ -124,11 +140,12 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfTCPLostMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfTCPLostMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
 }
+
 func TestEbpfTCPLostMetricsConfig_Validate(t *testing.T) {
 	cfg := DefaultMetricsConfig().EbpfTCPLost
 	require.NoError(t, cfg.Validate())
@@ -235,21 +252,25 @@ func TestResourceAttributesConfig(t *testing.T) {
 		{
 			name: "all_set",
 			want: ResourceAttributesConfig{
-				CgroupID:    ResourceAttributeConfig{Enabled: true},
-				CgroupPath:  ResourceAttributeConfig{Enabled: true},
-				ContainerID: ResourceAttributeConfig{Enabled: true},
-				HostName:    ResourceAttributeConfig{Enabled: true},
-				K8sPodUID:   ResourceAttributeConfig{Enabled: true},
+				CgroupID:       ResourceAttributeConfig{Enabled: true},
+				CgroupPath:     ResourceAttributeConfig{Enabled: true},
+				ContainerID:    ResourceAttributeConfig{Enabled: true},
+				HostName:       ResourceAttributeConfig{Enabled: true},
+				K8sNodeName:    ResourceAttributeConfig{Enabled: true},
+				K8sPodQosClass: ResourceAttributeConfig{Enabled: true},
+				K8sPodUID:      ResourceAttributeConfig{Enabled: true},
 			},
 		},
 		{
 			name: "none_set",
 			want: ResourceAttributesConfig{
-				CgroupID:    ResourceAttributeConfig{Enabled: false},
-				CgroupPath:  ResourceAttributeConfig{Enabled: false},
-				ContainerID: ResourceAttributeConfig{Enabled: false},
-				HostName:    ResourceAttributeConfig{Enabled: false},
-				K8sPodUID:   ResourceAttributeConfig{Enabled: false},
+				CgroupID:       ResourceAttributeConfig{Enabled: false},
+				CgroupPath:     ResourceAttributeConfig{Enabled: false},
+				ContainerID:    ResourceAttributeConfig{Enabled: false},
+				HostName:       ResourceAttributeConfig{Enabled: false},
+				K8sNodeName:    ResourceAttributeConfig{Enabled: false},
+				K8sPodQosClass: ResourceAttributeConfig{Enabled: false},
+				K8sPodUID:      ResourceAttributeConfig{Enabled: false},
 			},
 		},
 	}

@@ -140,6 +140,12 @@ var MapAttributeTCPConnectionOutcome = map[string]AttributeTCPConnectionOutcome{
 }
 
 var MetricsInfo = metricsInfo{
+	EbpfCgroupEventsLost: metricInfo{
+		Name: "ebpf.cgroup.events.lost",
+	},
+	EbpfCgroupsCached: metricInfo{
+		Name: "ebpf.cgroups.cached",
+	},
 	EbpfTCPLost: metricInfo{
 		Name:       "ebpf.tcp.lost",
 		Attributes: []string{"ebpf.lost.reason"},
@@ -171,6 +177,8 @@ var MetricsInfo = metricsInfo{
 }
 
 type metricsInfo struct {
+	EbpfCgroupEventsLost     metricInfo
+	EbpfCgroupsCached        metricInfo
 	EbpfTCPLost              metricInfo
 	TCPConnectionActive      metricInfo
 	TCPConnectionIo          metricInfo
@@ -183,6 +191,108 @@ type metricsInfo struct {
 type metricInfo struct {
 	Name       string
 	Attributes []string
+}
+
+type metricEbpfCgroupEventsLost struct {
+	data     pmetric.Metric                   // data buffer for generated metric.
+	config   EbpfCgroupEventsLostMetricConfig // metric config provided by user.
+	capacity int                              // max observed number of data points added to the metric.
+}
+
+// init fills ebpf.cgroup.events.lost metric with initial data.
+func (m *metricEbpfCgroupEventsLost) init() {
+	m.data.SetName("ebpf.cgroup.events.lost")
+	m.data.SetDescription("cgroup creation and removal events that did not fit in the kernel's ring buffer. Paths of cgroups made then are learned by scanning, which misses cgroups removed before the next collection.")
+	m.data.SetUnit("{event}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricEbpfCgroupEventsLost) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfCgroupEventsLost) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfCgroupEventsLost) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfCgroupEventsLost(cfg EbpfCgroupEventsLostMetricConfig) metricEbpfCgroupEventsLost {
+	m := metricEbpfCgroupEventsLost{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfCgroupsCached struct {
+	data     pmetric.Metric                // data buffer for generated metric.
+	config   EbpfCgroupsCachedMetricConfig // metric config provided by user.
+	capacity int                           // max observed number of data points added to the metric.
+}
+
+// init fills ebpf.cgroups.cached metric with initial data.
+func (m *metricEbpfCgroupsCached) init() {
+	m.data.SetName("ebpf.cgroups.cached")
+	m.data.SetDescription("cgroup ids whose path the receiver holds. Live cgroups, plus removed ones whose data is still exported.")
+	m.data.SetUnit("{cgroup}")
+	m.data.SetEmptyGauge()
+}
+
+func (m *metricEbpfCgroupsCached) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Gauge().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfCgroupsCached) updateCapacity() {
+	if m.data.Gauge().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Gauge().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfCgroupsCached) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfCgroupsCached(cfg EbpfCgroupsCachedMetricConfig) metricEbpfCgroupsCached {
+	m := metricEbpfCgroupsCached{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
 }
 
 type metricEbpfTCPLost struct {
@@ -901,6 +1011,8 @@ type MetricsBuilder struct {
 	buildInfo                      component.BuildInfo  // contains version information.
 	resourceAttributeIncludeFilter map[string]filter.Filter
 	resourceAttributeExcludeFilter map[string]filter.Filter
+	metricEbpfCgroupEventsLost     metricEbpfCgroupEventsLost
+	metricEbpfCgroupsCached        metricEbpfCgroupsCached
 	metricEbpfTCPLost              metricEbpfTCPLost
 	metricTCPConnectionActive      metricTCPConnectionActive
 	metricTCPConnectionIo          metricTCPConnectionIo
@@ -933,6 +1045,8 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		startTime:                      pcommon.NewTimestampFromTime(time.Now()),
 		metricsBuffer:                  pmetric.NewMetrics(),
 		buildInfo:                      settings.BuildInfo,
+		metricEbpfCgroupEventsLost:     newMetricEbpfCgroupEventsLost(mbc.Metrics.EbpfCgroupEventsLost),
+		metricEbpfCgroupsCached:        newMetricEbpfCgroupsCached(mbc.Metrics.EbpfCgroupsCached),
 		metricEbpfTCPLost:              newMetricEbpfTCPLost(mbc.Metrics.EbpfTCPLost),
 		metricTCPConnectionActive:      newMetricTCPConnectionActive(mbc.Metrics.TCPConnectionActive),
 		metricTCPConnectionIo:          newMetricTCPConnectionIo(mbc.Metrics.TCPConnectionIo),
@@ -966,6 +1080,18 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 	}
 	if mbc.ResourceAttributes.HostName.MetricsExclude != nil {
 		mb.resourceAttributeExcludeFilter["host.name"] = filter.CreateFilter(mbc.ResourceAttributes.HostName.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sNodeName.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.node.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sNodeName.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sNodeName.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.node.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sNodeName.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sPodQosClass.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.pod.qos_class"] = filter.CreateFilter(mbc.ResourceAttributes.K8sPodQosClass.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sPodQosClass.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.pod.qos_class"] = filter.CreateFilter(mbc.ResourceAttributes.K8sPodQosClass.MetricsExclude)
 	}
 	if mbc.ResourceAttributes.K8sPodUID.MetricsInclude != nil {
 		mb.resourceAttributeIncludeFilter["k8s.pod.uid"] = filter.CreateFilter(mbc.ResourceAttributes.K8sPodUID.MetricsInclude)
@@ -1042,6 +1168,8 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	ils.Scope().SetName(ScopeName)
 	ils.Scope().SetVersion(mb.buildInfo.Version)
 	ils.Metrics().EnsureCapacity(mb.metricsCapacity)
+	mb.metricEbpfCgroupEventsLost.emit(ils.Metrics())
+	mb.metricEbpfCgroupsCached.emit(ils.Metrics())
 	mb.metricEbpfTCPLost.emit(ils.Metrics())
 	mb.metricTCPConnectionActive.emit(ils.Metrics())
 	mb.metricTCPConnectionIo.emit(ils.Metrics())
@@ -1078,6 +1206,16 @@ func (mb *MetricsBuilder) Emit(options ...ResourceMetricsOption) pmetric.Metrics
 	metrics := mb.metricsBuffer
 	mb.metricsBuffer = pmetric.NewMetrics()
 	return metrics
+}
+
+// RecordEbpfCgroupEventsLostDataPoint adds a data point to ebpf.cgroup.events.lost metric.
+func (mb *MetricsBuilder) RecordEbpfCgroupEventsLostDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricEbpfCgroupEventsLost.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordEbpfCgroupsCachedDataPoint adds a data point to ebpf.cgroups.cached metric.
+func (mb *MetricsBuilder) RecordEbpfCgroupsCachedDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricEbpfCgroupsCached.recordDataPoint(mb.startTime, ts, val)
 }
 
 // RecordEbpfTCPLostDataPoint adds a data point to ebpf.tcp.lost metric.

@@ -84,6 +84,12 @@ func TestMetricsBuilder(t *testing.T) {
 			allMetricsCount := 0
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordEbpfCgroupEventsLostDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfCgroupsCachedDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordEbpfTCPLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfTCPLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
@@ -130,6 +136,8 @@ func TestMetricsBuilder(t *testing.T) {
 			rb.SetCgroupPath("cgroup.path-val")
 			rb.SetContainerID("container.id-val")
 			rb.SetHostName("host.name-val")
+			rb.SetK8sNodeName("k8s.node.name-val")
+			rb.SetK8sPodQosClass("k8s.pod.qos_class-val")
 			rb.SetK8sPodUID("k8s.pod.uid-val")
 			res := rb.Emit()
 			metrics := mb.Emit(WithResource(res))
@@ -168,6 +176,32 @@ func TestMetricsBuilder(t *testing.T) {
 			validatedMetrics := make(map[string]bool)
 			for _, mi := range allMetricsList {
 				switch mi.Name() {
+				case "ebpf.cgroup.events.lost":
+					assert.False(t, validatedMetrics["ebpf.cgroup.events.lost"], "Found a duplicate in the metrics slice: ebpf.cgroup.events.lost")
+					validatedMetrics["ebpf.cgroup.events.lost"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "cgroup creation and removal events that did not fit in the kernel's ring buffer. Paths of cgroups made then are learned by scanning, which misses cgroups removed before the next collection.", mi.Description())
+					assert.Equal(t, "{event}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "ebpf.cgroups.cached":
+					assert.False(t, validatedMetrics["ebpf.cgroups.cached"], "Found a duplicate in the metrics slice: ebpf.cgroups.cached")
+					validatedMetrics["ebpf.cgroups.cached"] = true
+					assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+					assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+					assert.Equal(t, "cgroup ids whose path the receiver holds. Live cgroups, plus removed ones whose data is still exported.", mi.Description())
+					assert.Equal(t, "{cgroup}", mi.Unit())
+					dp := mi.Gauge().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
 				case "ebpf.tcp.lost":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["ebpf.tcp.lost"], "Found a duplicate in the metrics slice: ebpf.tcp.lost")

@@ -49,6 +49,20 @@ func (rb *ResourceBuilder) SetHostName(val string) {
 	}
 }
 
+// SetK8sNodeName sets provided value as "k8s.node.name" attribute.
+func (rb *ResourceBuilder) SetK8sNodeName(val string) {
+	if rb.config.K8sNodeName.Enabled {
+		rb.res.Attributes().PutStr("k8s.node.name", val)
+	}
+}
+
+// SetK8sPodQosClass sets provided value as "k8s.pod.qos_class" attribute.
+func (rb *ResourceBuilder) SetK8sPodQosClass(val string) {
+	if rb.config.K8sPodQosClass.Enabled {
+		rb.res.Attributes().PutStr("k8s.pod.qos_class", val)
+	}
+}
+
 // SetK8sPodUID sets provided value as "k8s.pod.uid" attribute.
 func (rb *ResourceBuilder) SetK8sPodUID(val string) {
 	if rb.config.K8sPodUID.Enabled {

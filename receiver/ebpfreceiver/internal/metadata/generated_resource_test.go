@@ -17,6 +17,8 @@ func TestResourceBuilder(t *testing.T) {
 			rb.SetCgroupPath("cgroup.path-val")
 			rb.SetContainerID("container.id-val")
 			rb.SetHostName("host.name-val")
+			rb.SetK8sNodeName("k8s.node.name-val")
+			rb.SetK8sPodQosClass("k8s.pod.qos_class-val")
 			rb.SetK8sPodUID("k8s.pod.uid-val")
 
 			res := rb.Emit()
@@ -24,9 +26,9 @@ func TestResourceBuilder(t *testing.T) {
 
 			switch tt {
 			case "default":
-				assert.Equal(t, 5, res.Attributes().Len())
+				assert.Equal(t, 7, res.Attributes().Len())
 			case "all_set":
-				assert.Equal(t, 5, res.Attributes().Len())
+				assert.Equal(t, 7, res.Attributes().Len())
 			case "none_set":
 				assert.Equal(t, 0, res.Attributes().Len())
 				return
@@ -52,6 +54,16 @@ func TestResourceBuilder(t *testing.T) {
 			assert.True(t, ok)
 			if ok {
 				assert.Equal(t, "host.name-val", hostNameAttrVal.Str())
+			}
+			k8sNodeNameAttrVal, ok := res.Attributes().Get("k8s.node.name")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.node.name-val", k8sNodeNameAttrVal.Str())
+			}
+			k8sPodQosClassAttrVal, ok := res.Attributes().Get("k8s.pod.qos_class")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.pod.qos_class-val", k8sPodQosClassAttrVal.Str())
 			}
 			k8sPodUIDAttrVal, ok := res.Attributes().Get("k8s.pod.uid")
 			assert.True(t, ok)

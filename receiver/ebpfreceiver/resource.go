@@ -1,0 +1,62 @@
+package ebpfreceiver
+
+import (
+	"iter"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+)
+
+// nodeNameEnv names the variable that carries the Kubernetes node name; the
+// DaemonSet sets it from the downward API's spec.nodeName.
+const nodeNameEnv = "K8S_NODE_NAME"
+
+// cgroupPaths resolves the cgroup ids the kernel records.
+type cgroupPaths interface {
+	Refresh(ids iter.Seq[uint64]) error
+	Path(id uint64) (string, bool)
+}
+
+// resources builds the Resources that data is grouped by: one per cgroup,
+// and one for the node itself.
+type resources struct {
+	mb       *metadata.MetricsBuilder
+	paths    cgroupPaths
+	hostName string
+	nodeName string
+}
+
+func (r resources) node() pcommon.Resource {
+	rb := r.mb.NewResourceBuilder()
+	r.setNode(rb)
+	return rb.Emit()
+}
+
+func (r resources) cgroup(id uint64) pcommon.Resource {
+	rb := r.mb.NewResourceBuilder()
+	r.setNode(rb)
+	rb.SetCgroupID(int64(id))
+	if p, ok := r.paths.Path(id); ok {
+		rb.SetCgroupPath(p)
+		ident := cgroup.Parse(p)
+		if ident.ContainerID != "" {
+			rb.SetContainerID(ident.ContainerID)
+		}
+		if ident.PodUID != "" {
+			rb.SetK8sPodUID(ident.PodUID)
+		}
+		if ident.QoSClass != "" {
+			rb.SetK8sPodQosClass(ident.QoSClass)
+		}
+	}
+	return rb.Emit()
+}
+
+func (r resources) setNode(rb *metadata.ResourceBuilder) {
+	rb.SetHostName(r.hostName)
+	if r.nodeName != "" {
+		rb.SetK8sNodeName(r.nodeName)
+	}
+}
