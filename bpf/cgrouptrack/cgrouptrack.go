@@ -17,7 +17,12 @@ var Hooks = []string{"cgroup:cgroup_mkdir", "cgroup:cgroup_rmdir"}
 
 // Tracker is the loaded and attached programs and their ring buffer.
 type Tracker struct {
-	objs   bpfObjects
+	// objs leaves out the variables: cilium would mmap their data section,
+	// which keeps its map alive after Close until a GC runs.
+	objs struct {
+		bpfPrograms
+		bpfMaps
+	}
 	links  []link.Link
 	reader *ringbuf.Reader
 	record ringbuf.Record
@@ -91,6 +96,6 @@ func (t *Tracker) Close() error {
 		errs = append(errs, l.Close())
 	}
 	t.links = nil
-	errs = append(errs, t.objs.Close())
+	errs = append(errs, t.objs.bpfPrograms.Close(), t.objs.bpfMaps.Close())
 	return errors.Join(errs...)
 }

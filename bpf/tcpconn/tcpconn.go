@@ -5,13 +5,15 @@ package tcpconn
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
 
-// Options size the kernel maps. Zero values take the defaults.
+// Options size the kernel maps and set the sampling.
 type Options struct {
 	// MaxConnections bounds the connections tracked at once.
 	MaxConnections uint32
@@ -19,81 +21,144 @@ type Options struct {
 	// counted in Snapshot.Overflow.
 	MaxFlows uint32
 	// RTTSampleInterval is the least time between two smoothed RTT samples
-	// of one connection.
+	// of one connection; zero samples every received segment.
 	RTTSampleInterval time.Duration
+	// AttachTo renames the tracepoint a program attaches to, by program
+	// name. Tests use it to force a hook to be missing.
+	AttachTo map[string]string
 }
 
-// Hooks lists the tracepoints the programs attach to, for error messages and
-// documentation.
-var Hooks = []string{
-	"sock:inet_sock_set_state", "sock:sock_send_length", "sock:sock_recv_length",
-	"tcp:tcp_retransmit_skb", "tcp:tcp_send_reset", "tcp:tcp_receive_reset", "tcp:tcp_probe",
+// The parts of the TCP metrics. Each needs its own hooks; a part whose
+// hooks are missing or rejected is disabled and the others still run.
+const (
+	PartConnections = "tcp"             // opened, active; every other part needs it
+	PartBytes       = "tcp.bytes"       // bytes sent and received
+	PartRetransmits = "tcp.retransmits" // retransmitted segments
+	PartResets      = "tcp.resets"      // resets sent and received
+	PartRTT         = "tcp.rtt"         // smoothed RTT samples
+)
+
+// programs maps each program to its tracepoint and part.
+var programs = []struct {
+	name, tracepoint, part string
+}{
+	{"ebr_tcp_state", "sock:inet_sock_set_state", PartConnections},
+	{"ebr_sock_send", "sock:sock_send_length", PartBytes},
+	{"ebr_sock_recv", "sock:sock_recv_length", PartBytes},
+	{"ebr_tcp_retrans", "tcp:tcp_retransmit_skb", PartRetransmits},
+	{"ebr_tcp_rst_tx", "tcp:tcp_send_reset", PartResets},
+	{"ebr_tcp_rst_rx", "tcp:tcp_receive_reset", PartResets},
+	{"ebr_tcp_probe", "tcp:tcp_probe", PartRTT},
+}
+
+// Hooks returns the tracepoints each part attaches to.
+func Hooks() map[string][]string {
+	hooks := make(map[string][]string)
+	for _, p := range programs {
+		hooks[p.part] = append(hooks[p.part], p.tracepoint)
+	}
+	return hooks
 }
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
-	objs  bpfObjects
-	links []link.Link
-	ncpu  int
+	maps     *ebpf.Collection
+	progs    []*ebpf.Program
+	links    []link.Link
+	disabled map[string]error
+	ncpu     int
 }
 
-// Load loads the programs, sizes the maps from opts and attaches every
-// program. The caller must Close the Tracer.
+// Load loads the maps and, one by one, the programs, and attaches them. A
+// program that cannot load or attach disables its part, which Disabled
+// reports; Load fails only when the connections part cannot run. The caller
+// must Close the Tracer.
 func Load(opts Options) (*Tracer, error) {
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("load tcpconn spec: %w", err)
 	}
-	if opts.MaxConnections > 0 {
-		spec.Maps[bpfMapConns].MaxEntries = opts.MaxConnections
-	}
-	if opts.MaxFlows > 0 {
-		spec.Maps[bpfMapFlows].MaxEntries = opts.MaxFlows
-	}
-	if opts.RTTSampleInterval > 0 {
-		if err := spec.Variables[bpfVarRttSampleIntervalNs].Set(uint64(opts.RTTSampleInterval)); err != nil {
-			return nil, fmt.Errorf("set rtt sample interval: %w", err)
-		}
+	spec.Maps[bpfMapConns].MaxEntries = opts.MaxConnections
+	spec.Maps[bpfMapFlows].MaxEntries = opts.MaxFlows
+	if err := spec.Variables[bpfVarRttSampleIntervalNs].Set(uint64(opts.RTTSampleInterval)); err != nil {
+		return nil, fmt.Errorf("set rtt sample interval: %w", err)
 	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{ncpu: ncpu}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load tcpconn programs: %w (verifier log: %+v)", err, verr)
-		}
-		return nil, fmt.Errorf("load tcpconn programs: %w", err)
+
+	// Without Variables, cilium does not mmap the data sections: such a
+	// mapping would keep the maps alive after Close until a GC runs.
+	spec.Variables = nil
+	mapsOnly := spec.Copy()
+	mapsOnly.Programs = nil
+	coll, err := ebpf.NewCollection(mapsOnly)
+	if err != nil {
+		return nil, fmt.Errorf("create tcpconn maps: %w", err)
 	}
-	for _, p := range t.Programs() {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			info, _ := p.Info()
-			name := ""
-			if info != nil {
-				name = info.Name
-			}
-			t.Close()
-			return nil, fmt.Errorf("attach %s: %w", name, err)
+	t := &Tracer{maps: coll, disabled: make(map[string]error), ncpu: ncpu}
+	for _, p := range programs {
+		if t.disabled[p.part] != nil {
+			continue
 		}
-		t.links = append(t.links, l)
+		ps := spec.Programs[p.name]
+		if to, ok := opts.AttachTo[p.name]; ok {
+			ps.AttachTo = to
+		}
+		if err := t.attach(spec, ps); err != nil {
+			t.disabled[p.part] = fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
+		}
+	}
+	if err := t.disabled[PartConnections]; err != nil {
+		t.Close()
+		return nil, err
 	}
 	return t, nil
 }
 
+// attach loads one program against the shared maps and attaches it.
+func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
+	one := spec.Copy()
+	one.Programs = map[string]*ebpf.ProgramSpec{ps.Name: ps}
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: t.maps.Maps})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("verifier: %w", verr)
+		}
+		return err
+	}
+	prog := coll.DetachProgram(ps.Name)
+	coll.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		prog.Close()
+		return fmt.Errorf("attach: %w", err)
+	}
+	t.progs = append(t.progs, prog)
+	t.links = append(t.links, l)
+	return nil
+}
+
+// Disabled returns the parts that could not run, with why.
+func (t *Tracer) Disabled() map[string]error {
+	return maps.Clone(t.disabled)
+}
+
+// Parts returns every part's name.
+func Parts() []string {
+	return slices.Sorted(maps.Keys(Hooks()))
+}
+
 // Programs returns the loaded programs, for their kernel ids and stats.
 func (t *Tracer) Programs() []*ebpf.Program {
-	return []*ebpf.Program{
-		t.objs.EbrTcpState, t.objs.EbrSockSend, t.objs.EbrSockRecv,
-		t.objs.EbrTcpRetrans, t.objs.EbrTcpRstTx, t.objs.EbrTcpRstRx, t.objs.EbrTcpProbe,
-	}
+	return slices.Clone(t.progs)
 }
 
 // Maps returns the loaded maps, for their kernel ids and fill.
 func (t *Tracer) Maps() []*ebpf.Map {
-	return []*ebpf.Map{t.objs.Conns, t.objs.Flows, t.objs.Overflow, t.objs.Counters}
+	return slices.Collect(maps.Values(t.maps.Maps))
 }
 
 // Close detaches the programs and frees the maps.
@@ -102,8 +167,11 @@ func (t *Tracer) Close() error {
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}
-	t.links = nil
-	errs = append(errs, t.objs.Close())
+	for _, p := range t.progs {
+		errs = append(errs, p.Close())
+	}
+	t.links, t.progs = nil, nil
+	t.maps.Close()
 	return errors.Join(errs...)
 }
 
@@ -135,7 +203,7 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 	clear(s.Flows)
 	perCPU := make([]FlowStats, t.ncpu)
 	var key Flow
-	it := t.objs.Flows.Iterate()
+	it := t.maps.Maps[bpfMapFlows].Iterate()
 	for it.Next(&key, &perCPU) {
 		s.Flows[key] = sum(perCPU)
 	}
@@ -143,7 +211,7 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 		return fmt.Errorf("read flows: %w", err)
 	}
 	for d := range s.Overflow {
-		if err := t.objs.Overflow.Lookup(uint32(d), &perCPU); err != nil {
+		if err := t.maps.Maps[bpfMapOverflow].Lookup(uint32(d), &perCPU); err != nil {
 			return fmt.Errorf("read overflow: %w", err)
 		}
 		s.Overflow[d] = sum(perCPU)
@@ -153,7 +221,7 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 		bpfCounterCOUNTER_CONNS_FULL: &s.Lost.ConnsFull,
 		bpfCounterCOUNTER_FLOWS_FULL: &s.Lost.FlowsFull,
 	} {
-		if err := t.objs.Counters.Lookup(uint32(c), &counters); err != nil {
+		if err := t.maps.Maps[bpfMapCounters].Lookup(uint32(c), &counters); err != nil {
 			return fmt.Errorf("read counters: %w", err)
 		}
 		*dst = 0

@@ -36,10 +36,19 @@ type Config struct {
 
 	// TCP configures the TCP connection metrics.
 	TCP TCPConfig `mapstructure:"tcp"`
+
+	// tcpAttachTo renames the tracepoints of tcpconn programs. Tests use it
+	// to make a hook missing for real; it cannot be configured.
+	tcpAttachTo map[string]string
 }
 
 // TCPConfig configures the TCP connection metrics.
 type TCPConfig struct {
+	// Enabled turns the TCP connection metrics on.
+	Enabled bool `mapstructure:"enabled"`
+	// Required makes the receiver fail to start when any part of the TCP
+	// metrics cannot run; otherwise that part is disabled and reported.
+	Required bool `mapstructure:"required"`
 	// MaxConnections bounds the connections tracked at once in the kernel.
 	// A connection past it is counted in ebpf.tcp.lost and not measured.
 	MaxConnections uint32 `mapstructure:"max_connections"`
@@ -63,6 +72,7 @@ func createDefaultConfig() *Config {
 		ControllerConfig:     cc,
 		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
 		TCP: TCPConfig{
+			Enabled:             true,
 			MaxConnections:      65536,
 			MaxFlows:            8192,
 			MaxPeersPerResource: 256,

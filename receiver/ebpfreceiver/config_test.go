@@ -34,6 +34,8 @@ func TestLoadConfig(t *testing.T) {
 		assert.Equal(t, 30*time.Second, cfg.CollectionInterval)
 		assert.Equal(t, "/sys/fs/cgroup", cfg.CgroupRoot)
 		assert.Equal(t, TCPConfig{
+			Enabled:             true,
+			Required:            true,
 			MaxConnections:      1024,
 			MaxFlows:            512,
 			MaxPeersPerResource: 16,

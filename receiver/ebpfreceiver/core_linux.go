@@ -16,20 +16,10 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 )
 
-// tcpSource is what the TCP scraper reads: the loaded tcpconn programs.
-type tcpSource interface {
-	Snapshot(*tcpconn.Snapshot) error
-	Close() error
-}
-
-// loadTCP loads the tcpconn programs; tests may swap it.
-var loadTCP = func(opts tcpconn.Options) (tcpSource, error) { return tcpconn.Load(opts) }
-
 // core is the kernel side of one receiver config: loaded once, however many
 // signals and pipelines use it, and closed when the last one shuts down.
 type core struct {
 	refs     int
-	tcp      tcpSource
 	cgroups  *cgroup.Resolver
 	hostName string
 	nodeName string
@@ -37,7 +27,20 @@ type core struct {
 	// it could not load, and paths then come from scanning alone.
 	tracker *cgrouptrack.Tracker
 	done    chan struct{}
+	// tcp is nil when the TCP metrics are disabled.
+	tcp *tcpconn.Tracer
+	// capabilities holds every capability's status, in a stable order.
+	capabilities []capability
 }
+
+// capability is one thing the receiver measures; err says why it is off.
+type capability struct {
+	name  string
+	hooks []string
+	err   error
+}
+
+var errDisabledInConfig = errors.New("disabled in the configuration")
 
 var (
 	coresMu sync.Mutex
@@ -123,27 +126,66 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 		return nil, fmt.Errorf("host name: %w", err)
 	}
 	c := &core{cgroups: resolver, hostName: host, nodeName: os.Getenv(nodeNameEnv)}
-	if c.tracker, err = cgrouptrack.Load(); err != nil {
-		logger.Warn("cgroup tracking disabled: paths of cgroups removed between two collections will be missing",
-			zap.Strings("hooks", cgrouptrack.Hooks), zap.Error(err))
-	} else {
+
+	tracking := capability{name: "cgroup_tracking", hooks: cgrouptrack.Hooks}
+	if c.tracker, tracking.err = cgrouptrack.Load(); tracking.err == nil {
 		c.done = make(chan struct{})
 		go c.followCgroups(logger)
 	}
-	if c.tcp, err = loadTCP(tcpconn.Options{
+	c.capabilities = append(c.capabilities, tracking)
+
+	if err := c.loadTCP(cfg); err != nil {
+		c.close()
+		return nil, err
+	}
+	for _, cp := range c.capabilities {
+		if cp.err == nil {
+			logger.Info("capability enabled", zap.String("capability", cp.name), zap.Strings("hooks", cp.hooks))
+		} else {
+			logger.Warn("capability disabled", zap.String("capability", cp.name),
+				zap.Strings("hooks", cp.hooks), zap.String("reason", cp.err.Error()))
+		}
+	}
+	return c, nil
+}
+
+// loadTCP loads the TCP metrics and records the status of each of their
+// parts. It fails only when they are required and a part cannot run.
+func (c *core) loadTCP(cfg *Config) error {
+	hooks := tcpconn.Hooks()
+	if !cfg.TCP.Enabled {
+		for _, part := range tcpconn.Parts() {
+			c.capabilities = append(c.capabilities, capability{name: part, hooks: hooks[part], err: errDisabledInConfig})
+		}
+		return nil
+	}
+	tr, err := tcpconn.Load(tcpconn.Options{
 		MaxConnections:    cfg.TCP.MaxConnections,
 		MaxFlows:          cfg.TCP.MaxFlows,
 		RTTSampleInterval: cfg.TCP.RTTSampleInterval,
-	}); err != nil {
-		c.close()
+		AttachTo:          cfg.tcpAttachTo,
+	})
+	disabled := make(map[string]error)
+	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: loading eBPF programs needs CAP_BPF and CAP_PERFMON", err)
+			err = fmt.Errorf("%w: loading eBPF programs needs CAP_BPF and CAP_PERFMON", err)
 		}
-		return nil, fmt.Errorf("tcp connection metrics on %s: %w", strings.Join(tcpconn.Hooks, ", "), err)
+		for _, part := range tcpconn.Parts() {
+			disabled[part] = err
+		}
+	} else {
+		c.tcp = tr
+		disabled = tr.Disabled()
 	}
-	logger.Info("tcp connection metrics enabled",
-		zap.Strings("hooks", tcpconn.Hooks), zap.String("cgroup_root", resolver.Root()))
-	return c, nil
+	for _, part := range tcpconn.Parts() {
+		err := disabled[part]
+		if err != nil && cfg.TCP.Required {
+			return fmt.Errorf("tcp metrics are required but %s cannot run on %s: %w",
+				part, strings.Join(hooks[part], ", "), err)
+		}
+		c.capabilities = append(c.capabilities, capability{name: part, hooks: hooks[part], err: err})
+	}
+	return nil
 }
 
 // checkCapabilities names the capabilities the process lacks to load and

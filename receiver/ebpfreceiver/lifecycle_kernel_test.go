@@ -20,7 +20,6 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
-	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
 
@@ -34,7 +33,7 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 	coresMu.Unlock()
 	require.NotNil(t, c, "no core loaded for this config")
 	require.NotNil(t, c.tracker, "cgroup tracking must load on this kernel")
-	tcp := c.tcp.(*tcpconn.Tracer)
+	tcp := c.tcp
 	for _, p := range append(tcp.Programs(), c.tracker.Programs()...) {
 		info, err := p.Info()
 		require.NoError(t, err)

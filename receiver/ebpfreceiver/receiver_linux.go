@@ -19,7 +19,7 @@ import (
 
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
 	c := cfg.(*Config)
-	s := &tcpScraper{cfg: c, set: set}
+	s := &metricsScraper{cfg: c, set: set}
 	sc, err := scraper.NewMetrics(s.scrape, scraper.WithStart(s.start), scraper.WithShutdown(s.shutdown))
 	if err != nil {
 		return nil, err
@@ -28,8 +28,8 @@ func createMetrics(_ context.Context, set receiver.Settings, cfg component.Confi
 		scraperhelper.AddMetricsScraper(metadata.Type, sc))
 }
 
-// tcpScraper reads the TCP flow maps at each collection interval.
-type tcpScraper struct {
+// metricsScraper reads the kernel maps at each collection interval.
+type metricsScraper struct {
 	cfg  *Config
 	set  receiver.Settings
 	core *core
@@ -40,7 +40,7 @@ type tcpScraper struct {
 	lost tcpconn.Lost
 }
 
-func (s *tcpScraper) start(context.Context, component.Host) error {
+func (s *metricsScraper) start(context.Context, component.Host) error {
 	c, err := acquireCore(s.cfg, s.set.Logger)
 	if err != nil {
 		return err
@@ -53,9 +53,24 @@ func (s *tcpScraper) start(context.Context, component.Host) error {
 	return nil
 }
 
-func (s *tcpScraper) scrape(context.Context) (pmetric.Metrics, error) {
+func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
+	now := pcommon.NewTimestampFromTime(time.Now())
+	out := pmetric.NewMetrics()
+	if s.core.tcp != nil {
+		if err := s.scrapeTCP(now, out); err != nil {
+			return out, err
+		}
+	}
+	s.recordCapabilities(now)
+	s.recordCgroupCache(now)
+	s.tcp.emit(out, s.res.node(), now)
+	omitUnset(out)
+	return out, nil
+}
+
+func (s *metricsScraper) scrapeTCP(now pcommon.Timestamp, out pmetric.Metrics) error {
 	if err := s.core.tcp.Snapshot(&s.snap); err != nil {
-		return pmetric.NewMetrics(), err
+		return err
 	}
 	if err := s.core.cgroups.Refresh(func(yield func(uint64) bool) {
 		for f := range s.snap.Flows {
@@ -73,16 +88,21 @@ func (s *tcpScraper) scrape(context.Context) (pmetric.Metrics, error) {
 			zap.Uint64("flow_updates_in_overflow", s.snap.Lost.FlowsFull-s.lost.FlowsFull))
 		s.lost = s.snap.Lost
 	}
-	now := pcommon.NewTimestampFromTime(time.Now())
-	out := pmetric.NewMetrics()
 	s.tcp.build(&s.snap, now, out)
-	s.recordCgroupCache(now)
-	s.tcp.emit(out, s.res.node(), now)
-	omitUnset(out)
-	return out, nil
+	return nil
 }
 
-func (s *tcpScraper) recordCgroupCache(now pcommon.Timestamp) {
+func (s *metricsScraper) recordCapabilities(now pcommon.Timestamp) {
+	for _, c := range s.core.capabilities {
+		if c.err == nil {
+			s.mb.RecordEbpfCapabilityEnabledDataPoint(now, 1, c.name, "")
+		} else {
+			s.mb.RecordEbpfCapabilityEnabledDataPoint(now, 0, c.name, c.err.Error())
+		}
+	}
+}
+
+func (s *metricsScraper) recordCgroupCache(now pcommon.Timestamp) {
 	s.mb.RecordEbpfCgroupsCachedDataPoint(now, int64(s.core.cgroups.Len()))
 	if s.core.tracker == nil {
 		return
@@ -95,7 +115,7 @@ func (s *tcpScraper) recordCgroupCache(now pcommon.Timestamp) {
 	s.mb.RecordEbpfCgroupEventsLostDataPoint(now, int64(lost))
 }
 
-func (s *tcpScraper) shutdown(context.Context) error {
+func (s *metricsScraper) shutdown(context.Context) error {
 	if s.core == nil {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"iter"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
@@ -58,5 +59,43 @@ func (r resources) setNode(rb *metadata.ResourceBuilder) {
 	rb.SetHostName(r.hostName)
 	if r.nodeName != "" {
 		rb.SetK8sNodeName(r.nodeName)
+	}
+}
+
+// omitUnset drops the attributes that do not apply to a series: mdatagen
+// records every attribute a metric declares, so a server-side series would
+// otherwise carry network.peer.port 0.
+func omitUnset(md pmetric.Metrics) {
+	unset := func(k string, v pcommon.Value) bool {
+		switch k {
+		case "network.peer.address", "ebpf.capability.reason":
+			return v.Str() == ""
+		case "network.peer.port", "network.local.port":
+			return v.Int() == 0
+		case "otel.metric.overflow":
+			return !v.Bool()
+		}
+		return false
+	}
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		sms := rms.At(i).ScopeMetrics()
+		for j := range sms.Len() {
+			ms := sms.At(j).Metrics()
+			for k := range ms.Len() {
+				var dps pmetric.NumberDataPointSlice
+				switch m := ms.At(k); m.Type() {
+				case pmetric.MetricTypeSum:
+					dps = m.Sum().DataPoints()
+				case pmetric.MetricTypeGauge:
+					dps = m.Gauge().DataPoints()
+				default:
+					continue
+				}
+				for l := range dps.Len() {
+					dps.At(l).Attributes().RemoveIf(unset)
+				}
+			}
+		}
 	}
 }

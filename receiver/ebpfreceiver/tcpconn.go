@@ -255,35 +255,3 @@ func appendRTT(metrics pmetric.MetricSlice, ss []series, start, now pcommon.Time
 		}
 	}
 }
-
-// omitUnset drops the attributes that do not apply to a series: mdatagen
-// records every attribute a metric declares, so a server-side series would
-// otherwise carry network.peer.port 0.
-func omitUnset(md pmetric.Metrics) {
-	unset := func(k string, v pcommon.Value) bool {
-		switch k {
-		case "network.peer.address":
-			return v.Str() == ""
-		case "network.peer.port", "network.local.port":
-			return v.Int() == 0
-		case "otel.metric.overflow":
-			return !v.Bool()
-		}
-		return false
-	}
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		sms := rms.At(i).ScopeMetrics()
-		for j := range sms.Len() {
-			ms := sms.At(j).Metrics()
-			for k := range ms.Len() {
-				if m := ms.At(k); m.Type() == pmetric.MetricTypeSum {
-					dps := m.Sum().DataPoints()
-					for l := range dps.Len() {
-						dps.At(l).Attributes().RemoveIf(unset)
-					}
-				}
-			}
-		}
-	}
-}

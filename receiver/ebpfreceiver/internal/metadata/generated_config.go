@@ -9,6 +9,55 @@ import (
 	"go.opentelemetry.io/collector/filter"
 )
 
+// EbpfCapabilityEnabledMetricAttributeKey specifies the key of an attribute for the ebpf.capability.enabled metric.
+type EbpfCapabilityEnabledMetricAttributeKey string
+
+const (
+	EbpfCapabilityEnabledMetricAttributeKeyEbpfCapability       EbpfCapabilityEnabledMetricAttributeKey = "ebpf.capability"
+	EbpfCapabilityEnabledMetricAttributeKeyEbpfCapabilityReason EbpfCapabilityEnabledMetricAttributeKey = "ebpf.capability.reason"
+)
+
+// EbpfCapabilityEnabledMetricConfig provides config for the ebpf.capability.enabled metric.
+type EbpfCapabilityEnabledMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                                    `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfCapabilityEnabledMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfCapabilityEnabledMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfCapabilityEnabledMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfCapabilityEnabledMetricAttributeKeyEbpfCapability, EbpfCapabilityEnabledMetricAttributeKeyEbpfCapabilityReason:
+		default:
+			return fmt.Errorf("metric ebpf.capability.enabled doesn't have an attribute %v, valid attributes: [ebpf.capability, ebpf.capability.reason]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfCgroupEventsLostMetricConfig provides config for the ebpf.cgroup.events.lost metric.
 type EbpfCgroupEventsLostMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -410,6 +459,7 @@ func (ms *TCPConnectionRetransmitsMetricConfig) Validate() error {
 
 // MetricsConfig provides config for ebpf metrics.
 type MetricsConfig struct {
+	EbpfCapabilityEnabled    EbpfCapabilityEnabledMetricConfig    `mapstructure:"ebpf.capability.enabled"`
 	EbpfCgroupEventsLost     EbpfCgroupEventsLostMetricConfig     `mapstructure:"ebpf.cgroup.events.lost"`
 	EbpfCgroupsCached        EbpfCgroupsCachedMetricConfig        `mapstructure:"ebpf.cgroups.cached"`
 	EbpfTCPLost              EbpfTCPLostMetricConfig              `mapstructure:"ebpf.tcp.lost"`
@@ -423,6 +473,11 @@ type MetricsConfig struct {
 
 func DefaultMetricsConfig() MetricsConfig {
 	return MetricsConfig{
+		EbpfCapabilityEnabled: EbpfCapabilityEnabledMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategyAvg,
+			EnabledAttributes:   []EbpfCapabilityEnabledMetricAttributeKey{EbpfCapabilityEnabledMetricAttributeKeyEbpfCapability, EbpfCapabilityEnabledMetricAttributeKeyEbpfCapabilityReason},
+		},
 		EbpfCgroupEventsLost: EbpfCgroupEventsLostMetricConfig{
 			Enabled: true,
 		},

@@ -26,6 +26,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "all_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
+					EbpfCapabilityEnabled: EbpfCapabilityEnabledMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfCapabilityEnabledMetricAttributeKey{EbpfCapabilityEnabledMetricAttributeKeyEbpfCapability, EbpfCapabilityEnabledMetricAttributeKeyEbpfCapabilityReason},
+					},
 					EbpfCgroupEventsLost: EbpfCgroupEventsLostMetricConfig{
 						Enabled: true,
 					},
@@ -83,6 +88,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "none_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
+					EbpfCapabilityEnabled: EbpfCapabilityEnabledMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfCapabilityEnabledMetricAttributeKey{EbpfCapabilityEnabledMetricAttributeKeyEbpfCapability, EbpfCapabilityEnabledMetricAttributeKeyEbpfCapabilityReason},
+					},
 					EbpfCgroupEventsLost: EbpfCgroupEventsLostMetricConfig{
 						Enabled: false,
 					},
@@ -140,10 +150,21 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfTCPLostMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfTCPLostMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
+}
+func TestEbpfCapabilityEnabledMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfCapabilityEnabled
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfCapabilityEnabledMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.capability.enabled doesn't have an attribute invalid, valid attributes: [ebpf.capability, ebpf.capability.reason]")
+
+	cfg = DefaultMetricsConfig().EbpfCapabilityEnabled
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
 
 func TestEbpfTCPLostMetricsConfig_Validate(t *testing.T) {

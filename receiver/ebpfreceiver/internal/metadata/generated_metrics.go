@@ -140,6 +140,10 @@ var MapAttributeTCPConnectionOutcome = map[string]AttributeTCPConnectionOutcome{
 }
 
 var MetricsInfo = metricsInfo{
+	EbpfCapabilityEnabled: metricInfo{
+		Name:       "ebpf.capability.enabled",
+		Attributes: []string{"ebpf.capability", "ebpf.capability.reason"},
+	},
 	EbpfCgroupEventsLost: metricInfo{
 		Name: "ebpf.cgroup.events.lost",
 	},
@@ -177,6 +181,7 @@ var MetricsInfo = metricsInfo{
 }
 
 type metricsInfo struct {
+	EbpfCapabilityEnabled    metricInfo
 	EbpfCgroupEventsLost     metricInfo
 	EbpfCgroupsCached        metricInfo
 	EbpfTCPLost              metricInfo
@@ -191,6 +196,98 @@ type metricsInfo struct {
 type metricInfo struct {
 	Name       string
 	Attributes []string
+}
+
+type metricEbpfCapabilityEnabled struct {
+	data          pmetric.Metric                    // data buffer for generated metric.
+	config        EbpfCapabilityEnabledMetricConfig // metric config provided by user.
+	capacity      int                               // max observed number of data points added to the metric.
+	aggDataPoints []int64                           // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.capability.enabled metric with initial data.
+func (m *metricEbpfCapabilityEnabled) init() {
+	m.data.SetName("ebpf.capability.enabled")
+	m.data.SetDescription("1 for each capability that runs, 0 for each that is disabled, with the reason.")
+	m.data.SetUnit("1")
+	m.data.SetEmptyGauge()
+	m.data.Gauge().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfCapabilityEnabled) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfCapabilityAttributeValue string, ebpfCapabilityReasonAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfCapabilityEnabledMetricAttributeKeyEbpfCapability) {
+		dp.Attributes().PutStr("ebpf.capability", ebpfCapabilityAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, EbpfCapabilityEnabledMetricAttributeKeyEbpfCapabilityReason) {
+		dp.Attributes().PutStr("ebpf.capability.reason", ebpfCapabilityReasonAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Gauge().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfCapabilityEnabled) updateCapacity() {
+	if m.data.Gauge().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Gauge().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfCapabilityEnabled) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Gauge().DataPoints().At(i).SetIntValue(m.data.Gauge().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfCapabilityEnabled(cfg EbpfCapabilityEnabledMetricConfig) metricEbpfCapabilityEnabled {
+	m := metricEbpfCapabilityEnabled{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
 }
 
 type metricEbpfCgroupEventsLost struct {
@@ -1011,6 +1108,7 @@ type MetricsBuilder struct {
 	buildInfo                      component.BuildInfo  // contains version information.
 	resourceAttributeIncludeFilter map[string]filter.Filter
 	resourceAttributeExcludeFilter map[string]filter.Filter
+	metricEbpfCapabilityEnabled    metricEbpfCapabilityEnabled
 	metricEbpfCgroupEventsLost     metricEbpfCgroupEventsLost
 	metricEbpfCgroupsCached        metricEbpfCgroupsCached
 	metricEbpfTCPLost              metricEbpfTCPLost
@@ -1045,6 +1143,7 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		startTime:                      pcommon.NewTimestampFromTime(time.Now()),
 		metricsBuffer:                  pmetric.NewMetrics(),
 		buildInfo:                      settings.BuildInfo,
+		metricEbpfCapabilityEnabled:    newMetricEbpfCapabilityEnabled(mbc.Metrics.EbpfCapabilityEnabled),
 		metricEbpfCgroupEventsLost:     newMetricEbpfCgroupEventsLost(mbc.Metrics.EbpfCgroupEventsLost),
 		metricEbpfCgroupsCached:        newMetricEbpfCgroupsCached(mbc.Metrics.EbpfCgroupsCached),
 		metricEbpfTCPLost:              newMetricEbpfTCPLost(mbc.Metrics.EbpfTCPLost),
@@ -1168,6 +1267,7 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	ils.Scope().SetName(ScopeName)
 	ils.Scope().SetVersion(mb.buildInfo.Version)
 	ils.Metrics().EnsureCapacity(mb.metricsCapacity)
+	mb.metricEbpfCapabilityEnabled.emit(ils.Metrics())
 	mb.metricEbpfCgroupEventsLost.emit(ils.Metrics())
 	mb.metricEbpfCgroupsCached.emit(ils.Metrics())
 	mb.metricEbpfTCPLost.emit(ils.Metrics())
@@ -1206,6 +1306,11 @@ func (mb *MetricsBuilder) Emit(options ...ResourceMetricsOption) pmetric.Metrics
 	metrics := mb.metricsBuffer
 	mb.metricsBuffer = pmetric.NewMetrics()
 	return metrics
+}
+
+// RecordEbpfCapabilityEnabledDataPoint adds a data point to ebpf.capability.enabled metric.
+func (mb *MetricsBuilder) RecordEbpfCapabilityEnabledDataPoint(ts pcommon.Timestamp, val int64, ebpfCapabilityAttributeValue string, ebpfCapabilityReasonAttributeValue string) {
+	mb.metricEbpfCapabilityEnabled.recordDataPoint(mb.startTime, ts, val, ebpfCapabilityAttributeValue, ebpfCapabilityReasonAttributeValue)
 }
 
 // RecordEbpfCgroupEventsLostDataPoint adds a data point to ebpf.cgroup.events.lost metric.

@@ -67,6 +67,7 @@ func TestMetricsBuilder(t *testing.T) {
 			settings.Logger = zap.New(observedZapCore)
 			mb := NewMetricsBuilder(loadMetricsBuilderConfig(t, tt.name), settings, WithStartTime(start))
 			aggMap := make(map[string]string) // contains the aggregation strategies for each metric name
+			aggMap["ebpf.capability.enabled"] = mb.metricEbpfCapabilityEnabled.config.AggregationStrategy
 			aggMap["ebpf.tcp.lost"] = mb.metricEbpfTCPLost.config.AggregationStrategy
 			aggMap["tcp.connection.active"] = mb.metricTCPConnectionActive.config.AggregationStrategy
 			aggMap["tcp.connection.io"] = mb.metricTCPConnectionIo.config.AggregationStrategy
@@ -82,6 +83,12 @@ func TestMetricsBuilder(t *testing.T) {
 
 			defaultMetricsCount := 0
 			allMetricsCount := 0
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfCapabilityEnabledDataPoint(ts, 1, "ebpf.capability-val", "ebpf.capability.reason-val")
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfCapabilityEnabledDataPoint(ts, 3, "ebpf.capability-val-2", "ebpf.capability.reason-val-2")
+			}
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordEbpfCgroupEventsLostDataPoint(ts, 1)
@@ -142,6 +149,7 @@ func TestMetricsBuilder(t *testing.T) {
 			res := rb.Emit()
 			metrics := mb.Emit(WithResource(res))
 			if tt.name == "reaggregate_set" {
+				assert.Empty(t, mb.metricEbpfCapabilityEnabled.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfTCPLost.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionActive.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionIo.aggDataPoints)
@@ -176,6 +184,51 @@ func TestMetricsBuilder(t *testing.T) {
 			validatedMetrics := make(map[string]bool)
 			for _, mi := range allMetricsList {
 				switch mi.Name() {
+				case "ebpf.capability.enabled":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.capability.enabled"], "Found a duplicate in the metrics slice: ebpf.capability.enabled")
+						validatedMetrics["ebpf.capability.enabled"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "1 for each capability that runs, 0 for each that is disabled, with the reason.", mi.Description())
+						assert.Equal(t, "1", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfCapabilityAttrVal, ok := dp.Attributes().Get("ebpf.capability")
+						assert.True(t, ok)
+						assert.Equal(t, "ebpf.capability-val", ebpfCapabilityAttrVal.Str())
+						ebpfCapabilityReasonAttrVal, ok := dp.Attributes().Get("ebpf.capability.reason")
+						assert.True(t, ok)
+						assert.Equal(t, "ebpf.capability.reason-val", ebpfCapabilityReasonAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.capability.enabled"], "Found a duplicate in the metrics slice: ebpf.capability.enabled")
+						validatedMetrics["ebpf.capability.enabled"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "1 for each capability that runs, 0 for each that is disabled, with the reason.", mi.Description())
+						assert.Equal(t, "1", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.capability.enabled"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.capability")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("ebpf.capability.reason")
+						assert.False(t, ok)
+					}
 				case "ebpf.cgroup.events.lost":
 					assert.False(t, validatedMetrics["ebpf.cgroup.events.lost"], "Found a duplicate in the metrics slice: ebpf.cgroup.events.lost")
 					validatedMetrics["ebpf.cgroup.events.lost"] = true

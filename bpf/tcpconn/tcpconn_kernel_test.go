@@ -1,0 +1,391 @@
+//go:build linux
+
+package tcpconn
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
+)
+
+func TestMain(m *testing.M) {
+	bpftest.RunHelperIfRequested(map[string]bpftest.HelperFunc{
+		"load-without-tracefs": loadWithoutTracefs,
+	})
+	os.Exit(m.Run())
+}
+
+func load(t *testing.T) *Tracer {
+	t.Helper()
+	bpftest.RequireBPF(t)
+	tr, err := Load(Options{})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// snapshot reads the maps and fails t on any kernel-side loss.
+func snapshot(t *testing.T, tr *Tracer) Snapshot {
+	t.Helper()
+	var s Snapshot
+	if err := tr.Snapshot(&s); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if s.Lost != (Lost{}) {
+		t.Errorf("lost: %+v", s.Lost)
+	}
+	for d, o := range s.Overflow {
+		if o != (FlowStats{}) {
+			t.Errorf("overflow of direction %d: %+v", d, o)
+		}
+	}
+	return s
+}
+
+// flowsOf returns the flows owned by the cgroups ids, without their RTT
+// samples, which it checks for consistency.
+func flowsOf(t *testing.T, s Snapshot, ids ...uint64) map[Flow]FlowStats {
+	t.Helper()
+	got := make(map[Flow]FlowStats)
+	for f, st := range s.Flows {
+		if !slices.Contains(ids, f.CgroupId) {
+			continue
+		}
+		var n uint64
+		for _, b := range st.RttBuckets {
+			n += b
+		}
+		if n != st.RttCount || (n > 0) != (st.RttSumUs > 0) {
+			t.Errorf("flow %s: rtt count %d, sum %d us, buckets %v", flowString(f), st.RttCount, st.RttSumUs, st.RttBuckets)
+		}
+		st.RttCount, st.RttSumUs, st.RttBuckets = 0, 0, [RTTBuckets]uint64{}
+		got[f] = st
+	}
+	return got
+}
+
+// checkRTT checks that flow f has at least min RTT samples, or none if min
+// is 0. A connection samples its srtt on the first segment it receives once
+// established, then at most once per second; a refused one never does.
+func checkRTT(t *testing.T, s Snapshot, f Flow, min uint64) {
+	t.Helper()
+	n := s.Flows[f].RttCount
+	if n < min || (min == 0 && n != 0) {
+		t.Errorf("flow %s: %d rtt samples, want at least %d (none if 0)", flowString(f), n, min)
+	}
+}
+
+func flowString(f Flow) string {
+	return fmt.Sprintf("{cgroup %d dir %d peer %v peer port %d local port %d}",
+		f.CgroupId, f.Direction, f.Peer(), f.PeerPort, f.LocalPort)
+}
+
+func clientFlow(cgroup uint64, peer netip.Addr, port uint16) Flow {
+	return Flow{CgroupId: cgroup, Direction: uint8(DirectionClient), PeerAddr: netip.AddrFrom4(peer.As4()).As16(), PeerPort: port}
+}
+
+func serverFlow(cgroup uint64, peer netip.Addr, port uint16) Flow {
+	return Flow{CgroupId: cgroup, Direction: uint8(DirectionServer), PeerAddr: netip.AddrFrom4(peer.As4()).As16(), LocalPort: port}
+}
+
+func opened(established, refused uint64) [OutcomeCount]uint64 {
+	var o [OutcomeCount]uint64
+	o[OutcomeEstablished] = established
+	o[OutcomeRefused] = refused
+	return o
+}
+
+func compareFlows(t *testing.T, got, want map[Flow]FlowStats) {
+	t.Helper()
+	for f, w := range want {
+		g, ok := got[f]
+		if !ok {
+			t.Errorf("flow %s missing", flowString(f))
+			continue
+		}
+		if g != w {
+			t.Errorf("flow %s:\n got %+v\nwant %+v", flowString(f), g, w)
+		}
+	}
+	for f, g := range got {
+		if _, ok := want[f]; !ok {
+			t.Errorf("unexpected flow %s: %+v", flowString(f), g)
+		}
+	}
+}
+
+// TestLoad loads and attaches every program to its hook, and checks that
+// Close leaves none of them in the kernel.
+func TestLoad(t *testing.T) {
+	bpftest.RequireBPF(t)
+	tr, err := Load(Options{})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	var hooks []string
+	var progs []ebpf.ProgramID
+	var links []link.ID
+	// tp_btf programs are tracing programs; the kernel attaches them with
+	// raw tracepoint links.
+	for _, l := range tr.links {
+		info, err := l.Info()
+		if err != nil {
+			t.Fatalf("link info: %v", err)
+		}
+		p, err := ebpf.NewProgramFromID(info.Program)
+		if err != nil {
+			t.Fatalf("link %d: program: %v", info.ID, err)
+		}
+		if p.Type() != ebpf.Tracing {
+			t.Errorf("link %d: program type %v, want tracing", info.ID, p.Type())
+		}
+		p.Close()
+		if info.Type != link.RawTracepointType {
+			t.Fatalf("link %d: type %v, want raw tracepoint", info.ID, info.Type)
+		}
+		hooks = append(hooks, info.RawTracepoint().Name)
+		progs = append(progs, info.Program)
+		links = append(links, info.ID)
+	}
+	var want []string
+	for _, hs := range Hooks() {
+		for _, h := range hs {
+			_, event, _ := strings.Cut(h, ":")
+			want = append(want, event)
+		}
+	}
+	slices.Sort(hooks)
+	slices.Sort(want)
+	if !slices.Equal(hooks, want) {
+		t.Errorf("attached to %v, want %v", hooks, want)
+	}
+
+	if err := tr.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// The kernel may free a program after its last link a little later.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, id := range progs {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if err == nil {
+				p.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("program %d still loaded after close: %v", id, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, id := range links {
+		if l, err := link.NewFromID(id); !errors.Is(err, os.ErrNotExist) {
+			if err == nil {
+				l.Close()
+			}
+			t.Errorf("link %d still exists after close: %v", id, err)
+		}
+	}
+}
+
+// TestLoadWithoutTracefs loads the programs in a mount namespace that has no
+// tracefs, debugfs or bpffs: tp_btf programs find their hooks through BTF.
+func TestLoadWithoutTracefs(t *testing.T) {
+	bpftest.RequireBPF(t)
+	cmd := bpftest.HelperCommand(t.Context(), "load-without-tracefs")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("load without tracefs: %v: %s", err, out)
+	}
+}
+
+func loadWithoutTracefs([]string) error {
+	for _, m := range []string{"/sys/kernel/debug/tracing", "/sys/kernel/tracing", "/sys/kernel/debug", "/sys/fs/bpf"} {
+		// Mounts may be stacked; EINVAL means none is left.
+		for syscall.Unmount(m, syscall.MNT_DETACH) == nil {
+		}
+	}
+	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s still there: %v", p, err)
+		}
+	}
+	tr, err := Load(Options{})
+	if err != nil {
+		return err
+	}
+	return tr.Close()
+}
+
+// newPods makes two pods on one node. Both have tail loss probes off: a
+// probe is a retransmit, sent when an ACK is late by a few milliseconds,
+// which a loaded test machine makes happen now and then.
+func newPods(t *testing.T, b bpftest.PodOptions) (*bpftest.Node, *bpftest.Pod, *bpftest.Pod) {
+	t.Helper()
+	node := bpftest.NewNode(t)
+	b.Node = node
+	pods := []*bpftest.Pod{bpftest.NewPod(t, bpftest.PodOptions{Node: node}), bpftest.NewPod(t, b)}
+	for _, p := range pods {
+		p.Sysctl(t, "net.ipv4.tcp_early_retrans", "0")
+	}
+	return node, pods[0], pods[1]
+}
+
+// TestPodTraffic runs real connections between two fake pods and checks each
+// pod's flows, exactly.
+func TestPodTraffic(t *testing.T) {
+	tr := load(t)
+	_, a, b := newPods(t, bpftest.PodOptions{QoS: bpftest.QoSGuaranteed, Runtime: bpftest.RuntimeCRIO})
+	const (
+		port, closedPort = 8080, 8081
+		conns, refused   = 5, 3
+		request, reply   = 100_003, 70_001 // several segments and reads each
+	)
+
+	srv := b.StartTCPServer(t, bpftest.ServerOptions{Port: port, Conns: conns + 1, Recv: request, Send: reply})
+	a.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, port), Conns: conns, Send: request, Recv: reply})
+	a.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, closedPort), Conns: refused, Refused: true})
+	a.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, port), Conns: 1, Send: request, Recv: reply, Reset: true})
+	if got, want := srv.Wait(t), fmt.Sprintf("eof %d reset 1", conns); got != want {
+		t.Fatalf("server: %q, want %q", got, want)
+	}
+
+	s := snapshot(t, tr)
+	defer func() {
+		for _, p := range []*bpftest.Pod{a, b} {
+			out, _ := exec.Command("ip", "netns", "exec", p.Netns, "nstat", "-a").CombinedOutput()
+			for _, l := range strings.Split(string(out), "\n") {
+				if strings.Contains(l, "Retrans") || strings.Contains(l, "Probe") || strings.Contains(l, "Timeout") || strings.Contains(l, "Reorder") || strings.Contains(l, "Recovery") || strings.Contains(l, "Spurious") || strings.Contains(l, "SACK") || strings.Contains(l, "DSACK") {
+					t.Log(p.Netns, l)
+				}
+			}
+		}
+	}()
+	compareFlows(t, flowsOf(t, s, a.CgroupID, b.CgroupID), map[Flow]FlowStats{
+		// A's connections to B's server, the reset one included: each
+		// was established by A's connect(2) and left ESTABLISHED (FIN or
+		// abort); bytes are the payload A wrote and read. The abort sends
+		// one reset from A's socket.
+		clientFlow(a.CgroupID, b.IP, port): {
+			Opened:        opened(conns+1, 0),
+			Closed:        conns + 1,
+			BytesSent:     (conns + 1) * request,
+			BytesReceived: (conns + 1) * reply,
+			ResetsSent:    1,
+		},
+		// A's connects to the closed port: each SYN was answered by a
+		// reset, received in SYN_SENT, which ends the attempt as refused.
+		// They were never established, so never closed.
+		clientFlow(a.CgroupID, b.IP, closedPort): {
+			Opened:         opened(0, refused),
+			ResetsReceived: refused,
+		},
+		// B's side of the same connections: accepted sockets take the
+		// listener's cgroup; established when the handshake completed,
+		// closed on the client's FIN or reset; the reset is received by B.
+		serverFlow(b.CgroupID, a.IP, port): {
+			Opened:         opened(conns+1, 0),
+			Closed:         conns + 1,
+			BytesSent:      (conns + 1) * reply,
+			BytesReceived:  (conns + 1) * request,
+			ResetsReceived: 1,
+		},
+	})
+	checkRTT(t, s, clientFlow(a.CgroupID, b.IP, port), conns+1)
+	checkRTT(t, s, clientFlow(a.CgroupID, b.IP, closedPort), 0)
+	checkRTT(t, s, serverFlow(b.CgroupID, a.IP, port), conns+1)
+	// B's kernel answered the SYNs to the closed port with no socket: the
+	// node's flow. Other traffic on the machine may add to it.
+	if n := s.Flows[Flow{}].ResetsSent; n < refused {
+		t.Errorf("node flow: %d resets sent, want at least %d", n, refused)
+	}
+}
+
+// TestRetransmits loses some of A's data segments on the wire and checks that
+// the retransmits count on A, the sender, with bytes still exact.
+func TestRetransmits(t *testing.T) {
+	tr := load(t)
+	_, a, b := newPods(t, bpftest.PodOptions{})
+	const port, request, reply = 8080, 4 << 20, 1
+	drop := a.DropSent(t, port, 4)
+
+	srv := b.StartTCPServer(t, bpftest.ServerOptions{Port: port, Conns: 1, Recv: request, Send: reply})
+	a.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, port), Conns: 1, Send: request, Recv: reply})
+	srv.Wait(t)
+	dropped := drop.Dropped(t)
+	if dropped == 0 {
+		t.Fatal("no segment dropped")
+	}
+
+	s := snapshot(t, tr)
+	got := flowsOf(t, s, a.CgroupID, b.CgroupID)
+	client := got[clientFlow(a.CgroupID, b.IP, port)]
+	server := got[serverFlow(b.CgroupID, a.IP, port)]
+	t.Logf("dropped %d segments, retransmits: client %d, server %d", dropped, client.Retransmits, server.Retransmits)
+	if client.Retransmits == 0 {
+		t.Errorf("client: no retransmits")
+	}
+	// Only A's data was lost; B's reply and ACKs were not.
+	if server.Retransmits != 0 {
+		t.Errorf("server: %d retransmits, want 0", server.Retransmits)
+	}
+	client.Retransmits, server.Retransmits = 0, 0
+	got[clientFlow(a.CgroupID, b.IP, port)] = client
+	got[serverFlow(b.CgroupID, a.IP, port)] = server
+	compareFlows(t, got, map[Flow]FlowStats{
+		clientFlow(a.CgroupID, b.IP, port): {Opened: opened(1, 0), Closed: 1, BytesSent: request, BytesReceived: reply},
+		serverFlow(b.CgroupID, a.IP, port): {Opened: opened(1, 0), Closed: 1, BytesSent: reply, BytesReceived: request},
+	})
+}
+
+// TestHostProcess checks that a process in the host's root cgroup, not in a
+// pod, gets flows of its own next to a pod's.
+func TestHostProcess(t *testing.T) {
+	tr := load(t)
+	node, a, b := newPods(t, bpftest.PodOptions{})
+	node.Sysctl(t, "net.ipv4.tcp_early_retrans", "0")
+	// Node processes run in the root cgroup.
+	if node.CgroupID == a.CgroupID || node.CgroupID == b.CgroupID || node.CgroupID == 0 {
+		t.Fatalf("root cgroup id %d, pods %d and %d", node.CgroupID, a.CgroupID, b.CgroupID)
+	}
+	const port, request, reply = 8080, 1000, 2000
+
+	srv := b.StartTCPServer(t, bpftest.ServerOptions{Port: port, Conns: 3, Recv: request, Send: reply})
+	node.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, port), Conns: 2, Send: request, Recv: reply})
+	a.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, port), Conns: 1, Send: request, Recv: reply})
+	srv.Wait(t)
+
+	s := snapshot(t, tr)
+	got := flowsOf(t, s, a.CgroupID, b.CgroupID)
+	// Other processes in the root cgroup may have flows of their own: keep
+	// the host process's only.
+	host := clientFlow(node.CgroupID, b.IP, port)
+	if st, ok := s.Flows[host]; ok {
+		st.RttCount, st.RttSumUs, st.RttBuckets = 0, 0, [RTTBuckets]uint64{}
+		got[host] = st
+	}
+	compareFlows(t, got, map[Flow]FlowStats{
+		host:                               {Opened: opened(2, 0), Closed: 2, BytesSent: 2 * request, BytesReceived: 2 * reply},
+		clientFlow(a.CgroupID, b.IP, port): {Opened: opened(1, 0), Closed: 1, BytesSent: request, BytesReceived: reply},
+		// B tells its peers apart by address: the node's and A's.
+		serverFlow(b.CgroupID, node.IP, port): {Opened: opened(2, 0), Closed: 2, BytesSent: 2 * reply, BytesReceived: 2 * request},
+		serverFlow(b.CgroupID, a.IP, port):    {Opened: opened(1, 0), Closed: 1, BytesSent: reply, BytesReceived: request},
+	})
+}

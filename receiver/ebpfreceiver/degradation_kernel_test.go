@@ -1,0 +1,136 @@
+//go:build linux
+
+package ebpfreceiver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+)
+
+// capabilities reads ebpf.capability.enabled from md: capability -> reason,
+// with "" for enabled.
+func capabilities(md pmetric.Metrics) map[string]string {
+	got := make(map[string]string)
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+		for j := range ms.Len() {
+			if ms.At(j).Name() != "ebpf.capability.enabled" {
+				continue
+			}
+			dps := ms.At(j).Gauge().DataPoints()
+			for k := range dps.Len() {
+				name, _ := dps.At(k).Attributes().Get("ebpf.capability")
+				reason, hasReason := dps.At(k).Attributes().Get("ebpf.capability.reason")
+				if dps.At(k).IntValue() == 1 && !hasReason {
+					got[name.Str()] = ""
+				} else {
+					got[name.Str()] = reason.Str()
+				}
+			}
+		}
+	}
+	return got
+}
+
+func hasMetric(md pmetric.Metrics, name string) bool {
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+		for j := range ms.Len() {
+			if ms.At(j).Name() == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// scrapeOnce runs a receiver until it has exported twice, after traffic.
+func scrapeOnce(t *testing.T, cfg *Config) pmetric.Metrics {
+	t.Helper()
+	cfg.CollectionInterval = 100 * time.Millisecond
+	cfg.InitialDelay = 0
+	sink := new(consumertest.MetricsSink)
+	r := startReceiver(t, cfg, sink)
+	defer func() { require.NoError(t, r.Shutdown(context.Background())) }()
+	port := loopbackTraffic(t, 2, 100)
+	var last pmetric.Metrics
+	require.Eventually(t, func() bool {
+		all := sink.AllMetrics()
+		if len(all) == 0 {
+			return false
+		}
+		last = all[len(all)-1]
+		opened, _ := clientFlow(last, port)
+		return opened == 2 || !cfg.TCP.Enabled || capabilities(last)["tcp"] != ""
+	}, 5*time.Second, 50*time.Millisecond)
+	return last
+}
+
+// A hook that does not exist disables its part only; the rest runs.
+func TestMissingHookDisablesItsPart(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.tcpAttachTo = map[string]string{"ebr_tcp_probe": "ebpfreceiver_no_such_tracepoint"}
+	md := scrapeOnce(t, cfg)
+
+	caps := capabilities(md)
+	assert.Contains(t, caps["tcp.rtt"], "ebr_tcp_probe on tcp:tcp_probe")
+	for _, c := range []string{"cgroup_tracking", "tcp", "tcp.bytes", "tcp.resets", "tcp.retransmits"} {
+		assert.Equal(t, "", caps[c], c)
+	}
+	assert.True(t, hasMetric(md, "tcp.connection.io"), "bytes still measured")
+	assert.False(t, hasMetric(md, "tcp.connection.rtt"))
+}
+
+// The base hook missing disables all TCP metrics; cgroup tracking and the
+// receiver keep running.
+func TestMissingBaseHookDisablesTCP(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.tcpAttachTo = map[string]string{"ebr_tcp_state": "ebpfreceiver_no_such_tracepoint"}
+	md := scrapeOnce(t, cfg)
+
+	caps := capabilities(md)
+	assert.Equal(t, "", caps["cgroup_tracking"])
+	for _, c := range []string{"tcp", "tcp.bytes", "tcp.resets", "tcp.retransmits", "tcp.rtt"} {
+		assert.Contains(t, caps[c], "ebr_tcp_state on sock:inet_sock_set_state", c)
+	}
+	assert.False(t, hasMetric(md, "tcp.connection.opened"))
+	assert.True(t, hasMetric(md, "ebpf.cgroups.cached"))
+}
+
+func TestTCPDisabledInConfig(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.TCP.Enabled = false
+	caps := capabilities(scrapeOnce(t, cfg))
+	assert.Equal(t, errDisabledInConfig.Error(), caps["tcp"])
+	assert.Equal(t, "", caps["cgroup_tracking"])
+}
+
+// A required capability that cannot run stops the receiver from starting,
+// with the hook and the reason in the error.
+func TestRequiredCapabilityFailsStart(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.TCP.Required = true
+	cfg.tcpAttachTo = map[string]string{"ebr_tcp_probe": "ebpfreceiver_no_such_tracepoint"}
+	r, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, new(consumertest.MetricsSink))
+	require.NoError(t, err)
+	err = r.Start(context.Background(), componenttest.NewNopHost())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "tcp.rtt cannot run on tcp:tcp_probe")
+	assert.Contains(t, err.Error(), "ebpfreceiver_no_such_tracepoint")
+	require.NoError(t, r.Shutdown(context.Background()))
+	coresMu.Lock()
+	defer coresMu.Unlock()
+	assert.Empty(t, cores, "nothing stays loaded")
+}
