@@ -1,0 +1,72 @@
+//go:build linux
+
+package httptrace
+
+import (
+	"fmt"
+	"net/netip"
+	"unsafe"
+)
+
+// Dir says what an Event is.
+type Dir = bpfHttpDir
+
+// The directions.
+const (
+	DirIngress Dir = bpfHttpDirDIR_INGRESS // bytes the process received
+	DirEgress  Dir = bpfHttpDirDIR_EGRESS  // bytes the process sent
+	DirClose   Dir = bpfHttpDirDIR_CLOSE   // the connection closed
+)
+
+// PrefixMax is the most bytes of one syscall an Event carries.
+const PrefixMax = len(bpfHttpEvent{}.Data)
+
+const (
+	recordSize = int(unsafe.Sizeof(bpfHttpEvent{}))
+	headerSize = int(unsafe.Offsetof(bpfHttpEvent{}.Data))
+)
+
+// Event is one syscall's data on an HTTP connection, or its close.
+type Event struct {
+	// TS is the kernel's monotonic clock at the syscall, in nanoseconds.
+	TS uint64
+	// Conn identifies the connection while it is open.
+	Conn uint64
+	// CgroupID is the owner's cgroup, fixed at the connection's first data.
+	CgroupID uint64
+	PID      uint32
+	// Size is the number of bytes the syscall moved; Data holds the first
+	// of them.
+	Size   uint32
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	Dir    Dir
+	// Data is reused by the next Decode into the same Event.
+	Data []byte
+}
+
+// Decode decodes a raw ring buffer record into e without allocating once
+// e.Data has grown to PrefixMax.
+func Decode(raw []byte, e *Event) error {
+	if len(raw) < headerSize {
+		return fmt.Errorf("http event: got %d bytes, want at least %d", len(raw), headerSize)
+	}
+	var rec bpfHttpEvent
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&rec)), recordSize), raw)
+	if int(rec.Captured) > PrefixMax || headerSize+int(rec.Captured) != len(raw) {
+		return fmt.Errorf("http event: %d bytes captured in a %d-byte record", rec.Captured, len(raw))
+	}
+	if Dir(rec.Dir) > DirClose {
+		return fmt.Errorf("http event: unknown direction %d", rec.Dir)
+	}
+	e.TS = rec.TsNs
+	e.Conn = rec.Sock
+	e.CgroupID = rec.CgroupId
+	e.PID = rec.Pid
+	e.Size = rec.Size
+	e.Local = netip.AddrPortFrom(netip.AddrFrom16(rec.LocalAddr).Unmap(), rec.LocalPort)
+	e.Remote = netip.AddrPortFrom(netip.AddrFrom16(rec.RemoteAddr).Unmap(), rec.RemotePort)
+	e.Dir = Dir(rec.Dir)
+	e.Data = append(e.Data[:0], rec.Data[:rec.Captured]...)
+	return nil
+}

@@ -1,0 +1,322 @@
+//go:build ignore
+
+// HTTP/1.x capture from syscalls. sys_enter records, per thread, where the
+// data of a read- or write-like syscall lives; the socket length
+// tracepoints, which fire inside that syscall with the socket and the byte
+// count, copy a bounded prefix of it to a ring buffer. Only TCP connections
+// whose first bytes look like HTTP/1.x are streamed; the verdict is kept in
+// socket-local storage, which the kernel frees with the socket.
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_tracing.h"
+#include "bpf_endian.h"
+#include "syscalls.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define MSG_PEEK 2
+#define PREFIX_MAX 512 /* a power of two */
+
+enum http_dir {
+	DIR_INGRESS = 0, /* bytes the process received */
+	DIR_EGRESS = 1,  /* bytes the process sent */
+	DIR_CLOSE = 2,   /* the connection closed; no data */
+};
+
+enum conn_verdict {
+	VERDICT_UNKNOWN = 0,
+	VERDICT_HTTP = 1,
+	VERDICT_OTHER = 2,
+};
+
+enum http_counter {
+	HTTP_COUNTER_EVENTS = 0,    /* records submitted */
+	HTTP_COUNTER_LOST = 1,      /* records the ring buffer had no room for */
+	HTTP_COUNTER_NO_BUFFER = 2, /* data whose user buffer was not known */
+	HTTP_COUNTER_COUNT = 3,
+};
+
+struct http_event {
+	__u64 ts_ns;
+	__u64 sock;       /* struct sock *: the connection's identity */
+	__u64 cgroup_id;  /* the owner, fixed at the connection's first data */
+	__u32 pid;
+	__u32 size;       /* bytes the syscall moved */
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 captured;   /* bytes of data that follow */
+	__u8 dir;         /* enum http_dir */
+	__u8 pad;
+	__u8 data[PREFIX_MAX];
+};
+
+struct conn_state {
+	__u64 cgroup_id;
+	__u8 verdict; /* enum conn_verdict */
+	__u8 pad[7];
+};
+
+/* Where a syscall's data lives, recorded at sys_enter. */
+struct syscall_args {
+	__u64 buf;   /* the buffer, or the first struct iovec */
+	__u32 nr;    /* the syscall number */
+	__u8 is_iov; /* buf points at an iovec */
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct syscall_args);
+} args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct conn_state);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_event);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HTTP_COUNTER_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Bytes of each syscall copied, at most PREFIX_MAX. */
+const volatile __u32 capture_len = 256;
+/* Wake the reader only once this much is waiting; it polls otherwise. */
+const volatile __u64 wakeup_bytes = 256 * 1024;
+
+const enum http_dir *unused_http_dir __attribute__((unused));
+const enum http_counter *unused_http_counter __attribute__((unused));
+
+static __always_inline void count(__u32 c)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &c);
+	if (v)
+		*v += 1;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(ebr_http_enter, struct pt_regs *regs, long id)
+{
+	/* Every syscall of every process passes here: decide on the number
+	 * first. */
+	__u8 is_iov;
+	switch (id) {
+	case NR_read:
+	case NR_write:
+	case NR_sendto:
+	case NR_recvfrom:
+		is_iov = 0;
+		break;
+	case NR_readv:
+	case NR_writev:
+		is_iov = 1;
+		break;
+	case NR_sendmsg:
+	case NR_recvmsg:
+		is_iov = 2;
+		break;
+	default:
+		return 0;
+	}
+	struct syscall_args a = {.nr = id, .is_iov = is_iov != 0};
+	a.buf = PT_REGS_PARM2_CORE(regs);
+	if (is_iov == 2) {
+		struct user_msghdr msg;
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
+			return 0;
+		a.buf = (__u64)msg.msg_iov;
+	}
+	__u64 tid = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&args, &tid, &a, BPF_ANY);
+	return 0;
+}
+
+/* The user buffer of the running syscall, if sys_enter recorded it. */
+static __always_inline __u64 user_buffer(__u64 *len_cap)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct syscall_args *a = bpf_map_lookup_elem(&args, &tid);
+	if (!a || a->nr != current_syscall_nr())
+		return 0;
+	if (!a->is_iov)
+		return a->buf;
+	struct iovec iov;
+	if (bpf_probe_read_user(&iov, sizeof(iov), (void *)a->buf))
+		return 0;
+	if (iov.iov_len < *len_cap)
+		*len_cap = iov.iov_len;
+	return (__u64)iov.iov_base;
+}
+
+static __always_inline bool looks_like_http(const __u8 *p)
+{
+	/* Request methods of RFC 9110 and PATCH, or a status line. */
+	if (p[0] == 'G' && p[1] == 'E' && p[2] == 'T' && p[3] == ' ')
+		return true;
+	if (p[0] == 'P' && p[1] == 'O' && p[2] == 'S' && p[3] == 'T')
+		return true;
+	if (p[0] == 'P' && p[1] == 'U' && p[2] == 'T' && p[3] == ' ')
+		return true;
+	if (p[0] == 'H' && p[1] == 'E' && p[2] == 'A' && p[3] == 'D')
+		return true;
+	if (p[0] == 'D' && p[1] == 'E' && p[2] == 'L' && p[3] == 'E')
+		return true;
+	if (p[0] == 'P' && p[1] == 'A' && p[2] == 'T' && p[3] == 'C')
+		return true;
+	if (p[0] == 'O' && p[1] == 'P' && p[2] == 'T' && p[3] == 'I')
+		return true;
+	if (p[0] == 'C' && p[1] == 'O' && p[2] == 'N' && p[3] == 'N')
+		return true;
+	if (p[0] == 'T' && p[1] == 'R' && p[2] == 'A' && p[3] == 'C')
+		return true;
+	return p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P';
+}
+
+static __always_inline void fill_tuple(struct http_event *e, struct sock *sk)
+{
+	__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
+	__builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
+	if (sk->__sk_common.skc_family == AF_INET) {
+		__u32 l = sk->__sk_common.skc_rcv_saddr, r = sk->__sk_common.skc_daddr;
+		e->local_addr[10] = e->local_addr[11] = 0xff;
+		e->remote_addr[10] = e->remote_addr[11] = 0xff;
+		__builtin_memcpy(&e->local_addr[12], &l, 4);
+		__builtin_memcpy(&e->remote_addr[12], &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	e->local_port = sk->__sk_common.skc_num;
+	e->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
+}
+
+static __always_inline void submit(struct http_event *e, __u32 size)
+{
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+			      BPF_RB_FORCE_WAKEUP :
+			      BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, e, size, flags)) {
+		count(HTTP_COUNTER_LOST);
+		return;
+	}
+	count(HTTP_COUNTER_EVENTS);
+}
+
+static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
+{
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	struct conn_state *st = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st || st->verdict == VERDICT_OTHER)
+		return;
+
+	__u32 zero = 0;
+	struct http_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return;
+	__u64 len = ret;
+	if (len > capture_len)
+		len = capture_len;
+	__u64 buf = user_buffer(&len);
+	if (!buf) {
+		len = 0;
+		if (st->verdict == VERDICT_UNKNOWN)
+			return; /* cannot judge yet */
+		count(HTTP_COUNTER_NO_BUFFER);
+	}
+	if (len > PREFIX_MAX)
+		len = PREFIX_MAX;
+	if (len && bpf_probe_read_user(e->data, len, (void *)buf))
+		len = 0;
+
+	if (st->verdict == VERDICT_UNKNOWN) {
+		if (len < 4 || !looks_like_http(e->data)) {
+			st->verdict = VERDICT_OTHER;
+			return;
+		}
+		st->verdict = VERDICT_HTTP;
+		st->cgroup_id = bpf_get_current_cgroup_id();
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = (__u64)sk;
+	e->cgroup_id = st->cgroup_id;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->size = ret;
+	e->captured = len;
+	e->dir = dir;
+	e->pad = 0;
+	fill_tuple(e, sk);
+	__u32 n = len;
+	if (n > PREFIX_MAX)
+		n = PREFIX_MAX;
+	submit(e, offsetof(struct http_event, data) + n);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(ebr_http_send, struct sock *sk, int ret, int flags)
+{
+	if (ret > 0)
+		on_data(sk, ret, DIR_EGRESS);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(ebr_http_recv, struct sock *sk, int ret, int flags)
+{
+	if (ret > 0 && !(flags & MSG_PEEK))
+		on_data(sk, ret, DIR_INGRESS);
+	return 0;
+}
+
+/* The end of an HTTP connection ends its last exchange. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(ebr_http_close, struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate != TCP_CLOSE || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	struct conn_state *st = bpf_sk_storage_get(&conns, (struct sock *)sk, 0, 0);
+	if (!st || st->verdict != VERDICT_HTTP)
+		return 0;
+	__u32 zero = 0;
+	struct http_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = (__u64)sk;
+	e->cgroup_id = st->cgroup_id;
+	e->pid = 0;
+	e->size = 0;
+	e->captured = 0;
+	e->dir = DIR_CLOSE;
+	e->pad = 0;
+	fill_tuple(e, sk);
+	submit(e, offsetof(struct http_event, data));
+	return 0;
+}

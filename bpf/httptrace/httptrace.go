@@ -1,0 +1,153 @@
+//go:build linux
+
+package httptrace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Hooks lists the tracepoints the programs attach to.
+var Hooks = []string{"raw_syscalls:sys_enter", "sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state"}
+
+// Options tune the capture.
+type Options struct {
+	// CaptureBytes is how many bytes of each syscall are copied, at most
+	// PrefixMax.
+	CaptureBytes uint32
+	// PollInterval bounds how long a record waits in the ring buffer: the
+	// programs do not wake the reader per record.
+	PollInterval time.Duration
+}
+
+// Tracer is the loaded and attached programs and their ring buffer.
+type Tracer struct {
+	objs struct {
+		bpfPrograms
+		bpfMaps
+	}
+	links  []link.Link
+	reader *ringbuf.Reader
+	record ringbuf.Record
+	poll   time.Duration
+}
+
+// Load loads and attaches the programs. The caller must Close the Tracer.
+func Load(opts Options) (*Tracer, error) {
+	if opts.CaptureBytes == 0 || int(opts.CaptureBytes) > PrefixMax {
+		return nil, fmt.Errorf("capture bytes %d: must be between 1 and %d", opts.CaptureBytes, PrefixMax)
+	}
+	if opts.PollInterval <= 0 {
+		return nil, fmt.Errorf("poll interval %s: must be positive", opts.PollInterval)
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("load httptrace spec: %w", err)
+	}
+	if err := spec.Variables[bpfVarCaptureLen].Set(opts.CaptureBytes); err != nil {
+		return nil, err
+	}
+	// Without Variables, cilium does not mmap the data sections, which
+	// would keep their maps alive after Close until a GC runs.
+	spec.Variables = nil
+	t := &Tracer{poll: opts.PollInterval}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load httptrace programs: %w", verr)
+		}
+		return nil, fmt.Errorf("load httptrace programs: %w", err)
+	}
+	for _, p := range t.Programs() {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attach %s: %w", p, err)
+		}
+		t.links = append(t.links, l)
+	}
+	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open http event reader: %w", err)
+	}
+	t.reader.SetDeadline(time.Now().Add(t.poll))
+	return t, nil
+}
+
+// Read blocks until the next event and decodes it into e. It returns
+// os.ErrClosed once the Tracer is closed. Only one goroutine may Read.
+func (t *Tracer) Read(e *Event) error {
+	for {
+		err := t.reader.ReadInto(&t.record)
+		switch {
+		case err == nil:
+			return Decode(t.record.RawSample, e)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Nothing was waiting; look again after the next interval.
+			t.reader.SetDeadline(time.Now().Add(t.poll))
+		case errors.Is(err, ringbuf.ErrClosed):
+			return os.ErrClosed
+		default:
+			return err
+		}
+	}
+}
+
+// Counters are the kernel side's totals.
+type Counters struct {
+	// Events is the records submitted to the ring buffer.
+	Events uint64
+	// Lost is the records the ring buffer had no room for.
+	Lost uint64
+	// NoBuffer is the syscalls whose data could not be copied.
+	NoBuffer uint64
+}
+
+// Counters reads the kernel side's totals.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	perCPU := make([]uint64, 0)
+	for id, dst := range map[bpfHttpCounter]*uint64{
+		bpfHttpCounterHTTP_COUNTER_EVENTS:    &c.Events,
+		bpfHttpCounterHTTP_COUNTER_LOST:      &c.Lost,
+		bpfHttpCounterHTTP_COUNTER_NO_BUFFER: &c.NoBuffer,
+	} {
+		if err := t.objs.Counters.Lookup(uint32(id), &perCPU); err != nil {
+			return c, fmt.Errorf("read http counters: %w", err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	return c, nil
+}
+
+// Programs returns the loaded programs, for their kernel ids and stats.
+func (t *Tracer) Programs() []*ebpf.Program {
+	return []*ebpf.Program{t.objs.EbrHttpEnter, t.objs.EbrHttpSend, t.objs.EbrHttpRecv, t.objs.EbrHttpClose}
+}
+
+// Maps returns the loaded maps, for their kernel ids.
+func (t *Tracer) Maps() []*ebpf.Map {
+	return []*ebpf.Map{t.objs.Args, t.objs.Conns, t.objs.Events, t.objs.Scratch, t.objs.Counters}
+}
+
+// Close detaches the programs, unblocks Read and frees the maps.
+func (t *Tracer) Close() error {
+	var errs []error
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	errs = append(errs, t.objs.bpfPrograms.Close(), t.objs.bpfMaps.Close())
+	return errors.Join(errs...)
+}
