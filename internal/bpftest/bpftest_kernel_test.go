@@ -4,6 +4,7 @@ package bpftest
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -77,6 +78,14 @@ func TestPods(t *testing.T) {
 
 		// The pods reach each other, and the node reaches them.
 		srv := b.StartTCPServer(t, ServerOptions{Port: 8080, Conns: 3, Recv: 10, Send: 20})
+		// Helpers run on one CPU.
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", srv.Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := regexp.MustCompile(`(?m)^Cpus_allowed_list:\s*(\S+)$`).FindSubmatch(status); m == nil || strings.ContainsAny(string(m[1]), ",-") {
+			t.Errorf("server not bound to one cpu: %s", m)
+		}
 		a.RunTCPClient(t, ClientOptions{Addr: netip.AddrPortFrom(b.IP, 8080), Conns: 1, Send: 10, Recv: 20})
 		c.RunTCPClient(t, ClientOptions{Addr: netip.AddrPortFrom(b.IP, 8080), Conns: 1, Send: 10, Recv: 20, Reset: true})
 		node.RunTCPClient(t, ClientOptions{Addr: netip.AddrPortFrom(b.IP, 8080), Conns: 1, Send: 10, Recv: 20})

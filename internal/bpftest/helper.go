@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const helperEnv = "BPFTEST_HELPER"
@@ -61,6 +64,21 @@ func RunHelperIfRequested(extra map[string]HelperFunc) {
 	os.Exit(0)
 }
 
+// HelperCommand returns a command that runs the helper name with args in
+// the test's own namespaces and cgroup.
+func HelperCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, testBinary(), args...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+name)
+	return cmd
+}
+
+func testBinary() string {
+	if exe, err := os.Executable(); err == nil {
+		return exe
+	}
+	return os.Args[0]
+}
+
 // Proc is a running helper process.
 type Proc struct {
 	name   string
@@ -74,23 +92,20 @@ type Proc struct {
 }
 
 // StartHelper starts the helper name with args in s. If ready, it waits
-// until the helper prints "ready". Cleanup kills it if it still runs.
+// until the helper prints "ready". The helper runs bound to one CPU, so
+// that veth does not reorder its packets. Cleanup kills it if it still runs.
 func (s *Sandbox) StartHelper(t testing.TB, ready bool, name string, args ...string) *Proc {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatalf("find test binary: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
 	p := &Proc{name: name, cancel: cancel, lines: make(chan string, 64)}
-	p.cmd = s.Command(ctx, exe, args...)
+	p.cmd = s.Command(ctx, testBinary(), args...)
 	p.cmd.Env = append(os.Environ(), helperEnv+"="+name)
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
+	if err := startOnOneCPU(p.cmd); err != nil {
 		cancel()
 		t.Fatalf("start helper %s: %v", name, err)
 	}
@@ -119,6 +134,38 @@ func (s *Sandbox) StartHelper(t testing.TB, ready bool, name string, args ...str
 	}
 	return p
 }
+
+// startOnOneCPU starts cmd bound to one CPU, which it inherits from the
+// thread that clones it. veth hands a packet to the receiver's backlog on
+// the CPU that sent it, so segments sent from two CPUs can overtake each
+// other, and TCP answers the reordering with spurious retransmits.
+func startOnOneCPU(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	var all, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	for cpu := 0; cpu < len(all)*64; cpu++ {
+		if all.IsSet(cpu) {
+			one.Set(cpu)
+			break
+		}
+	}
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	err := cmd.Start()
+	// A thread left bound to one CPU ends with its goroutine.
+	if unix.SchedSetaffinity(0, &all) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
+}
+
+// Pid returns the helper's process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 func (p *Proc) wait() {
 	p.once.Do(func() {
@@ -184,6 +231,9 @@ type ClientOptions struct {
 	Reset bool
 	// Refused expects every connect to be refused.
 	Refused bool
+	// MPTCP makes the connections Multipath TCP. It is off unless set, as
+	// for Go dialers.
+	MPTCP bool
 }
 
 // RunTCPClient runs a TCP client in s until it is done. Each connection
@@ -193,7 +243,8 @@ func (s *Sandbox) RunTCPClient(t testing.TB, o ClientOptions) {
 	t.Helper()
 	s.StartHelper(t, false, "tcp-client", "-addr", o.Addr.String(),
 		"-conns", strconv.Itoa(o.Conns), "-send", strconv.Itoa(o.Send), "-recv", strconv.Itoa(o.Recv),
-		"-reset="+strconv.FormatBool(o.Reset), "-refused="+strconv.FormatBool(o.Refused)).Wait(t)
+		"-reset="+strconv.FormatBool(o.Reset), "-refused="+strconv.FormatBool(o.Refused),
+		"-mptcp="+strconv.FormatBool(o.MPTCP)).Wait(t)
 }
 
 func tcpServer(args []string) error {
@@ -262,11 +313,12 @@ func tcpClient(args []string) error {
 	recv := fs.Int("recv", 0, "bytes to read")
 	reset := fs.Bool("reset", false, "close with a reset")
 	refused := fs.Bool("refused", false, "expect refused connects")
+	mptcp := fs.Bool("mptcp", false, "multipath tcp")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	d := net.Dialer{Timeout: helperTimeout}
-	d.SetMultipathTCP(false)
+	d.SetMultipathTCP(*mptcp)
 	buf := make([]byte, *recv)
 	for i := range *conns {
 		c, err := d.Dial("tcp4", *addr)

@@ -44,6 +44,16 @@ func (s *Sandbox) Command(ctx context.Context, name string, args ...string) *exe
 	return cmd
 }
 
+// Sysctl sets the network namespace's sysctl name, such as
+// net.ipv4.tcp_early_retrans, to value.
+func (s *Sandbox) Sysctl(t testing.TB, name, value string) {
+	t.Helper()
+	RequireTool(t, "sysctl")
+	if out, err := exec.Command("ip", "netns", "exec", s.Netns, "sysctl", "-qw", name+"="+value).CombinedOutput(); err != nil {
+		t.Fatalf("sysctl %s=%s in %s: %v: %s", name, value, s.Netns, err, out)
+	}
+}
+
 // Node is a network namespace with a bridge that joins its pods, standing
 // for a Kubernetes node. Its own processes run in the root cgroup, like host
 // processes.
@@ -52,8 +62,7 @@ type Node struct {
 	// Bridge is the name of the bridge in Netns.
 	Bridge string
 
-	prefix netip.Prefix
-	pods   int
+	pods atomic.Int32
 }
 
 // QoS is a pod's Kubernetes QoS class, which places its cgroup.
@@ -94,9 +103,9 @@ type PodOptions struct {
 // shaped like the kubelet's systemd driver makes it, and a network namespace
 // whose eth0 is attached to its node's bridge.
 //
-// The kubepods tree lives under a directory of its own, bpftest-<pid>-<n>,
+// The kubepods tree lives under a directory of its own, bpftest-<pid>-cg<n>,
 // so that concurrent tests never share or remove each other's parents:
-// <root>/bpftest-<pid>-<n>/kubepods.slice/kubepods-burstable.slice/
+// <root>/bpftest-<pid>-cg<n>/kubepods.slice/kubepods-burstable.slice/
 // kubepods-burstable-pod<uid>.slice/cri-containerd-<id>.scope.
 type Pod struct {
 	Sandbox
@@ -127,8 +136,7 @@ func NewNode(t testing.TB) *Node {
 	// Nodes never share a link, so their subnets need not differ; they
 	// differ anyway to keep flows of concurrent tests apart.
 	i := (os.Getpid() + int(seq.Add(1))) % 512
-	n.prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, byte(18 + i/256), byte(i % 256), 0}), 24)
-	n.IP = n.prefix.Addr().Next()
+	n.IP = netip.AddrFrom4([4]byte{198, byte(18 + i/256), byte(i % 256), 1})
 	n.Netns = name("node")
 	ip(t, "netns", "add", n.Netns)
 	t.Cleanup(func() { ipCleanup(t, "netns", "del", n.Netns) })
@@ -165,21 +173,20 @@ func NewPod(t testing.TB, opts PodOptions) *Pod {
 		opts.ContainerID = hex.EncodeToString(randomBytes(t, 32))
 	}
 	n := opts.Node
-	n.pods++
-	if n.pods > 250 {
+	i := n.pods.Add(1)
+	if i > 250 {
 		t.Fatalf("too many pods on node %s", n.Netns)
 	}
 	p := &Pod{Node: n, UID: opts.UID, ContainerID: opts.ContainerID}
 
 	// The network: eth0 in the pod, veth<i> on the node's bridge.
-	p.IP = n.IP
-	for range n.pods {
-		p.IP = p.IP.Next()
-	}
+	a := n.IP.As4()
+	a[3] += byte(i)
+	p.IP = netip.AddrFrom4(a)
 	p.Netns = name("pod")
 	ip(t, "netns", "add", p.Netns)
 	t.Cleanup(func() { ipCleanup(t, "netns", "del", p.Netns) })
-	veth := fmt.Sprintf("veth%d", n.pods)
+	veth := fmt.Sprintf("veth%d", i)
 	p.veth = veth
 	ip(t, "-n", n.Netns, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", p.Netns)
 	t.Cleanup(func() { ipCleanup(t, "-n", n.Netns, "link", "del", veth) })
