@@ -84,6 +84,7 @@ const (
 	bpfMapOverflow            = "overflow"
 	bpfProgEbrSockRecv        = "ebr_sock_recv"
 	bpfProgEbrSockSend        = "ebr_sock_send"
+	bpfProgEbrTcpDestroy      = "ebr_tcp_destroy"
 	bpfProgEbrTcpProbe        = "ebr_tcp_probe"
 	bpfProgEbrTcpRetrans      = "ebr_tcp_retrans"
 	bpfProgEbrTcpRstRx        = "ebr_tcp_rst_rx"
@@ -139,6 +140,7 @@ type bpfSpecs struct {
 type bpfProgramSpecs struct {
 	EbrSockRecv   *ebpf.ProgramSpec `ebpf:"ebr_sock_recv"`
 	EbrSockSend   *ebpf.ProgramSpec `ebpf:"ebr_sock_send"`
+	EbrTcpDestroy *ebpf.ProgramSpec `ebpf:"ebr_tcp_destroy"`
 	EbrTcpProbe   *ebpf.ProgramSpec `ebpf:"ebr_tcp_probe"`
 	EbrTcpRetrans *ebpf.ProgramSpec `ebpf:"ebr_tcp_retrans"`
 	EbrTcpRstRx   *ebpf.ProgramSpec `ebpf:"ebr_tcp_rst_rx"`
@@ -217,6 +219,7 @@ type bpfVariables struct {
 type bpfPrograms struct {
 	EbrSockRecv   *ebpf.Program `ebpf:"ebr_sock_recv"`
 	EbrSockSend   *ebpf.Program `ebpf:"ebr_sock_send"`
+	EbrTcpDestroy *ebpf.Program `ebpf:"ebr_tcp_destroy"`
 	EbrTcpProbe   *ebpf.Program `ebpf:"ebr_tcp_probe"`
 	EbrTcpRetrans *ebpf.Program `ebpf:"ebr_tcp_retrans"`
 	EbrTcpRstRx   *ebpf.Program `ebpf:"ebr_tcp_rst_rx"`
@@ -228,6 +231,7 @@ func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.EbrSockRecv,
 		p.EbrSockSend,
+		p.EbrTcpDestroy,
 		p.EbrTcpProbe,
 		p.EbrTcpRetrans,
 		p.EbrTcpRstRx,

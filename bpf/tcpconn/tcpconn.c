@@ -268,11 +268,8 @@ static __always_inline void on_state(const struct sock *sk, int oldstate, int ne
 		c->established = 1;
 	else if (oldstate == TCP_ESTABLISHED)
 		c->established = 0;
-
-	if (newstate == TCP_CLOSE) {
-		__u64 id = (__u64)sk;
-		bpf_map_delete_elem(&conns, &id);
-	}
+	/* The entry outlives TCP_CLOSE: an abortive close sends its reset
+	 * after the state change. tcp_destroy_sock removes it. */
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -313,12 +310,24 @@ int BPF_PROG(ebr_sock_recv, struct sock *sk, int ret, int flags)
 	return 0;
 }
 
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(ebr_tcp_destroy, struct sock *sk)
+{
+	__u64 id = (__u64)sk;
+	bpf_map_delete_elem(&conns, &id);
+	return 0;
+}
+
+/* One skb may carry several segments (TSO): count them all. */
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(ebr_tcp_retrans, const struct sock *sk)
+int BPF_PROG(ebr_tcp_retrans, const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcp_flow_stats *s = stats_of(sk);
-	if (s)
-		s->retransmits++;
+	if (!s)
+		return 0;
+	const struct tcp_skb_cb *cb = (const void *)&skb->cb[0];
+	__u16 segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	s->retransmits += segs ? segs : 1;
 	return 0;
 }
 

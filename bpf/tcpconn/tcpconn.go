@@ -43,6 +43,7 @@ var programs = []struct {
 	name, tracepoint, part string
 }{
 	{"ebr_tcp_state", "sock:inet_sock_set_state", PartConnections},
+	{"ebr_tcp_destroy", "tcp:tcp_destroy_sock", PartConnections},
 	{"ebr_sock_send", "sock:sock_send_length", PartBytes},
 	{"ebr_sock_recv", "sock:sock_recv_length", PartBytes},
 	{"ebr_tcp_retrans", "tcp:tcp_retransmit_skb", PartRetransmits},
@@ -74,6 +75,12 @@ type Tracer struct {
 // reports; Load fails only when the connections part cannot run. The caller
 // must Close the Tracer.
 func Load(opts Options) (*Tracer, error) {
+	if opts.MaxConnections == 0 || opts.MaxFlows == 0 {
+		return nil, fmt.Errorf("tcpconn: MaxConnections (%d) and MaxFlows (%d) must be positive", opts.MaxConnections, opts.MaxFlows)
+	}
+	if opts.RTTSampleInterval < 0 {
+		return nil, fmt.Errorf("tcpconn: negative RTTSampleInterval %s", opts.RTTSampleInterval)
+	}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("load tcpconn spec: %w", err)

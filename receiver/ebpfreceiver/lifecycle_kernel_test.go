@@ -48,7 +48,7 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 		require.True(t, ok)
 		maps = append(maps, id)
 	}
-	require.Len(t, progs, 9)
+	require.Len(t, progs, 10)
 	return progs, maps
 }
 
