@@ -115,6 +115,8 @@ type Pod struct {
 	UID string
 	// ContainerID is the container id in the cgroup scope name.
 	ContainerID string
+	// Runtime is the runtime prefix of the container's cgroup scope.
+	Runtime Runtime
 
 	veth string // the node side of the pod's veth pair
 }
@@ -177,7 +179,7 @@ func NewPod(t testing.TB, opts PodOptions) *Pod {
 	if i > 250 {
 		t.Fatalf("too many pods on node %s", n.Netns)
 	}
-	p := &Pod{Node: n, UID: opts.UID, ContainerID: opts.ContainerID}
+	p := &Pod{Node: n, UID: opts.UID, ContainerID: opts.ContainerID, Runtime: opts.Runtime}
 
 	// The network: eth0 in the pod, veth<i> on the node's bridge.
 	a := n.IP.As4()
@@ -219,6 +221,39 @@ func NewPod(t testing.TB, opts PodOptions) *Pod {
 	return p
 }
 
+// Container is one more container of a pod: its own cgroup scope in the
+// pod's slice, sharing the pod's network namespace.
+type Container struct {
+	Sandbox
+	// ID is the container id in the cgroup scope name.
+	ID string
+}
+
+// AddContainer makes a new container in p, as a runtime does when it starts
+// one. Cleanup removes it if Remove has not.
+func (p *Pod) AddContainer(t testing.TB) *Container {
+	t.Helper()
+	c := &Container{ID: hex.EncodeToString(randomBytes(t, 32))}
+	c.Sandbox = Sandbox{Netns: p.Netns, IP: p.IP}
+	c.CgroupPath = filepath.Join(filepath.Dir(p.CgroupPath), string(p.Runtime)+"-"+c.ID+".scope")
+	if err := os.Mkdir(c.CgroupPath, 0o755); err != nil {
+		t.Fatalf("make container cgroup: %v", err)
+	}
+	t.Cleanup(func() { removeCgroup(t, c.CgroupPath) })
+	c.cgroupFD, c.CgroupID = openCgroup(t, c.CgroupPath)
+	return c
+}
+
+// Remove removes the container's cgroup at once, as a runtime does when its
+// process has exited.
+func (c *Container) Remove(t testing.TB) {
+	t.Helper()
+	c.cgroupFD.Close()
+	if err := unix.Rmdir(c.CgroupPath); err != nil {
+		t.Fatalf("remove container cgroup %s: %v", c.CgroupPath, err)
+	}
+}
+
 func randomBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -246,6 +281,9 @@ func openCgroup(t testing.TB, path string) (*os.File, uint64) {
 // removeCgroup kills what still runs in dir and removes it.
 func removeCgroup(t testing.TB, dir string) {
 	t.Helper()
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return // removed already
+	}
 	// cgroup.kill also kills the processes of child cgroups.
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
 		t.Errorf("kill cgroup %s: %v", dir, err)

@@ -26,8 +26,9 @@ type Resolver struct {
 	mu sync.Mutex
 	// paths holds the known cgroups; "" marks an id found nowhere.
 	paths map[uint64]string
-	// removed holds the cgroups removed since the last Refresh.
-	removed map[uint64]struct{}
+	// removed holds the removed cgroups still cached, with the number of
+	// Refreshes that did not use them.
+	removed map[uint64]int
 }
 
 // NewResolver returns a Resolver over the cgroup v2 hierarchy mounted at
@@ -48,7 +49,7 @@ func NewResolver(root string) (*Resolver, error) {
 	if st.Type != cgroup2SuperMagic {
 		return nil, fmt.Errorf("cgroup v2 root %s: not a cgroup2 file system", root)
 	}
-	return &Resolver{root: root, paths: make(map[uint64]string), removed: make(map[uint64]struct{})}, nil
+	return &Resolver{root: root, paths: make(map[uint64]string), removed: make(map[uint64]int)}, nil
 }
 
 // Root is the cgroup v2 mount the Resolver reads.
@@ -75,7 +76,7 @@ func (r *Resolver) Removed(id uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.paths[id]; ok {
-		r.removed[id] = struct{}{}
+		r.removed[id] = 0
 	}
 }
 
@@ -89,10 +90,13 @@ func (r *Resolver) Path(id uint64) (path string, ok bool) {
 }
 
 // Refresh prepares the cache for looking up ids, the ids in use now:
-//   - removed cgroups not in ids are evicted;
+//   - a removed cgroup is evicted when two Refreshes in a row do not use it.
+//     One is not enough: data of a cgroup removed after the caller read ids
+//     shows up only in the next ids;
 //   - if an id has never been seen, the hierarchy is rescanned; the cache
-//     then holds the live cgroups and the ids in use, and an id found
-//     nowhere is remembered as unknown so that it causes no other rescan.
+//     then holds the live cgroups, the removed ones not yet evicted and the
+//     ids in use, and an id found nowhere is remembered as unknown so that
+//     it causes no other rescan.
 func (r *Resolver) Refresh(ids iter.Seq[uint64]) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -104,10 +108,15 @@ func (r *Resolver) Refresh(ids iter.Seq[uint64]) error {
 			missing = true
 		}
 	}
-	for id := range r.removed {
-		if _, ok := inUse[id]; !ok {
+	for id, unused := range r.removed {
+		switch _, ok := inUse[id]; {
+		case ok:
+			r.removed[id] = 0
+		case unused >= 1:
 			delete(r.paths, id)
 			delete(r.removed, id)
+		default:
+			r.removed[id] = unused + 1
 		}
 	}
 	if !missing {
@@ -117,10 +126,16 @@ func (r *Resolver) Refresh(ids iter.Seq[uint64]) error {
 	if err != nil {
 		return err
 	}
-	for id := range inUse {
+	keep := func(id uint64) {
 		if _, ok := paths[id]; !ok {
 			paths[id] = r.paths[id]
 		}
+	}
+	for id := range inUse {
+		keep(id)
+	}
+	for id := range r.removed {
+		keep(id)
 	}
 	r.paths = paths
 	return nil
