@@ -34,7 +34,7 @@ type metricsScraper struct {
 	set  receiver.Settings
 	core *core
 	mb   *metadata.MetricsBuilder
-	res  resources
+	coll collector
 	tcp  *tcpBuilder
 	snap tcpconn.Snapshot
 	lost tcpconn.Lost
@@ -48,48 +48,40 @@ func (s *metricsScraper) start(context.Context, component.Host) error {
 	s.core = c
 	start := pcommon.NewTimestampFromTime(time.Now())
 	s.mb = metadata.NewMetricsBuilder(s.cfg.MetricsBuilderConfig, s.set, metadata.WithStartTime(start))
-	s.res = resources{mb: s.mb, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}
-	s.tcp = newTCPBuilder(s.mb, s.res, start, s.cfg.TCP)
+	s.coll = collector{mb: s.mb, res: resources{mb: s.mb, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}}
+	if c.tcp != nil {
+		s.tcp = newTCPBuilder(s.mb, start, s.cfg.TCP)
+		s.coll.sources = append(s.coll.sources, s.tcp)
+	}
 	return nil
 }
 
 func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
-	now := pcommon.NewTimestampFromTime(time.Now())
-	out := pmetric.NewMetrics()
-	if s.core.tcp != nil {
-		if err := s.scrapeTCP(now, out); err != nil {
-			return out, err
+	if s.tcp != nil {
+		if err := s.core.tcp.Snapshot(&s.snap); err != nil {
+			return pmetric.NewMetrics(), err
 		}
+		s.warnLost()
+		s.tcp.load(&s.snap)
 	}
-	s.recordCapabilities(now)
-	s.recordCgroupCache(now)
-	s.tcp.emit(out, s.res.node(), now)
-	omitUnset(out)
+	out, err := s.coll.collect(pcommon.NewTimestampFromTime(time.Now()), func(now pcommon.Timestamp) {
+		s.recordCapabilities(now)
+		s.recordCgroupCache(now)
+	})
+	if err != nil {
+		s.set.Logger.Warn("cannot resolve cgroup paths", zap.Error(err))
+	}
 	return out, nil
 }
 
-func (s *metricsScraper) scrapeTCP(now pcommon.Timestamp, out pmetric.Metrics) error {
-	if err := s.core.tcp.Snapshot(&s.snap); err != nil {
-		return err
+func (s *metricsScraper) warnLost() {
+	if s.snap.Lost == s.lost {
+		return
 	}
-	if err := s.core.cgroups.Refresh(func(yield func(uint64) bool) {
-		for f := range s.snap.Flows {
-			if f.CgroupId != 0 && !yield(f.CgroupId) {
-				return
-			}
-		}
-	}); err != nil {
-		// Resources then lack their path, never their data.
-		s.set.Logger.Warn("cannot resolve cgroup paths", zap.Error(err))
-	}
-	if s.snap.Lost != s.lost {
-		s.set.Logger.Warn("tcp kernel maps are full; see ebpf.tcp.lost",
-			zap.Uint64("connections_untracked", s.snap.Lost.ConnsFull-s.lost.ConnsFull),
-			zap.Uint64("flow_updates_in_overflow", s.snap.Lost.FlowsFull-s.lost.FlowsFull))
-		s.lost = s.snap.Lost
-	}
-	s.tcp.build(&s.snap, now, out)
-	return nil
+	s.set.Logger.Warn("tcp kernel maps are full; see ebpf.tcp.lost",
+		zap.Uint64("connections_untracked", s.snap.Lost.ConnsFull-s.lost.ConnsFull),
+		zap.Uint64("flow_updates_in_overflow", s.snap.Lost.FlowsFull-s.lost.FlowsFull))
+	s.lost = s.snap.Lost
 }
 
 func (s *metricsScraper) recordCapabilities(now pcommon.Timestamp) {

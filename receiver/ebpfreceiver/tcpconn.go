@@ -4,7 +4,6 @@ package ebpfreceiver
 
 import (
 	"cmp"
-	"maps"
 	"slices"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -40,11 +39,10 @@ type series struct {
 	stats     tcpconn.FlowStats
 }
 
-// tcpBuilder turns kernel flow snapshots into metrics, one resource per
-// cgroup, with at most maxPeers series per resource.
+// tcpBuilder turns kernel flow snapshots into metrics, with at most
+// maxPeers series per resource.
 type tcpBuilder struct {
 	mb           *metadata.MetricsBuilder
-	res          resources
 	start        pcommon.Timestamp
 	maxPeers     int
 	rttHistogram bool
@@ -52,15 +50,17 @@ type tcpBuilder struct {
 	// Admission is sticky so that cumulative series never move between a
 	// flow and the overflow.
 	admitted map[uint64]map[tcpconn.Flow]struct{}
-	// pendingRTT holds the series of the resource being built that have
-	// RTT samples: mdatagen cannot build histograms, so emit adds them.
-	pendingRTT []series
+	// snap is the snapshot being recorded, and byCgroup its flows.
+	snap     *tcpconn.Snapshot
+	byCgroup map[uint64][]tcpconn.Flow
+	// rtt holds the series of the resource being recorded that have RTT
+	// samples: mdatagen cannot build histograms, so appendHistograms does.
+	rtt []series
 }
 
-func newTCPBuilder(mb *metadata.MetricsBuilder, res resources, start pcommon.Timestamp, cfg TCPConfig) *tcpBuilder {
+func newTCPBuilder(mb *metadata.MetricsBuilder, start pcommon.Timestamp, cfg TCPConfig) *tcpBuilder {
 	return &tcpBuilder{
 		mb:           mb,
-		res:          res,
 		start:        start,
 		maxPeers:     cfg.MaxPeersPerResource,
 		rttHistogram: cfg.RTTHistogram,
@@ -68,42 +68,56 @@ func newTCPBuilder(mb *metadata.MetricsBuilder, res resources, start pcommon.Tim
 	}
 }
 
-// build emits one resource per cgroup of snap into out, and records the
-// node-level data points for the caller to emit with emit. The cgroup paths
-// must have been refreshed for the ids of snap.
-func (b *tcpBuilder) build(snap *tcpconn.Snapshot, now pcommon.Timestamp, out pmetric.Metrics) {
-	byCgroup := make(map[uint64][]tcpconn.Flow)
+// load takes the snapshot to record.
+func (b *tcpBuilder) load(snap *tcpconn.Snapshot) {
+	b.snap = snap
+	b.byCgroup = make(map[uint64][]tcpconn.Flow)
 	for f := range snap.Flows {
-		byCgroup[f.CgroupId] = append(byCgroup[f.CgroupId], f)
+		b.byCgroup[f.CgroupId] = append(b.byCgroup[f.CgroupId], f)
 	}
 	for id := range b.admitted {
-		if _, ok := byCgroup[id]; !ok {
+		if _, ok := b.byCgroup[id]; !ok {
 			delete(b.admitted, id)
 		}
 	}
+}
 
-	for _, id := range slices.Sorted(maps.Keys(byCgroup)) {
-		if id == 0 {
-			continue // no owning socket: on the node resource
+// cgroups yields the cgroups that have flows. Cgroup 0, what no socket
+// owns, goes on the node.
+func (b *tcpBuilder) cgroups(yield func(uint64) bool) {
+	for id := range b.byCgroup {
+		if id != 0 && !yield(id) {
+			return
 		}
-		flows := byCgroup[id]
-		slices.SortFunc(flows, compareFlows)
-		b.recordCgroup(id, flows, snap, now)
-		b.emit(out, b.res.cgroup(id), now)
 	}
+}
 
-	// The node: what no socket owns, and what the kernel could not keep per
-	// flow.
-	for _, f := range byCgroup[0] {
-		b.record(series{direction: tcpconn.Direction(f.Direction), stats: snap.Flows[f]}, now)
+// record records the flows of one cgroup, folding those past the peer cap
+// into one overflow series per direction.
+func (b *tcpBuilder) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+	flows := b.byCgroup[id]
+	if len(flows) == 0 {
+		return
 	}
-	for d, st := range snap.Overflow {
+	slices.SortFunc(flows, compareFlows)
+	b.recordCgroup(id, flows, b.snap, now)
+	b.appendRTT(histograms, now)
+}
+
+// recordNode records what no socket owns and what the kernel could not keep
+// per flow.
+func (b *tcpBuilder) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+	for _, f := range b.byCgroup[0] {
+		b.recordSeries(series{direction: tcpconn.Direction(f.Direction), stats: b.snap.Flows[f]}, now)
+	}
+	for d, st := range b.snap.Overflow {
 		if st != (tcpconn.FlowStats{}) {
-			b.record(series{direction: tcpconn.Direction(d), overflow: true, stats: st}, now)
+			b.recordSeries(series{direction: tcpconn.Direction(d), overflow: true, stats: st}, now)
 		}
 	}
-	b.mb.RecordEbpfTCPLostDataPoint(now, int64(snap.Lost.ConnsFull), metadata.AttributeEbpfLostReasonConnectionsMapFull)
-	b.mb.RecordEbpfTCPLostDataPoint(now, int64(snap.Lost.FlowsFull), metadata.AttributeEbpfLostReasonFlowsMapFull)
+	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.ConnsFull), metadata.AttributeEbpfLostReasonConnectionsMapFull)
+	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.FlowsFull), metadata.AttributeEbpfLostReasonFlowsMapFull)
+	b.appendRTT(histograms, now)
 }
 
 // recordCgroup records the flows of one cgroup, folding those past the peer
@@ -123,7 +137,7 @@ func (b *tcpBuilder) recordCgroup(id uint64, flows []tcpconn.Flow, snap *tcpconn
 		}
 		st := snap.Flows[f]
 		if _, ok := admitted[f]; ok {
-			b.record(flowSeries(f, st), now)
+			b.recordSeries(flowSeries(f, st), now)
 			continue
 		}
 		d := int(f.Direction) % len(folded)
@@ -134,7 +148,7 @@ func (b *tcpBuilder) recordCgroup(id uint64, flows []tcpconn.Flow, snap *tcpconn
 	}
 	for d := range folded {
 		if foldedPeers[d] > 0 {
-			b.record(folded[d], now)
+			b.recordSeries(folded[d], now)
 			b.mb.RecordTCPConnectionPeersFoldedDataPoint(now, foldedPeers[d], directions[folded[d].direction])
 		}
 	}
@@ -151,7 +165,7 @@ func flowSeries(f tcpconn.Flow, st tcpconn.FlowStats) series {
 	return s
 }
 
-func (b *tcpBuilder) record(s series, now pcommon.Timestamp) {
+func (b *tcpBuilder) recordSeries(s series, now pcommon.Timestamp) {
 	dir := directions[s.direction]
 	st := &s.stats
 	for o, n := range st.Opened {
@@ -183,24 +197,8 @@ func (b *tcpBuilder) record(s series, now pcommon.Timestamp) {
 		b.mb.RecordTCPConnectionResetsDataPoint(now, int64(st.ResetsReceived), dir, metadata.AttributeNetworkIoDirectionReceive, s.peer, s.peerPort, s.localPort, s.overflow)
 	}
 	if b.rttHistogram && st.RttCount > 0 {
-		b.pendingRTT = append(b.pendingRTT, s)
+		b.rtt = append(b.rtt, s)
 	}
-}
-
-// emit moves the recorded data points, under res, into out.
-func (b *tcpBuilder) emit(out pmetric.Metrics, res pcommon.Resource, now pcommon.Timestamp) {
-	md := b.mb.Emit(metadata.WithResource(res))
-	if len(b.pendingRTT) > 0 {
-		rms := md.ResourceMetrics()
-		if rms.Len() == 0 {
-			rm := rms.AppendEmpty()
-			res.CopyTo(rm.Resource())
-			rm.ScopeMetrics().AppendEmpty().Scope().SetName(metadata.ScopeName)
-		}
-		appendRTT(rms.At(0).ScopeMetrics().At(0).Metrics(), b.pendingRTT, b.start, now)
-		b.pendingRTT = b.pendingRTT[:0]
-	}
-	md.ResourceMetrics().MoveAndAppendTo(out.ResourceMetrics())
 }
 
 func compareFlows(a, b tcpconn.Flow) int {
@@ -222,18 +220,23 @@ var rttBounds = func() []float64 {
 	return bounds
 }()
 
-// appendRTT adds the tcp.connection.rtt histogram of the given series.
-func appendRTT(metrics pmetric.MetricSlice, ss []series, start, now pcommon.Timestamp) {
+// appendRTT adds the tcp.connection.rtt histogram of the series recorded
+// since the last call.
+func (b *tcpBuilder) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestamp) {
+	if len(b.rtt) == 0 {
+		return
+	}
+	defer func() { b.rtt = b.rtt[:0] }()
 	m := metrics.AppendEmpty()
 	m.SetName("tcp.connection.rtt")
 	m.SetDescription("Smoothed round-trip time of TCP connections, sampled at most once per connection per tcp.rtt_sample_interval.")
 	m.SetUnit("s")
 	h := m.SetEmptyHistogram()
 	h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	for i := range ss {
-		s := &ss[i]
+	for i := range b.rtt {
+		s := &b.rtt[i]
 		dp := h.DataPoints().AppendEmpty()
-		dp.SetStartTimestamp(start)
+		dp.SetStartTimestamp(b.start)
 		dp.SetTimestamp(now)
 		dp.SetCount(s.stats.RttCount)
 		dp.SetSum(float64(s.stats.RttSumUs) / 1e6)

@@ -155,16 +155,21 @@ func newTestBuilder(cfg *Config) *tcpBuilder {
 	set := receivertest.NewNopSettings(metadata.Type)
 	start := pcommon.NewTimestampFromTime(time.Now())
 	mb := metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start))
-	res := resources{mb: mb, paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"}
-	return newTCPBuilder(mb, res, start, cfg.TCP)
+	return newTCPBuilder(mb, start, cfg.TCP)
 }
 
 // buildTCP does what the scraper does with a snapshot.
 func buildTCP(b *tcpBuilder, snap *tcpconn.Snapshot, now pcommon.Timestamp) pmetric.Metrics {
-	out := pmetric.NewMetrics()
-	b.build(snap, now, out)
-	b.emit(out, b.res.node(), now)
-	omitUnset(out)
+	b.load(snap)
+	c := collector{
+		mb:      b.mb,
+		res:     resources{mb: b.mb, paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"},
+		sources: []source{b},
+	}
+	out, err := c.collect(now, func(pcommon.Timestamp) {})
+	if err != nil {
+		panic(err)
+	}
 	return out
 }
 
