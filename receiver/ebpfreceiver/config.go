@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/collector/scraper/scraperhelper"
@@ -18,11 +19,20 @@ var (
 	errMaxFlows           = errors.New("tcp.max_flows must be between 1 and 1048576")
 	errMaxPeers           = errors.New("tcp.max_peers_per_resource must be at least 1")
 	errRTTSampleInterval  = errors.New("tcp.rtt_sample_interval must not be negative")
+	errCaptureBytes       = errors.New("http.capture_bytes must be between 64 and 512")
+	errHTTPConnections    = errors.New("http.max_connections must be between 1 and 1048576")
+	errMaxRoutes          = errors.New("http.max_routes_per_resource must be at least 1")
+	errLinkWindow         = errors.New("http.link_window must be between 0 and 1m")
+	errMaxPendingSpans    = errors.New("http.max_pending_spans must be between 1 and 1048576")
+	errPort               = errors.New("http.ports: a port must be between 1 and 65535")
 )
 
 const (
 	maxConnectionsLimit = 1 << 22
 	maxFlowsLimit       = 1 << 20
+	maxHTTPConnsLimit   = 1 << 20
+	maxPendingLimit     = 1 << 20
+	maxLinkWindow       = time.Minute
 )
 
 // Config is the receiver's configuration.
@@ -36,6 +46,9 @@ type Config struct {
 
 	// TCP configures the TCP connection metrics.
 	TCP TCPConfig `mapstructure:"tcp"`
+
+	// HTTP configures HTTP/1.x tracing and RED metrics.
+	HTTP HTTPConfig `mapstructure:"http"`
 
 	// tcpAttachTo renames the tracepoints of tcpconn programs. Tests use it
 	// to make a hook missing for real; it cannot be configured.
@@ -65,6 +78,37 @@ type TCPConfig struct {
 	RTTHistogram bool `mapstructure:"rtt_histogram"`
 }
 
+// HTTPConfig configures HTTP/1.x tracing and RED metrics.
+type HTTPConfig struct {
+	// Enabled turns HTTP capture on.
+	Enabled bool `mapstructure:"enabled"`
+	// Required makes the receiver fail to start when HTTP capture cannot
+	// run; otherwise it is disabled and reported.
+	Required bool `mapstructure:"required"`
+	// CaptureBytes is how many bytes of each read or write are copied from
+	// the kernel: enough for the request line, status line and headers.
+	CaptureBytes int `mapstructure:"capture_bytes"`
+	// Ports selects connections by their server port. Empty Include means
+	// every port; Exclude wins.
+	Ports PortFilter `mapstructure:"ports"`
+	// MaxConnections bounds the connections parsed at once.
+	MaxConnections int `mapstructure:"max_connections"`
+	// MaxRoutesPerResource caps the route templates of
+	// http.server.request.duration per resource; the rest are folded.
+	MaxRoutesPerResource int `mapstructure:"max_routes_per_resource"`
+	// LinkWindow is how long a finished span waits for the other spans of
+	// its request on this node, to link client and server spans.
+	LinkWindow time.Duration `mapstructure:"link_window"`
+	// MaxPendingSpans bounds the spans waiting to be linked and exported.
+	MaxPendingSpans int `mapstructure:"max_pending_spans"`
+}
+
+// PortFilter selects ports.
+type PortFilter struct {
+	Include []int `mapstructure:"include"`
+	Exclude []int `mapstructure:"exclude"`
+}
+
 func createDefaultConfig() *Config {
 	cc := scraperhelper.NewDefaultControllerConfig()
 	cc.CollectionInterval = 10 * time.Second
@@ -78,6 +122,14 @@ func createDefaultConfig() *Config {
 			MaxPeersPerResource: 256,
 			RTTSampleInterval:   time.Second,
 			RTTHistogram:        true,
+		},
+		HTTP: HTTPConfig{
+			Enabled:              true,
+			CaptureBytes:         256,
+			MaxConnections:       16384,
+			MaxRoutesPerResource: 100,
+			LinkWindow:           time.Second,
+			MaxPendingSpans:      65536,
 		},
 	}
 }
@@ -104,5 +156,40 @@ func (cfg *Config) Validate() error {
 	if t.RTTSampleInterval < 0 {
 		errs = append(errs, fmt.Errorf("%w, got %s", errRTTSampleInterval, t.RTTSampleInterval))
 	}
+	errs = append(errs, cfg.HTTP.validate()...)
 	return errors.Join(errs...)
+}
+
+func (h HTTPConfig) validate() []error {
+	var errs []error
+	if h.CaptureBytes < 64 || h.CaptureBytes > 512 {
+		errs = append(errs, fmt.Errorf("%w, got %d", errCaptureBytes, h.CaptureBytes))
+	}
+	if h.MaxConnections < 1 || h.MaxConnections > maxHTTPConnsLimit {
+		errs = append(errs, fmt.Errorf("%w, got %d", errHTTPConnections, h.MaxConnections))
+	}
+	if h.MaxRoutesPerResource < 1 {
+		errs = append(errs, fmt.Errorf("%w, got %d", errMaxRoutes, h.MaxRoutesPerResource))
+	}
+	if h.LinkWindow < 0 || h.LinkWindow > maxLinkWindow {
+		errs = append(errs, fmt.Errorf("%w, got %s", errLinkWindow, h.LinkWindow))
+	}
+	if h.MaxPendingSpans < 1 || h.MaxPendingSpans > maxPendingLimit {
+		errs = append(errs, fmt.Errorf("%w, got %d", errMaxPendingSpans, h.MaxPendingSpans))
+	}
+	for _, p := range append(slices.Clone(h.Ports.Include), h.Ports.Exclude...) {
+		if p < 1 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%w, got %d", errPort, p))
+		}
+	}
+	return errs
+}
+
+// allows reports whether the filter selects port.
+func (f PortFilter) allows(port uint16) bool {
+	p := int(port)
+	if slices.Contains(f.Exclude, p) {
+		return false
+	}
+	return len(f.Include) == 0 || slices.Contains(f.Include, p)
 }

@@ -6,12 +6,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/cgrouptrack"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/httptrace"
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 )
@@ -29,6 +31,8 @@ type core struct {
 	done    chan struct{}
 	// tcp is nil when the TCP metrics are disabled.
 	tcp *tcpconn.Tracer
+	// http is nil when HTTP capture is disabled.
+	http *httpPipeline
 	// capabilities holds every capability's status, in a stable order.
 	capabilities []capability
 }
@@ -86,6 +90,10 @@ func (c *core) close() error {
 	if c.tcp != nil {
 		errs = append(errs, c.tcp.Close())
 	}
+	if c.http != nil {
+		errs = append(errs, c.http.tracer.Close())
+		c.http.close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -138,6 +146,10 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 		c.close()
 		return nil, err
 	}
+	if err := c.loadHTTP(cfg, logger); err != nil {
+		c.close()
+		return nil, err
+	}
 	for _, cp := range c.capabilities {
 		if cp.err == nil {
 			logger.Info("capability enabled", zap.String("capability", cp.name), zap.Strings("hooks", cp.hooks))
@@ -187,6 +199,35 @@ func (c *core) loadTCP(cfg *Config) error {
 	}
 	return nil
 }
+
+// loadHTTP starts HTTP capture. It fails only when HTTP is required and
+// cannot run.
+func (c *core) loadHTTP(cfg *Config, logger *zap.Logger) error {
+	cp := capability{name: "http", hooks: httptrace.Hooks}
+	defer func() { c.capabilities = append(c.capabilities, cp) }()
+	if !cfg.HTTP.Enabled {
+		cp.err = errDisabledInConfig
+		return nil
+	}
+	tr, err := httptrace.Load(httptrace.Options{
+		CaptureBytes: uint32(cfg.HTTP.CaptureBytes),
+		PollInterval: httpPollInterval,
+	})
+	if err != nil {
+		cp.err = err
+		if cfg.HTTP.Required {
+			return fmt.Errorf("http is required but cannot run on %s: %w", strings.Join(cp.hooks, ", "), err)
+		}
+		return nil
+	}
+	res := resources{rac: cfg.ResourceAttributes, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}
+	c.http = newHTTPPipeline(tr, cfg.HTTP, res, logger)
+	return nil
+}
+
+// httpPollInterval bounds how long an HTTP record waits in the kernel's
+// ring buffer before the receiver reads it.
+const httpPollInterval = time.Millisecond
 
 // checkCapabilities names the capabilities the process lacks to load and
 // attach tracing programs.

@@ -86,7 +86,7 @@ func TestMissingHookDisablesItsPart(t *testing.T) {
 
 	caps := capabilities(md)
 	assert.Contains(t, caps["tcp.rtt"], "ebr_tcp_probe on tcp:tcp_probe")
-	for _, c := range []string{"cgroup_tracking", "tcp", "tcp.bytes", "tcp.resets", "tcp.retransmits"} {
+	for _, c := range []string{"cgroup_tracking", "http", "tcp", "tcp.bytes", "tcp.resets", "tcp.retransmits"} {
 		assert.Equal(t, "", caps[c], c)
 	}
 	assert.True(t, hasMetric(md, "tcp.connection.io"), "bytes still measured")

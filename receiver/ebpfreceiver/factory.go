@@ -13,5 +13,6 @@ func NewFactory() receiver.Factory {
 		metadata.Type,
 		func() component.Config { return createDefaultConfig() },
 		receiver.WithMetrics(createMetrics, metadata.MetricsStability),
+		receiver.WithTraces(createTraces, metadata.TracesStability),
 	)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,22 +34,23 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 	coresMu.Unlock()
 	require.NotNil(t, c, "no core loaded for this config")
 	require.NotNil(t, c.tracker, "cgroup tracking must load on this kernel")
-	tcp := c.tcp
-	for _, p := range append(tcp.Programs(), c.tracker.Programs()...) {
+	require.NotNil(t, c.http, "http capture must load on this kernel")
+	tcp, http := c.tcp, c.http.tracer
+	for _, p := range slices.Concat(tcp.Programs(), c.tracker.Programs(), http.Programs()) {
 		info, err := p.Info()
 		require.NoError(t, err)
 		id, ok := info.ID()
 		require.True(t, ok)
 		progs = append(progs, id)
 	}
-	for _, m := range append(tcp.Maps(), c.tracker.Maps()...) {
+	for _, m := range slices.Concat(tcp.Maps(), c.tracker.Maps(), http.Maps()) {
 		info, err := m.Info()
 		require.NoError(t, err)
 		id, ok := info.ID()
 		require.True(t, ok)
 		maps = append(maps, id)
 	}
-	require.Len(t, progs, 10)
+	require.Len(t, progs, 14)
 	return progs, maps
 }
 

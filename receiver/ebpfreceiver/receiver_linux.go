@@ -8,7 +8,9 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.opentelemetry.io/collector/scraper"
 	"go.opentelemetry.io/collector/scraper/scraperhelper"
 	"go.uber.org/zap"
@@ -48,10 +50,13 @@ func (s *metricsScraper) start(context.Context, component.Host) error {
 	s.core = c
 	start := pcommon.NewTimestampFromTime(time.Now())
 	s.mb = metadata.NewMetricsBuilder(s.cfg.MetricsBuilderConfig, s.set, metadata.WithStartTime(start))
-	s.coll = collector{mb: s.mb, res: resources{mb: s.mb, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}}
+	s.coll = collector{mb: s.mb, res: resources{rac: s.cfg.ResourceAttributes, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}}
 	if c.tcp != nil {
 		s.tcp = newTCPBuilder(s.mb, start, s.cfg.TCP)
 		s.coll.sources = append(s.coll.sources, s.tcp)
+	}
+	if c.http != nil {
+		s.coll.sources = append(s.coll.sources, httpSource{p: c.http, mb: s.mb})
 	}
 	return nil
 }
@@ -113,4 +118,59 @@ func (s *metricsScraper) shutdown(context.Context) error {
 	}
 	s.core = nil
 	return releaseCore(s.cfg)
+}
+
+func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {
+	obs, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
+		ReceiverID:             set.ID,
+		Transport:              "ebpf",
+		ReceiverCreateSettings: set,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &tracesReceiver{cfg: cfg.(*Config), set: set, next: next, obs: obs}, nil
+}
+
+// tracesReceiver exports the spans of the shared HTTP capture.
+type tracesReceiver struct {
+	cfg  *Config
+	set  receiver.Settings
+	next consumer.Traces
+	obs  *receiverhelper.ObsReport
+	core *core
+}
+
+func (r *tracesReceiver) Start(context.Context, component.Host) error {
+	c, err := acquireCore(r.cfg, r.set.Logger)
+	if err != nil {
+		return err
+	}
+	r.core = c
+	if c.http == nil {
+		r.set.Logger.Warn("no spans: http capture is disabled; see the capability log lines")
+		return nil
+	}
+	next, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+		ctx = r.obs.StartTracesOp(ctx)
+		err := r.next.ConsumeTraces(ctx, td)
+		r.obs.EndTracesOp(ctx, metadata.Type.String(), td.SpanCount(), err)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	c.http.spans.setConsumer(next)
+	return nil
+}
+
+func (r *tracesReceiver) Shutdown(context.Context) error {
+	if r.core == nil {
+		return nil
+	}
+	if r.core.http != nil {
+		r.core.http.spans.setConsumer(nil)
+	}
+	r.core = nil
+	return releaseCore(r.cfg)
 }

@@ -16,3 +16,7 @@ var errNotLinux = errors.New("the ebpf receiver runs on Linux only")
 func createMetrics(context.Context, receiver.Settings, component.Config, consumer.Metrics) (receiver.Metrics, error) {
 	return nil, errNotLinux
 }
+
+func createTraces(context.Context, receiver.Settings, component.Config, consumer.Traces) (receiver.Traces, error) {
+	return nil, errNotLinux
+}

@@ -16,27 +16,31 @@ const nodeNameEnv = "K8S_NODE_NAME"
 
 // cgroupPaths resolves the cgroup ids the kernel records.
 type cgroupPaths interface {
+	// Refresh resolves the ids in use at a collection and evicts removed
+	// cgroups no longer in use.
 	Refresh(ids iter.Seq[uint64]) error
+	// Resolve resolves ids between collections and evicts nothing.
+	Resolve(ids iter.Seq[uint64]) error
 	Path(id uint64) (string, bool)
 }
 
 // resources builds the Resources that data is grouped by: one per cgroup,
 // and one for the node itself.
 type resources struct {
-	mb       *metadata.MetricsBuilder
+	rac      metadata.ResourceAttributesConfig
 	paths    cgroupPaths
 	hostName string
 	nodeName string
 }
 
 func (r resources) node() pcommon.Resource {
-	rb := r.mb.NewResourceBuilder()
+	rb := metadata.NewResourceBuilder(r.rac)
 	r.setNode(rb)
 	return rb.Emit()
 }
 
 func (r resources) cgroup(id uint64) pcommon.Resource {
-	rb := r.mb.NewResourceBuilder()
+	rb := metadata.NewResourceBuilder(r.rac)
 	r.setNode(rb)
 	rb.SetCgroupID(int64(id))
 	if p, ok := r.paths.Path(id); ok {

@@ -25,6 +25,8 @@ type fakePaths map[uint64]string
 
 func (fakePaths) Refresh(iter.Seq[uint64]) error { return nil }
 
+func (fakePaths) Resolve(iter.Seq[uint64]) error { return nil }
+
 func (p fakePaths) Path(id uint64) (string, bool) {
 	path, ok := p[id]
 	return path, ok
@@ -163,7 +165,7 @@ func buildTCP(b *tcpBuilder, snap *tcpconn.Snapshot, now pcommon.Timestamp) pmet
 	b.load(snap)
 	c := collector{
 		mb:      b.mb,
-		res:     resources{mb: b.mb, paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"},
+		res:     resources{rac: metadata.DefaultResourceAttributesConfig(), paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"},
 		sources: []source{b},
 	}
 	out, err := c.collect(now, func(pcommon.Timestamp) {})

@@ -101,3 +101,21 @@ func TestResolverLearnAndRemove(t *testing.T) {
 	assert.False(t, ok, "evicted once no longer in use")
 	assert.Less(t, r.Len(), 1<<20)
 }
+
+// Resolve finds new cgroups and remembers unknown ids without evicting.
+func TestResolverResolve(t *testing.T) {
+	r, err := NewResolver("")
+	require.NoError(t, err)
+	const gone = 1 << 60
+	r.Learn(gone, "/removed")
+	r.Removed(gone)
+	require.NoError(t, r.Resolve(slices.Values([]uint64{1, gone + 1})))
+	path, ok := r.Path(1)
+	require.True(t, ok)
+	assert.Equal(t, "/", path)
+	_, ok = r.Path(gone + 1)
+	assert.False(t, ok)
+	path, ok = r.Path(gone)
+	assert.True(t, ok, "Resolve evicts nothing")
+	assert.Equal(t, "/removed", path)
+}

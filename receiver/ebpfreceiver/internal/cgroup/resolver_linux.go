@@ -141,6 +141,36 @@ func (r *Resolver) Refresh(ids iter.Seq[uint64]) error {
 	return nil
 }
 
+// Resolve makes the paths of ids known, rescanning the hierarchy if any has
+// never been seen, and evicts nothing. It serves lookups between two
+// Refreshes, such as for spans.
+func (r *Resolver) Resolve(ids iter.Seq[uint64]) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var missing []uint64
+	for id := range ids {
+		if _, ok := r.paths[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	paths, err := r.scan()
+	if err != nil {
+		return err
+	}
+	for id, p := range paths {
+		if _, ok := r.paths[id]; !ok {
+			r.paths[id] = p
+		}
+	}
+	for _, id := range missing {
+		r.paths[id] = paths[id]
+	}
+	return nil
+}
+
 func (r *Resolver) scan() (map[uint64]string, error) {
 	paths := make(map[uint64]string, len(r.paths))
 	err := filepath.WalkDir(r.root, func(p string, d fs.DirEntry, err error) error {

@@ -98,6 +98,74 @@ func (ms *EbpfCgroupsCachedMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	return nil
 }
 
+// EbpfHTTPEventsMetricConfig provides config for the ebpf.http.events metric.
+type EbpfHTTPEventsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *EbpfHTTPEventsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// EbpfHTTPLostMetricAttributeKey specifies the key of an attribute for the ebpf.http.lost metric.
+type EbpfHTTPLostMetricAttributeKey string
+
+const (
+	EbpfHTTPLostMetricAttributeKeyEbpfLostReason EbpfHTTPLostMetricAttributeKey = "ebpf.lost.reason"
+)
+
+// EbpfHTTPLostMetricConfig provides config for the ebpf.http.lost metric.
+type EbpfHTTPLostMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                           `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfHTTPLostMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfHTTPLostMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfHTTPLostMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfHTTPLostMetricAttributeKeyEbpfLostReason:
+		default:
+			return fmt.Errorf("metric ebpf.http.lost doesn't have an attribute %v, valid attributes: [ebpf.lost.reason]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfTCPLostMetricAttributeKey specifies the key of an attribute for the ebpf.tcp.lost metric.
 type EbpfTCPLostMetricAttributeKey string
 
@@ -143,6 +211,26 @@ func (ms *EbpfTCPLostMetricConfig) Validate() error {
 		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
 	}
 
+	return nil
+}
+
+// HTTPServerRoutesFoldedMetricConfig provides config for the http.server.routes.folded metric.
+type HTTPServerRoutesFoldedMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *HTTPServerRoutesFoldedMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
 	return nil
 }
 
@@ -462,7 +550,10 @@ type MetricsConfig struct {
 	EbpfCapabilityEnabled    EbpfCapabilityEnabledMetricConfig    `mapstructure:"ebpf.capability.enabled"`
 	EbpfCgroupEventsLost     EbpfCgroupEventsLostMetricConfig     `mapstructure:"ebpf.cgroup.events.lost"`
 	EbpfCgroupsCached        EbpfCgroupsCachedMetricConfig        `mapstructure:"ebpf.cgroups.cached"`
+	EbpfHTTPEvents           EbpfHTTPEventsMetricConfig           `mapstructure:"ebpf.http.events"`
+	EbpfHTTPLost             EbpfHTTPLostMetricConfig             `mapstructure:"ebpf.http.lost"`
 	EbpfTCPLost              EbpfTCPLostMetricConfig              `mapstructure:"ebpf.tcp.lost"`
+	HTTPServerRoutesFolded   HTTPServerRoutesFoldedMetricConfig   `mapstructure:"http.server.routes.folded"`
 	TCPConnectionActive      TCPConnectionActiveMetricConfig      `mapstructure:"tcp.connection.active"`
 	TCPConnectionIo          TCPConnectionIoMetricConfig          `mapstructure:"tcp.connection.io"`
 	TCPConnectionOpened      TCPConnectionOpenedMetricConfig      `mapstructure:"tcp.connection.opened"`
@@ -484,10 +575,21 @@ func DefaultMetricsConfig() MetricsConfig {
 		EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
 			Enabled: true,
 		},
+		EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
+			Enabled: true,
+		},
+		EbpfHTTPLost: EbpfHTTPLostMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
+		},
 		EbpfTCPLost: EbpfTCPLostMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []EbpfTCPLostMetricAttributeKey{EbpfTCPLostMetricAttributeKeyEbpfLostReason},
+		},
+		HTTPServerRoutesFolded: HTTPServerRoutesFoldedMetricConfig{
+			Enabled: true,
 		},
 		TCPConnectionActive: TCPConnectionActiveMetricConfig{
 			Enabled:             true,

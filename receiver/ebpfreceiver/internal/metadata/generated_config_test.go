@@ -37,10 +37,21 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
 						Enabled: true,
 					},
+					EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
+						Enabled: true,
+					},
+					EbpfHTTPLost: EbpfHTTPLostMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfTCPLostMetricAttributeKey{EbpfTCPLostMetricAttributeKeyEbpfLostReason},
+					},
+					HTTPServerRoutesFolded: HTTPServerRoutesFoldedMetricConfig{
+						Enabled: true,
 					},
 					TCPConnectionActive: TCPConnectionActiveMetricConfig{
 						Enabled:             true,
@@ -99,10 +110,21 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
 						Enabled: false,
 					},
+					EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
+						Enabled: false,
+					},
+					EbpfHTTPLost: EbpfHTTPLostMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfTCPLostMetricAttributeKey{EbpfTCPLostMetricAttributeKeyEbpfLostReason},
+					},
+					HTTPServerRoutesFolded: HTTPServerRoutesFoldedMetricConfig{
+						Enabled: false,
 					},
 					TCPConnectionActive: TCPConnectionActiveMetricConfig{
 						Enabled:             false,
@@ -150,7 +172,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfTCPLostMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
@@ -163,6 +185,18 @@ func TestEbpfCapabilityEnabledMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.capability.enabled doesn't have an attribute invalid, valid attributes: [ebpf.capability, ebpf.capability.reason]")
 
 	cfg = DefaultMetricsConfig().EbpfCapabilityEnabled
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfHTTPLostMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfHTTPLost
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfHTTPLostMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.http.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
+
+	cfg = DefaultMetricsConfig().EbpfHTTPLost
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }

@@ -26,6 +26,11 @@ const (
 	_ AttributeEbpfLostReason = iota
 	AttributeEbpfLostReasonConnectionsMapFull
 	AttributeEbpfLostReasonFlowsMapFull
+	AttributeEbpfLostReasonRingBufferFull
+	AttributeEbpfLostReasonDataNotCaptured
+	AttributeEbpfLostReasonRequestsDropped
+	AttributeEbpfLostReasonConnectionTableFull
+	AttributeEbpfLostReasonSpanQueueFull
 )
 
 // String returns the string representation of the AttributeEbpfLostReason.
@@ -35,14 +40,29 @@ func (av AttributeEbpfLostReason) String() string {
 		return "connections_map_full"
 	case AttributeEbpfLostReasonFlowsMapFull:
 		return "flows_map_full"
+	case AttributeEbpfLostReasonRingBufferFull:
+		return "ring_buffer_full"
+	case AttributeEbpfLostReasonDataNotCaptured:
+		return "data_not_captured"
+	case AttributeEbpfLostReasonRequestsDropped:
+		return "requests_dropped"
+	case AttributeEbpfLostReasonConnectionTableFull:
+		return "connection_table_full"
+	case AttributeEbpfLostReasonSpanQueueFull:
+		return "span_queue_full"
 	}
 	return ""
 }
 
 // MapAttributeEbpfLostReason is a helper map of string to AttributeEbpfLostReason attribute value.
 var MapAttributeEbpfLostReason = map[string]AttributeEbpfLostReason{
-	"connections_map_full": AttributeEbpfLostReasonConnectionsMapFull,
-	"flows_map_full":       AttributeEbpfLostReasonFlowsMapFull,
+	"connections_map_full":  AttributeEbpfLostReasonConnectionsMapFull,
+	"flows_map_full":        AttributeEbpfLostReasonFlowsMapFull,
+	"ring_buffer_full":      AttributeEbpfLostReasonRingBufferFull,
+	"data_not_captured":     AttributeEbpfLostReasonDataNotCaptured,
+	"requests_dropped":      AttributeEbpfLostReasonRequestsDropped,
+	"connection_table_full": AttributeEbpfLostReasonConnectionTableFull,
+	"span_queue_full":       AttributeEbpfLostReasonSpanQueueFull,
 }
 
 // AttributeNetworkIoDirection specifies the value network.io.direction attribute.
@@ -150,9 +170,19 @@ var MetricsInfo = metricsInfo{
 	EbpfCgroupsCached: metricInfo{
 		Name: "ebpf.cgroups.cached",
 	},
+	EbpfHTTPEvents: metricInfo{
+		Name: "ebpf.http.events",
+	},
+	EbpfHTTPLost: metricInfo{
+		Name:       "ebpf.http.lost",
+		Attributes: []string{"ebpf.lost.reason"},
+	},
 	EbpfTCPLost: metricInfo{
 		Name:       "ebpf.tcp.lost",
 		Attributes: []string{"ebpf.lost.reason"},
+	},
+	HTTPServerRoutesFolded: metricInfo{
+		Name: "http.server.routes.folded",
 	},
 	TCPConnectionActive: metricInfo{
 		Name:       "tcp.connection.active",
@@ -184,7 +214,10 @@ type metricsInfo struct {
 	EbpfCapabilityEnabled    metricInfo
 	EbpfCgroupEventsLost     metricInfo
 	EbpfCgroupsCached        metricInfo
+	EbpfHTTPEvents           metricInfo
+	EbpfHTTPLost             metricInfo
 	EbpfTCPLost              metricInfo
+	HTTPServerRoutesFolded   metricInfo
 	TCPConnectionActive      metricInfo
 	TCPConnectionIo          metricInfo
 	TCPConnectionOpened      metricInfo
@@ -392,6 +425,149 @@ func newMetricEbpfCgroupsCached(cfg EbpfCgroupsCachedMetricConfig) metricEbpfCgr
 	return m
 }
 
+type metricEbpfHTTPEvents struct {
+	data     pmetric.Metric             // data buffer for generated metric.
+	config   EbpfHTTPEventsMetricConfig // metric config provided by user.
+	capacity int                        // max observed number of data points added to the metric.
+}
+
+// init fills ebpf.http.events metric with initial data.
+func (m *metricEbpfHTTPEvents) init() {
+	m.data.SetName("ebpf.http.events")
+	m.data.SetDescription("HTTP capture records read from the kernel.")
+	m.data.SetUnit("{event}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricEbpfHTTPEvents) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfHTTPEvents) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfHTTPEvents) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfHTTPEvents(cfg EbpfHTTPEventsMetricConfig) metricEbpfHTTPEvents {
+	m := metricEbpfHTTPEvents{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfHTTPLost struct {
+	data          pmetric.Metric           // data buffer for generated metric.
+	config        EbpfHTTPLostMetricConfig // metric config provided by user.
+	capacity      int                      // max observed number of data points added to the metric.
+	aggDataPoints []int64                  // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.http.lost metric with initial data.
+func (m *metricEbpfHTTPLost) init() {
+	m.data.SetName("ebpf.http.lost")
+	m.data.SetDescription("HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported).")
+	m.data.SetUnit("{event}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfHTTPLost) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfHTTPLostMetricAttributeKeyEbpfLostReason) {
+		dp.Attributes().PutStr("ebpf.lost.reason", ebpfLostReasonAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfHTTPLost) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfHTTPLost) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfHTTPLost(cfg EbpfHTTPLostMetricConfig) metricEbpfHTTPLost {
+	m := metricEbpfHTTPLost{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricEbpfTCPLost struct {
 	data          pmetric.Metric          // data buffer for generated metric.
 	config        EbpfTCPLostMetricConfig // metric config provided by user.
@@ -475,6 +651,58 @@ func (m *metricEbpfTCPLost) emit(metrics pmetric.MetricSlice) {
 
 func newMetricEbpfTCPLost(cfg EbpfTCPLostMetricConfig) metricEbpfTCPLost {
 	m := metricEbpfTCPLost{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricHTTPServerRoutesFolded struct {
+	data     pmetric.Metric                     // data buffer for generated metric.
+	config   HTTPServerRoutesFoldedMetricConfig // metric config provided by user.
+	capacity int                                // max observed number of data points added to the metric.
+}
+
+// init fills http.server.routes.folded metric with initial data.
+func (m *metricHTTPServerRoutesFolded) init() {
+	m.data.SetName("http.server.routes.folded")
+	m.data.SetDescription("Distinct route templates of a resource past `http.max_routes_per_resource`, folded into its overflow series of http.server.request.duration.")
+	m.data.SetUnit("{route}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricHTTPServerRoutesFolded) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricHTTPServerRoutesFolded) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricHTTPServerRoutesFolded) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricHTTPServerRoutesFolded(cfg HTTPServerRoutesFoldedMetricConfig) metricHTTPServerRoutesFolded {
+	m := metricHTTPServerRoutesFolded{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -1111,7 +1339,10 @@ type MetricsBuilder struct {
 	metricEbpfCapabilityEnabled    metricEbpfCapabilityEnabled
 	metricEbpfCgroupEventsLost     metricEbpfCgroupEventsLost
 	metricEbpfCgroupsCached        metricEbpfCgroupsCached
+	metricEbpfHTTPEvents           metricEbpfHTTPEvents
+	metricEbpfHTTPLost             metricEbpfHTTPLost
 	metricEbpfTCPLost              metricEbpfTCPLost
+	metricHTTPServerRoutesFolded   metricHTTPServerRoutesFolded
 	metricTCPConnectionActive      metricTCPConnectionActive
 	metricTCPConnectionIo          metricTCPConnectionIo
 	metricTCPConnectionOpened      metricTCPConnectionOpened
@@ -1146,7 +1377,10 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricEbpfCapabilityEnabled:    newMetricEbpfCapabilityEnabled(mbc.Metrics.EbpfCapabilityEnabled),
 		metricEbpfCgroupEventsLost:     newMetricEbpfCgroupEventsLost(mbc.Metrics.EbpfCgroupEventsLost),
 		metricEbpfCgroupsCached:        newMetricEbpfCgroupsCached(mbc.Metrics.EbpfCgroupsCached),
+		metricEbpfHTTPEvents:           newMetricEbpfHTTPEvents(mbc.Metrics.EbpfHTTPEvents),
+		metricEbpfHTTPLost:             newMetricEbpfHTTPLost(mbc.Metrics.EbpfHTTPLost),
 		metricEbpfTCPLost:              newMetricEbpfTCPLost(mbc.Metrics.EbpfTCPLost),
+		metricHTTPServerRoutesFolded:   newMetricHTTPServerRoutesFolded(mbc.Metrics.HTTPServerRoutesFolded),
 		metricTCPConnectionActive:      newMetricTCPConnectionActive(mbc.Metrics.TCPConnectionActive),
 		metricTCPConnectionIo:          newMetricTCPConnectionIo(mbc.Metrics.TCPConnectionIo),
 		metricTCPConnectionOpened:      newMetricTCPConnectionOpened(mbc.Metrics.TCPConnectionOpened),
@@ -1270,7 +1504,10 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricEbpfCapabilityEnabled.emit(ils.Metrics())
 	mb.metricEbpfCgroupEventsLost.emit(ils.Metrics())
 	mb.metricEbpfCgroupsCached.emit(ils.Metrics())
+	mb.metricEbpfHTTPEvents.emit(ils.Metrics())
+	mb.metricEbpfHTTPLost.emit(ils.Metrics())
 	mb.metricEbpfTCPLost.emit(ils.Metrics())
+	mb.metricHTTPServerRoutesFolded.emit(ils.Metrics())
 	mb.metricTCPConnectionActive.emit(ils.Metrics())
 	mb.metricTCPConnectionIo.emit(ils.Metrics())
 	mb.metricTCPConnectionOpened.emit(ils.Metrics())
@@ -1323,9 +1560,24 @@ func (mb *MetricsBuilder) RecordEbpfCgroupsCachedDataPoint(ts pcommon.Timestamp,
 	mb.metricEbpfCgroupsCached.recordDataPoint(mb.startTime, ts, val)
 }
 
+// RecordEbpfHTTPEventsDataPoint adds a data point to ebpf.http.events metric.
+func (mb *MetricsBuilder) RecordEbpfHTTPEventsDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricEbpfHTTPEvents.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordEbpfHTTPLostDataPoint adds a data point to ebpf.http.lost metric.
+func (mb *MetricsBuilder) RecordEbpfHTTPLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
+	mb.metricEbpfHTTPLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
+}
+
 // RecordEbpfTCPLostDataPoint adds a data point to ebpf.tcp.lost metric.
 func (mb *MetricsBuilder) RecordEbpfTCPLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
 	mb.metricEbpfTCPLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
+}
+
+// RecordHTTPServerRoutesFoldedDataPoint adds a data point to http.server.routes.folded metric.
+func (mb *MetricsBuilder) RecordHTTPServerRoutesFoldedDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricHTTPServerRoutesFolded.recordDataPoint(mb.startTime, ts, val)
 }
 
 // RecordTCPConnectionActiveDataPoint adds a data point to tcp.connection.active metric.

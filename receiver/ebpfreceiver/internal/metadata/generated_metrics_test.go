@@ -68,6 +68,7 @@ func TestMetricsBuilder(t *testing.T) {
 			mb := NewMetricsBuilder(loadMetricsBuilderConfig(t, tt.name), settings, WithStartTime(start))
 			aggMap := make(map[string]string) // contains the aggregation strategies for each metric name
 			aggMap["ebpf.capability.enabled"] = mb.metricEbpfCapabilityEnabled.config.AggregationStrategy
+			aggMap["ebpf.http.lost"] = mb.metricEbpfHTTPLost.config.AggregationStrategy
 			aggMap["ebpf.tcp.lost"] = mb.metricEbpfTCPLost.config.AggregationStrategy
 			aggMap["tcp.connection.active"] = mb.metricTCPConnectionActive.config.AggregationStrategy
 			aggMap["tcp.connection.io"] = mb.metricTCPConnectionIo.config.AggregationStrategy
@@ -97,10 +98,22 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordEbpfCgroupsCachedDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordEbpfHTTPEventsDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfHTTPLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfHTTPLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordEbpfTCPLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfTCPLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
 			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordHTTPServerRoutesFoldedDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordTCPConnectionActiveDataPoint(ts, 1, AttributeTCPConnectionDirectionClient, "network.peer.address-val", 17, 18, true)
@@ -150,6 +163,7 @@ func TestMetricsBuilder(t *testing.T) {
 			metrics := mb.Emit(WithResource(res))
 			if tt.name == "reaggregate_set" {
 				assert.Empty(t, mb.metricEbpfCapabilityEnabled.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfHTTPLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfTCPLost.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionActive.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionIo.aggDataPoints)
@@ -255,6 +269,64 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
+				case "ebpf.http.events":
+					assert.False(t, validatedMetrics["ebpf.http.events"], "Found a duplicate in the metrics slice: ebpf.http.events")
+					validatedMetrics["ebpf.http.events"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "HTTP capture records read from the kernel.", mi.Description())
+					assert.Equal(t, "{event}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "ebpf.http.lost":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.http.lost"], "Found a duplicate in the metrics slice: ebpf.http.lost")
+						validatedMetrics["ebpf.http.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported).", mi.Description())
+						assert.Equal(t, "{event}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfLostReasonAttrVal, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.True(t, ok)
+						assert.Equal(t, "connections_map_full", ebpfLostReasonAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.http.lost"], "Found a duplicate in the metrics slice: ebpf.http.lost")
+						validatedMetrics["ebpf.http.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported).", mi.Description())
+						assert.Equal(t, "{event}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.http.lost"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.False(t, ok)
+					}
 				case "ebpf.tcp.lost":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["ebpf.tcp.lost"], "Found a duplicate in the metrics slice: ebpf.tcp.lost")
@@ -299,6 +371,20 @@ func TestMetricsBuilder(t *testing.T) {
 						_, ok := dp.Attributes().Get("ebpf.lost.reason")
 						assert.False(t, ok)
 					}
+				case "http.server.routes.folded":
+					assert.False(t, validatedMetrics["http.server.routes.folded"], "Found a duplicate in the metrics slice: http.server.routes.folded")
+					validatedMetrics["http.server.routes.folded"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Distinct route templates of a resource past `http.max_routes_per_resource`, folded into its overflow series of http.server.request.duration.", mi.Description())
+					assert.Equal(t, "{route}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
 				case "tcp.connection.active":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["tcp.connection.active"], "Found a duplicate in the metrics slice: tcp.connection.active")

@@ -1,0 +1,350 @@
+//go:build linux
+
+package ebpfreceiver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+)
+
+// httpReceivers starts a traces and a metrics receiver on one config, as a
+// collector with both pipelines does.
+func httpReceivers(t *testing.T, cfg *Config) (*consumertest.TracesSink, *consumertest.MetricsSink) {
+	t.Helper()
+	cfg.CollectionInterval = 200 * time.Millisecond
+	cfg.InitialDelay = 0
+	cfg.HTTP.LinkWindow = 300 * time.Millisecond
+	set := receivertest.NewNopSettings(metadata.Type)
+	traces := new(consumertest.TracesSink)
+	tr, err := NewFactory().CreateTraces(context.Background(), set, cfg, traces)
+	require.NoError(t, err)
+	require.NoError(t, tr.Start(context.Background(), componenttest.NewNopHost()))
+	metrics := new(consumertest.MetricsSink)
+	mr := startReceiver(t, cfg, metrics)
+	t.Cleanup(func() {
+		require.NoError(t, tr.Shutdown(context.Background()))
+		require.NoError(t, mr.Shutdown(context.Background()))
+	})
+	return traces, metrics
+}
+
+// spansOn returns the spans that touch a server port, by kind.
+func spansOn(td []ptrace.Traces, port int) (server, client []ptrace.Span) {
+	for _, t := range td {
+		rss := t.ResourceSpans()
+		for i := range rss.Len() {
+			ss := rss.At(i).ScopeSpans().At(0).Spans()
+			for j := range ss.Len() {
+				s := ss.At(j)
+				if p, _ := s.Attributes().Get("server.port"); p.Int() != int64(port) {
+					continue
+				}
+				if s.Kind() == ptrace.SpanKindServer {
+					server = append(server, s)
+				} else {
+					client = append(client, s)
+				}
+			}
+		}
+	}
+	return server, client
+}
+
+func attr(s ptrace.Span, k string) any {
+	v, ok := s.Attributes().Get(k)
+	if !ok {
+		return nil
+	}
+	return v.AsRaw()
+}
+
+// waitSpans waits until n server and n client spans on port arrived.
+func waitSpans(t *testing.T, sink *consumertest.TracesSink, port, n int) (server, client []ptrace.Span) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		server, client = spansOn(sink.AllTraces(), port)
+		return len(server) >= n && len(client) >= n
+	}, 15*time.Second, 50*time.Millisecond, "want %d server and client spans on port %d", n, port)
+	time.Sleep(500 * time.Millisecond) // anything more would be a bug
+	server, client = spansOn(sink.AllTraces(), port)
+	require.Len(t, server, n)
+	require.Len(t, client, n)
+	return server, client
+}
+
+func goServer(t *testing.T, h http.HandlerFunc) (port int) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func statusHandler(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/missing"):
+		w.WriteHeader(http.StatusNotFound)
+	case strings.HasPrefix(r.URL.Path, "/fail"):
+		w.WriteHeader(http.StatusInternalServerError)
+	default:
+		_, _ = w.Write([]byte("hello"))
+	}
+}
+
+// Go client and server on one connection: every exchange gives a server and
+// a client span, linked into one trace.
+func TestHTTPGoClientServer(t *testing.T) {
+	traces, metrics := httpReceivers(t, createDefaultConfig())
+	port := goServer(t, statusHandler)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	for _, r := range []struct{ method, path string }{{"GET", "/users/42?token=secret"}, {"GET", "/missing"}, {"POST", "/fail"}} {
+		req, err := http.NewRequest(r.method, fmt.Sprintf("http://127.0.0.1:%d%s", port, r.path), strings.NewReader("body"))
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+
+	server, clientSpans := waitSpans(t, traces, port, 3)
+	byPath := map[string]ptrace.Span{}
+	for _, s := range server {
+		byPath[attr(s, "url.path").(string)] = s
+	}
+	want := map[string]struct {
+		name   string
+		status int64
+		err    bool
+	}{
+		"/users/42": {"GET /users/{id}", 200, false},
+		"/missing":  {"GET /missing", 404, false},
+		"/fail":     {"POST /fail", 500, true},
+	}
+	for path, w := range want {
+		s, ok := byPath[path]
+		require.True(t, ok, "server span for %s", path)
+		assert.Equal(t, w.name, s.Name())
+		assert.Equal(t, w.status, attr(s, "http.response.status_code"))
+		assert.Equal(t, "1.1", attr(s, "network.protocol.version"))
+		assert.Equal(t, "127.0.0.1", attr(s, "client.address"))
+		assert.Equal(t, w.err, s.Status().Code() == ptrace.StatusCodeError, path)
+	}
+	for _, c := range clientSpans {
+		path := attr(c, "url.path").(string)
+		s := byPath[path]
+		assert.Equal(t, s.TraceID(), c.TraceID(), "one trace for %s", path)
+		assert.Equal(t, c.SpanID(), s.ParentSpanID(), "the server span is the client span's child for %s", path)
+		assert.True(t, c.ParentSpanID().IsEmpty())
+		assert.Equal(t, attr(s, "http.response.status_code"), attr(c, "http.response.status_code"))
+		assert.Equal(t, path != "/users/42", c.Status().Code() == ptrace.StatusCodeError, "client errors on 4xx and 5xx")
+	}
+
+	// The histograms count every request once.
+	require.Eventually(t, func() bool {
+		all := metrics.AllMetrics()
+		return len(all) > 0 && histogramCount(all[len(all)-1], "http.server.request.duration", port) == 3 &&
+			histogramCount(all[len(all)-1], "http.client.request.duration", port) == 3
+	}, 5*time.Second, 50*time.Millisecond)
+}
+
+// histogramCount sums the data point counts of a duration histogram; on the
+// client side only those to port.
+func histogramCount(md pmetric.Metrics, name string, port int) uint64 {
+	var n uint64
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+		for j := range ms.Len() {
+			if ms.At(j).Name() != name {
+				continue
+			}
+			dps := ms.At(j).Histogram().DataPoints()
+			for k := range dps.Len() {
+				if p, ok := dps.At(k).Attributes().Get("server.port"); ok && p.Int() != int64(port) {
+					continue
+				}
+				n += dps.At(k).Count()
+			}
+		}
+	}
+	return n
+}
+
+// curl against Python's http.server, which answers HTTP/1.0 and closes.
+func TestHTTPCurlPython(t *testing.T) {
+	traces, _ := httpReceivers(t, createDefaultConfig())
+	port := freePort(t)
+	srv := exec.Command("python3", "-m", "http.server", fmt.Sprint(port), "--bind", "127.0.0.1", "-d", t.TempDir())
+	require.NoError(t, srv.Start(), "python3 is needed")
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
+
+	for _, path := range []string{"/", "/nothing-here"} {
+		out, err := exec.Command("curl", "-s", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d%s", port, path)).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	server, client := waitSpans(t, traces, port, 2)
+	statuses := map[any]bool{}
+	for _, s := range server {
+		statuses[attr(s, "http.response.status_code")] = true
+		assert.Equal(t, "1.1", attr(s, "network.protocol.version"), "curl asks in HTTP/1.1")
+	}
+	assert.Equal(t, map[any]bool{int64(200): true, int64(404): true}, statuses)
+	for _, c := range client {
+		assert.Equal(t, "GET", attr(c, "http.request.method"))
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// A traceparent header written by the application puts both spans in its
+// trace: the client span takes the header's span id, the server span takes
+// it as parent.
+func TestHTTPTraceParent(t *testing.T) {
+	traces, _ := httpReceivers(t, createDefaultConfig())
+	port := goServer(t, statusHandler)
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/traced", port), nil)
+	require.NoError(t, err)
+	req.Header.Set("traceparent", tp)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	server, client := waitSpans(t, traces, port, 1)
+	tid, sid, ok := parseTraceParent(tp)
+	require.True(t, ok)
+	assert.Equal(t, tid, server[0].TraceID())
+	assert.Equal(t, sid, server[0].ParentSpanID())
+	assert.Equal(t, tid, client[0].TraceID())
+	assert.Equal(t, sid, client[0].SpanID())
+}
+
+// Under load every request gives exactly one server span, the statuses add
+// up, the histogram counts the same, and nothing is lost.
+func TestHTTPLoad(t *testing.T) {
+	traces, metrics := httpReceivers(t, createDefaultConfig())
+	port := goServer(t, statusHandler)
+	const total, concurrency = 5000, 32
+	paths := []string{"/ok", "/missing", "/fail"}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
+	defer client.CloseIdleConnections()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range concurrency {
+		wg.Go(func() {
+			for i := range work {
+				resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s/%d", port, paths[i%3], i))
+				if !assert.NoError(t, err) {
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	for i := range total {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	server, _ := waitSpans(t, traces, port, total)
+	statuses := map[int64]int{}
+	for _, s := range server {
+		statuses[attr(s, "http.response.status_code").(int64)]++
+	}
+	assert.Equal(t, map[int64]int{200: 1667, 404: 1667, 500: 1666}, statuses)
+
+	var last pmetric.Metrics
+	require.Eventually(t, func() bool {
+		all := metrics.AllMetrics()
+		last = all[len(all)-1]
+		return histogramCount(last, "http.server.request.duration", port) == total
+	}, 10*time.Second, 100*time.Millisecond)
+	assert.Equal(t, map[string]int64{}, nonZeroLost(last))
+}
+
+// nonZeroLost returns the ebpf.http.lost series above zero.
+func nonZeroLost(md pmetric.Metrics) map[string]int64 {
+	lost := map[string]int64{}
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+		for j := range ms.Len() {
+			if ms.At(j).Name() != "ebpf.http.lost" {
+				continue
+			}
+			dps := ms.At(j).Sum().DataPoints()
+			for k := range dps.Len() {
+				if v := dps.At(k).IntValue(); v > 0 {
+					r, _ := dps.At(k).Attributes().Get("ebpf.lost.reason")
+					lost[r.Str()] = v
+				}
+			}
+		}
+	}
+	return lost
+}
+
+// A secret in the body, the query string and the Authorization header is
+// in no exported span or metric.
+func TestHTTPExportsNoSecrets(t *testing.T) {
+	traces, metrics := httpReceivers(t, createDefaultConfig())
+	port := goServer(t, statusHandler)
+	const secret = "s3cr3t-Z9Q"
+	req, err := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/login?password=%s", port, secret), strings.NewReader("password="+secret))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	waitSpans(t, traces, port, 1)
+
+	for _, td := range traces.AllTraces() {
+		b, err := (&ptrace.JSONMarshaler{}).MarshalTraces(td)
+		require.NoError(t, err)
+		assert.NotContains(t, string(b), secret)
+	}
+	all := metrics.AllMetrics()
+	require.NotEmpty(t, all)
+	for _, md := range all {
+		b, err := (&pmetric.JSONMarshaler{}).MarshalMetrics(md)
+		require.NoError(t, err)
+		assert.NotContains(t, string(b), secret)
+	}
+}

@@ -1,0 +1,241 @@
+package ebpfreceiver
+
+import (
+	"errors"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/httptrace"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+)
+
+// httpIdleTimeout evicts a connection whose close was never seen.
+const httpIdleTimeout = 2 * time.Minute
+
+// httpConn is one traced connection.
+type httpConn struct {
+	flow     *httpflow.Conn // nil when the port filter skips the connection
+	role     httpflow.Role
+	local    netip.AddrPort
+	remote   netip.AddrPort
+	cgroupID uint64
+	pid      uint32
+	lastTS   uint64
+}
+
+// httpPipeline reads the kernel's HTTP records, parses them per connection,
+// and hands each finished exchange to the RED metrics and the spans.
+type httpPipeline struct {
+	tracer *httptrace.Tracer
+	cfg    HTTPConfig
+	logger *zap.Logger
+	// bootNS turns the kernel's monotonic timestamps into wall time.
+	bootNS int64
+
+	conns map[uint64]*httpConn // owned by the read loop
+
+	red   *redMetrics
+	spans *spanQueue
+
+	mu   sync.Mutex // guards the counters below
+	lost map[string]uint64
+	stat httpflow.Stats
+	seen uint64
+
+	done chan struct{}
+}
+
+func newHTTPPipeline(tracer *httptrace.Tracer, cfg HTTPConfig, res resources, logger *zap.Logger) *httpPipeline {
+	var mono unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	p := &httpPipeline{
+		tracer: tracer,
+		cfg:    cfg,
+		logger: logger,
+		bootNS: time.Now().UnixNano() - mono.Nano(),
+		conns:  make(map[uint64]*httpConn),
+		red:    newREDMetrics(cfg.MaxRoutesPerResource),
+		lost:   make(map[string]uint64),
+		done:   make(chan struct{}),
+	}
+	p.spans = newSpanQueue(cfg, res, p.bootNS, p.countLost)
+	go p.run()
+	return p
+}
+
+// close stops the pipeline once the tracer is closed.
+func (p *httpPipeline) close() {
+	<-p.done
+	p.spans.close()
+}
+
+func (p *httpPipeline) run() {
+	defer close(p.done)
+	var e httptrace.Event
+	lastSweep := time.Now()
+	for {
+		err := p.tracer.Read(&e)
+		switch {
+		case errors.Is(err, os.ErrClosed):
+			return
+		case err != nil:
+			p.logger.Warn("bad http event", zap.Error(err))
+			continue
+		}
+		p.mu.Lock()
+		p.seen++
+		p.mu.Unlock()
+		p.handle(&e)
+		if time.Since(lastSweep) > httpIdleTimeout/4 {
+			p.sweep(e.TS)
+			lastSweep = time.Now()
+		}
+	}
+}
+
+func (p *httpPipeline) handle(e *httptrace.Event) {
+	c := p.conns[e.Conn]
+	if e.Dir == httptrace.DirClose {
+		if c != nil && c.flow != nil {
+			p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Close(e.TS, emit) })
+		}
+		delete(p.conns, e.Conn)
+		return
+	}
+	if c == nil {
+		role, ok := roleOf(e)
+		if !ok {
+			return // no captured bytes to tell a request from a response
+		}
+		if len(p.conns) >= p.cfg.MaxConnections {
+			p.countLost(lostConnectionTableFull, 1)
+			return
+		}
+		c = &httpConn{role: role, local: e.Local, remote: e.Remote, cgroupID: e.CgroupID, pid: e.PID}
+		serverPort := e.Local.Port()
+		if role == httpflow.Client {
+			serverPort = e.Remote.Port()
+		}
+		if p.cfg.Ports.allows(serverPort) {
+			c.flow = httpflow.NewConn(role, httpflow.Options{})
+		}
+		p.conns[e.Conn] = c
+	}
+	c.lastTS = e.TS
+	if c.flow == nil {
+		return
+	}
+	dir := httpflow.Ingress
+	if e.Dir == httptrace.DirEgress {
+		dir = httpflow.Egress
+	}
+	p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Feed(dir, e.TS, e.Data, int(e.Size), emit) })
+}
+
+// feedDone runs a Feed or Close of c's parser, handing on what it emits and
+// counting what it dropped.
+func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchange))) {
+	before := c.flow.Stats()
+	step(func(ex httpflow.Exchange) {
+		x := exchange{Exchange: ex, role: c.role, local: c.local, remote: c.remote, cgroupID: c.cgroupID, pid: c.pid}
+		p.red.add(&x)
+		p.spans.add(&x)
+	})
+	after := c.flow.Stats()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stat.Add(httpflow.Stats{
+		Exchanges: after.Exchanges - before.Exchanges,
+		Dropped:   after.Dropped - before.Dropped,
+		Lost:      after.Lost - before.Lost,
+		NonHTTP:   after.NonHTTP - before.NonHTTP,
+	})
+}
+
+// sweep forgets connections whose close was never seen.
+func (p *httpPipeline) sweep(now uint64) {
+	for id, c := range p.conns {
+		if now-c.lastTS > uint64(httpIdleTimeout) {
+			delete(p.conns, id)
+		}
+	}
+}
+
+// roleOf tells from a connection's first captured bytes which end the
+// process is: a request it received or a response it sent makes it the
+// server.
+func roleOf(e *httptrace.Event) (httpflow.Role, bool) {
+	if len(e.Data) < 5 {
+		return 0, false
+	}
+	response := string(e.Data[:5]) == "HTTP/"
+	if response == (e.Dir == httptrace.DirEgress) {
+		return httpflow.Server, true
+	}
+	return httpflow.Client, true
+}
+
+func (p *httpPipeline) countLost(reason string, n uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lost[reason] += n
+}
+
+// httpCounters is the pipeline's totals, kernel side included.
+type httpCounters struct {
+	events uint64
+	lost   map[string]uint64
+}
+
+func (p *httpPipeline) counters() (httpCounters, error) {
+	k, err := p.tracer.Counters()
+	if err != nil {
+		return httpCounters{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := httpCounters{events: p.seen, lost: make(map[string]uint64)}
+	for r, n := range p.lost {
+		c.lost[r] = n
+	}
+	c.lost[lostRingBufferFull] = k.Lost
+	c.lost[lostDataNotCaptured] = k.NoBuffer
+	c.lost[lostRequestsDropped] = p.stat.Dropped
+	return c, nil
+}
+
+// httpSource is the HTTP capability's part of a collection.
+type httpSource struct {
+	p  *httpPipeline
+	mb *metadata.MetricsBuilder
+}
+
+func (s httpSource) cgroups(yield func(uint64) bool) { s.p.red.cgroups(yield) }
+
+func (s httpSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+	if folded := s.p.red.appendHistograms(id, now, histograms); folded > 0 {
+		s.mb.RecordHTTPServerRoutesFoldedDataPoint(now, int64(folded))
+	}
+}
+
+func (s httpSource) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice) {
+	c, err := s.p.counters()
+	if err != nil {
+		s.p.logger.Warn("cannot read http counters", zap.Error(err))
+		return
+	}
+	s.mb.RecordEbpfHTTPEventsDataPoint(now, int64(c.events))
+	for _, reason := range slices.Sorted(maps.Keys(c.lost)) {
+		s.mb.RecordEbpfHTTPLostDataPoint(now, int64(c.lost[reason]), metadata.MapAttributeEbpfLostReason[reason])
+	}
+}

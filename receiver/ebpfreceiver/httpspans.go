@@ -1,0 +1,317 @@
+package ebpfreceiver
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+)
+
+// The reasons of ebpf.http.lost counted in user space.
+const (
+	lostRingBufferFull      = "ring_buffer_full"
+	lostDataNotCaptured     = "data_not_captured"
+	lostRequestsDropped     = "requests_dropped"
+	lostConnectionTableFull = "connection_table_full"
+	lostSpanQueueFull       = "span_queue_full"
+)
+
+// span is a finished exchange waiting to be linked and exported.
+type span struct {
+	x       exchange
+	traceID pcommon.TraceID
+	spanID  pcommon.SpanID
+	parent  pcommon.SpanID
+	// fromHeader marks ids taken from a traceparent header.
+	fromHeader bool
+	// parentSpan is the span on this node it is a child of, if any.
+	parentSpan *span
+	added      time.Time
+}
+
+// spanQueue holds finished exchanges for linkWindow so that the client and
+// server spans of one request on this node, and the calls a server makes
+// while serving, can be linked into one trace; then it exports them.
+type spanQueue struct {
+	window    time.Duration
+	max       int
+	res       resources
+	bootNS    int64
+	countLost func(reason string, n uint64)
+
+	mu      sync.Mutex
+	next    consumer.Traces // nil while no traces pipeline uses the receiver
+	pending []*span
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newSpanQueue(cfg HTTPConfig, res resources, bootNS int64, countLost func(string, uint64)) *spanQueue {
+	q := &spanQueue{
+		window:    cfg.LinkWindow,
+		max:       cfg.MaxPendingSpans,
+		res:       res,
+		bootNS:    bootNS,
+		countLost: countLost,
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	go q.run()
+	return q
+}
+
+// setConsumer starts (next != nil) or stops building spans.
+func (q *spanQueue) setConsumer(next consumer.Traces) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.next = next
+	if next == nil {
+		q.pending = nil
+	}
+}
+
+func (q *spanQueue) add(x *exchange) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.next == nil {
+		return
+	}
+	if len(q.pending) >= q.max {
+		q.countLost(lostSpanQueueFull, 1)
+		return
+	}
+	s := &span{x: *x, added: time.Now()}
+	s.spanID = randomSpanID()
+	s.traceID = randomTraceID()
+	if tid, sid, ok := parseTraceParent(x.TraceParent); ok {
+		s.traceID, s.fromHeader = tid, true
+		if x.role == httpflow.Server {
+			s.parent = sid // the caller's span
+		} else {
+			s.spanID = sid // the callee will name this span its parent
+		}
+	}
+	q.pending = append(q.pending, s)
+}
+
+func (q *spanQueue) run() {
+	defer close(q.done)
+	tick := time.NewTicker(min(max(q.window/4, 10*time.Millisecond), 250*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-q.stop:
+			q.flush(true)
+			return
+		case <-tick.C:
+			q.flush(false)
+		}
+	}
+}
+
+func (q *spanQueue) close() {
+	close(q.stop)
+	<-q.done
+}
+
+// flush links every pending span and exports those older than the window,
+// or all of them.
+func (q *spanQueue) flush(all bool) {
+	q.mu.Lock()
+	next := q.next
+	if next == nil || len(q.pending) == 0 {
+		q.mu.Unlock()
+		return
+	}
+	link(q.pending)
+	cutoff := time.Now().Add(-q.window)
+	var ready, keep []*span
+	for _, s := range q.pending {
+		if all || s.added.Before(cutoff) {
+			ready = append(ready, s)
+		} else {
+			keep = append(keep, s)
+		}
+	}
+	q.pending = keep
+	q.mu.Unlock()
+	if len(ready) > 0 {
+		_ = next.ConsumeTraces(context.Background(), q.build(ready))
+	}
+}
+
+// link sets each span's parent and trace from the spans on this node:
+//   - a server span's parent is the client span of the same connection, seen
+//     from the other end, whose request encloses it;
+//   - a client span's parent is the latest server span of the same process
+//     that encloses it: the request it serves.
+//
+// Ids from traceparent headers win over both.
+func link(spans []*span) {
+	for _, s := range spans {
+		if s.parentSpan != nil || (s.fromHeader && s.x.role == httpflow.Server) {
+			continue
+		}
+		for _, o := range spans {
+			if o == s || o.x.role == s.x.role || !encloses(o, s) {
+				continue
+			}
+			if s.x.role == httpflow.Server {
+				if o.x.local == s.x.remote && o.x.remote == s.x.local {
+					s.parentSpan = o
+					break
+				}
+			} else if o.x.pid == s.x.pid && (s.parentSpan == nil || o.x.RequestStart > s.parentSpan.x.RequestStart) {
+				if !s.fromHeader || o.traceID == s.traceID {
+					s.parentSpan = o
+				}
+			}
+		}
+	}
+	for _, s := range spans {
+		if s.parentSpan == nil {
+			continue
+		}
+		s.parent = s.parentSpan.spanID
+		if !s.fromHeader {
+			s.traceID = rootOf(s).traceID
+		}
+	}
+}
+
+// encloses reports whether o's request began before s's and ended after.
+func encloses(o, s *span) bool {
+	return o.x.RequestStart <= s.x.RequestStart && s.x.ResponseEnd <= o.x.ResponseEnd
+}
+
+// rootOf follows parents to the top of s's chain on this node.
+func rootOf(s *span) *span {
+	for range 64 { // a chain is as deep as the calls; bound it anyway
+		if s.parentSpan == nil || s.fromHeader {
+			return s
+		}
+		s = s.parentSpan
+	}
+	return s
+}
+
+// build turns spans into OTLP traces, one Resource per cgroup.
+func (q *spanQueue) build(spans []*span) ptrace.Traces {
+	byCgroup := make(map[uint64][]*span)
+	for _, s := range spans {
+		byCgroup[s.x.cgroupID] = append(byCgroup[s.x.cgroupID], s)
+	}
+	_ = q.res.paths.Resolve(maps.Keys(byCgroup)) // a failure leaves paths out, never spans
+	td := ptrace.NewTraces()
+	for _, id := range slices.Sorted(maps.Keys(byCgroup)) {
+		rs := td.ResourceSpans().AppendEmpty()
+		q.res.cgroup(id).MoveTo(rs.Resource())
+		ss := rs.ScopeSpans().AppendEmpty()
+		ss.Scope().SetName(metadata.ScopeName)
+		for _, s := range byCgroup[id] {
+			q.fill(ss.Spans().AppendEmpty(), s)
+		}
+	}
+	return td
+}
+
+func (q *spanQueue) fill(out ptrace.Span, s *span) {
+	x := &s.x
+	out.SetTraceID(s.traceID)
+	out.SetSpanID(s.spanID)
+	out.SetParentSpanID(s.parent)
+	out.SetStartTimestamp(pcommon.Timestamp(q.bootNS + int64(x.RequestStart)))
+	out.SetEndTimestamp(pcommon.Timestamp(q.bootNS + int64(x.ResponseEnd)))
+	a := out.Attributes()
+	a.PutStr("http.request.method", x.Method)
+	a.PutStr("url.path", x.Path())
+	if x.Status != 0 {
+		a.PutInt("http.response.status_code", int64(x.Status))
+	}
+	a.PutStr("network.protocol.version", x.Version)
+	a.PutStr("network.peer.address", x.remote.Addr().String())
+	a.PutInt("network.peer.port", int64(x.remote.Port()))
+	a.PutInt("process.pid", int64(x.pid))
+	serverAddr, serverPort := hostOf(x.Host), x.remote.Port()
+	if x.role == httpflow.Server {
+		route := routeOf(x.Path())
+		out.SetName(x.Method + " " + route)
+		out.SetKind(ptrace.SpanKindServer)
+		a.PutStr("http.route", route)
+		a.PutStr("url.scheme", "http")
+		a.PutStr("client.address", x.remote.Addr().String())
+		serverPort = x.local.Port()
+		if serverAddr == "" {
+			serverAddr = x.local.Addr().String()
+		}
+	} else {
+		out.SetName(x.Method)
+		out.SetKind(ptrace.SpanKindClient)
+		if serverAddr == "" {
+			serverAddr = x.remote.Addr().String()
+		}
+	}
+	a.PutStr("server.address", serverAddr)
+	a.PutInt("server.port", int64(serverPort))
+	if e := errorType(x); e != "" {
+		a.PutStr("error.type", e)
+		out.Status().SetCode(ptrace.StatusCodeError)
+		if x.Err != nil {
+			out.Status().SetMessage(x.Err.Error())
+		}
+	}
+}
+
+// hostOf is the host of a Host header, without its port.
+func hostOf(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return strings.Trim(h, "[]")
+}
+
+// parseTraceParent reads the trace and parent span ids of a W3C
+// traceparent header, "00-<32 hex>-<16 hex>-<2 hex>".
+func parseTraceParent(h string) (pcommon.TraceID, pcommon.SpanID, bool) {
+	var tid pcommon.TraceID
+	var sid pcommon.SpanID
+	if len(h) != 55 || h[2] != '-' || h[35] != '-' || h[52] != '-' {
+		return tid, sid, false
+	}
+	if _, err := hex.Decode(tid[:], []byte(h[3:35])); err != nil {
+		return tid, sid, false
+	}
+	if _, err := hex.Decode(sid[:], []byte(h[36:52])); err != nil {
+		return tid, sid, false
+	}
+	return tid, sid, !tid.IsEmpty() && !sid.IsEmpty()
+}
+
+func randomTraceID() (id pcommon.TraceID) {
+	for id.IsEmpty() {
+		binary.LittleEndian.PutUint64(id[:8], rand.Uint64())
+		binary.LittleEndian.PutUint64(id[8:], rand.Uint64())
+	}
+	return id
+}
+
+func randomSpanID() (id pcommon.SpanID) {
+	for id.IsEmpty() {
+		binary.LittleEndian.PutUint64(id[:], rand.Uint64())
+	}
+	return id
+}
