@@ -24,7 +24,7 @@ import (
 )
 
 // The package's TestMain is generated; helper processes start here.
-func init() { bpftest.RunHelperIfRequested(nil) }
+func init() { bpftest.RunHelperIfRequested(httpHelpers) }
 
 // connected is, for one Resource, the established client connections to
 // server by cgroup.
