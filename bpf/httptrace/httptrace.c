@@ -66,7 +66,7 @@ struct conn_state {
 struct syscall_args {
 	__u64 buf;   /* the buffer, or the first struct iovec */
 	__u32 nr;    /* the syscall number */
-	__u8 is_iov; /* buf points at an iovec */
+	__u8 is_iov; /* 0: buf; 1, 2: buf is an iovec; 3: no user buffer */
 	__u8 pad[3];
 };
 
@@ -139,11 +139,14 @@ int BPF_PROG(ebr_http_enter, struct pt_regs *regs, long id)
 	case NR_recvmsg:
 		is_iov = 2;
 		break;
+	case NR_sendfile:
+		is_iov = 3; /* file data: only its length matters */
+		break;
 	default:
 		return 0;
 	}
-	struct syscall_args a = {.nr = id, .is_iov = is_iov != 0};
-	a.buf = PT_REGS_PARM2_CORE(regs);
+	struct syscall_args a = {.nr = id, .is_iov = is_iov};
+	a.buf = is_iov == 3 ? 0 : PT_REGS_PARM2_CORE(regs);
 	if (is_iov == 2) {
 		struct user_msghdr msg;
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
@@ -155,13 +158,18 @@ int BPF_PROG(ebr_http_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* The user buffer of the running syscall, if sys_enter recorded it. */
-static __always_inline __u64 user_buffer(__u64 *len_cap)
+/* The user buffer of the running syscall, if sys_enter recorded it.
+ * *expected is set when the syscall has no user buffer by nature. */
+static __always_inline __u64 user_buffer(__u64 *len_cap, bool *expected)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct syscall_args *a = bpf_map_lookup_elem(&args, &tid);
 	if (!a || a->nr != current_syscall_nr())
 		return 0;
+	if (a->is_iov == 3) {
+		*expected = true;
+		return 0;
+	}
 	if (!a->is_iov)
 		return a->buf;
 	struct iovec iov;
@@ -244,12 +252,14 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	__u64 len = ret;
 	if (len > capture_len)
 		len = capture_len;
-	__u64 buf = user_buffer(&len);
+	bool expected = false;
+	__u64 buf = user_buffer(&len, &expected);
 	if (!buf) {
 		len = 0;
 		if (st->verdict == VERDICT_UNKNOWN)
 			return; /* cannot judge yet */
-		count(HTTP_COUNTER_NO_BUFFER);
+		if (!expected)
+			count(HTTP_COUNTER_NO_BUFFER);
 	}
 	if (len > PREFIX_MAX)
 		len = PREFIX_MAX;

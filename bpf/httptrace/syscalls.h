@@ -7,6 +7,7 @@
 #define NR_write 1
 #define NR_readv 19
 #define NR_writev 20
+#define NR_sendfile 40
 #define NR_sendto 44
 #define NR_recvfrom 45
 #define NR_sendmsg 46
@@ -23,6 +24,7 @@ static __always_inline long current_syscall_nr(void)
 #define NR_write 64
 #define NR_readv 65
 #define NR_writev 66
+#define NR_sendfile 71
 #define NR_sendto 206
 #define NR_recvfrom 207
 #define NR_sendmsg 211

@@ -1,0 +1,147 @@
+//go:build linux
+
+package httptrace
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// collect reads events into a list until stop is closed.
+type collect struct {
+	mu     sync.Mutex
+	events []Event
+	done   chan struct{}
+}
+
+func startTracer(t *testing.T) (*Tracer, *collect) {
+	t.Helper()
+	tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond})
+	require.NoError(t, err)
+	c := &collect{done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			var e Event
+			if err := tr.Read(&e); err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.events = append(c.events, e)
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		tr.Close()
+		<-c.done
+	})
+	return tr, c
+}
+
+// on returns the events of connections with one end on port.
+func (c *collect) on(port uint16) []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Event
+	for _, e := range c.events {
+		if e.Local.Port() == port || e.Remote.Port() == port || e.Dir == DirClose {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// A Go server answering with a file through sendfile, and a Go client: the
+// request and the response head are captured on both ends, the file body
+// only by its length.
+func TestCaptureHTTP(t *testing.T) {
+	tr, c := startTracer(t)
+	file := filepath.Join(t.TempDir(), "body")
+	require.NoError(t, os.WriteFile(file, bytes.Repeat([]byte("b"), 10000), 0o600))
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, file) // sendfile(2) for the body
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/body", port))
+	require.NoError(t, err)
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.EqualValues(t, 10000, n)
+	http.DefaultClient.CloseIdleConnections()
+
+	var got []Event
+	require.Eventually(t, func() bool {
+		got = c.on(port)
+		return len(got) >= 4
+	}, 5*time.Second, 10*time.Millisecond)
+	var reqIn, reqOut, respHead, bodyBytes bool
+	for _, e := range got {
+		switch {
+		case e.Dir == DirEgress && bytes.HasPrefix(e.Data, []byte("GET /body HTTP/1.1\r\n")):
+			reqOut = e.Remote.Port() == port
+		case e.Dir == DirIngress && bytes.HasPrefix(e.Data, []byte("GET /body HTTP/1.1\r\n")):
+			reqIn = e.Local.Port() == port
+		case e.Dir == DirEgress && bytes.HasPrefix(e.Data, []byte("HTTP/1.1 200 OK\r\n")):
+			respHead = true
+		case e.Dir == DirEgress && len(e.Data) == 0 && e.Size > 0:
+			bodyBytes = true // sendfile: the length without the bytes
+		}
+		assert.LessOrEqual(t, len(e.Data), 256)
+	}
+	assert.True(t, reqOut, "client's request write")
+	assert.True(t, reqIn, "server's request read")
+	assert.True(t, respHead, "server's response head")
+	assert.True(t, bodyBytes, "sendfile body by its length")
+	counters, err := tr.Counters()
+	require.NoError(t, err)
+	assert.Zero(t, counters.Lost)
+	assert.Zero(t, counters.NoBuffer, "sendfile is expected to have no user buffer")
+}
+
+// Bytes that are not HTTP never leave the kernel.
+func TestCaptureIgnoresOtherProtocols(t *testing.T) {
+	_, c := startTracer(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = io.Copy(conn, conn) // echo
+	}()
+	conn, err := net.Dial("tcp4", ln.Addr().String())
+	require.NoError(t, err)
+	for _, msg := range []string{"\x16\x03\x01\x02\x00", "*1\r\n$4\r\nPING\r\n", "GET / HTTP/1.1\r\n\r\n"} {
+		_, err := conn.Write([]byte(msg))
+		require.NoError(t, err)
+		buf := make([]byte, len(msg))
+		_, err = io.ReadFull(conn, buf)
+		require.NoError(t, err)
+	}
+	conn.Close()
+	time.Sleep(200 * time.Millisecond)
+	for _, e := range c.on(port) {
+		assert.NotEqual(t, port, e.Local.Port(), "no event for a connection that began as TLS: %+v", e)
+		assert.NotEqual(t, port, e.Remote.Port(), "no event for a connection that began as TLS: %+v", e)
+	}
+}
