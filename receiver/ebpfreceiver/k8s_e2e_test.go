@@ -30,20 +30,20 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/k8stest"
 )
 
-// connectEnv makes the test binary a client: it connects to the address in
+// k8sClientEnv makes the test binary a client: it connects to the address in
 // the variable k8sConns times and exits. The test runs it inside a fake
 // pod's cgroup.
-const connectEnv = "EBPFRECEIVER_E2E_CONNECT"
+const k8sClientEnv = "EBPFRECEIVER_E2E_CONNECT"
 
 const k8sConns = 3
 
 func init() {
-	addr := os.Getenv(connectEnv)
+	addr := os.Getenv(k8sClientEnv)
 	if addr == "" {
 		return
 	}
 	for range k8sConns {
-		if err := pingPong(addr); err != nil {
+		if err := k8sPingPong(addr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -51,7 +51,7 @@ func init() {
 	os.Exit(0)
 }
 
-func pingPong(addr string) error {
+func k8sPingPong(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
@@ -80,7 +80,7 @@ type k8sPod struct {
 // processes in fake pods' cgroups carry their pods' metadata.
 func TestK8sAttributes(t *testing.T) {
 	bpftest.RequireBPF(t)
-	bin := collectorBinary(t)
+	bin := k8sCollectorBinary(t)
 	cluster := k8stest.Start(t)
 
 	const ns, node = "shop", "node-e2e"
@@ -95,23 +95,27 @@ func TestK8sAttributes(t *testing.T) {
 			},
 			deployment: "web",
 		},
-		{Pod: k8stest.Pod{Namespace: ns, Name: "cache", Node: node, Container: "redis",
-			Labels: map[string]string{"app": "cache"}}},
+		{
+			Pod: k8stest.Pod{
+				Namespace: ns, Name: "cache", Node: node, Container: "redis",
+				Labels: map[string]string{"app": "cache"},
+			},
+		},
 	}
-	cgroupTop := makeCgroup(t, bpftest.CgroupRoot(t), fmt.Sprintf("k8se2e-%d", os.Getpid()))
+	cgroupTop := makeK8sCgroup(t, bpftest.CgroupRoot(t), fmt.Sprintf("k8se2e-%d", os.Getpid()))
 	for i, p := range pods {
 		p.uid = cluster.CreatePod(t, p.Pod)
-		p.containerID = randomHexID(t)
+		p.containerID = k8sContainerID(t)
 		cluster.SetPodStatus(t, ns, p.Name, k8stest.PodStatus{
 			IP:          "10.244.0." + strconv.Itoa(10+i),
 			ContainerID: "containerd://" + p.containerID,
 		})
-		p.cgroup = makePodCgroup(t, cgroupTop, p.uid, p.containerID)
+		p.cgroup = makeK8sPodCgroup(t, cgroupTop, p.uid, p.containerID)
 	}
 
-	addr := startPingServer(t)
+	addr := startK8sServer(t)
 	out := filepath.Join(t.TempDir(), "metrics.jsonl")
-	collector := startCollector(t, bin, []string{
+	collector := startK8sCollector(t, bin, []string{
 		"K8S_NODE_NAME=" + node,
 		"K8S_AUTH_TYPE=kubeConfig",
 		"KUBECONFIG=" + cluster.Kubeconfig,
@@ -120,51 +124,51 @@ func TestK8sAttributes(t *testing.T) {
 
 	// Connections made before the receiver is attached are not counted:
 	// wait for its first export.
-	waitFor(t, collector, 60*time.Second, "first export", func() error {
-		if len(readExports(t, out)) == 0 {
+	k8sWaitFor(t, collector, 60*time.Second, "first export", func() error {
+		if len(readK8sExports(t, out)) == 0 {
 			return errors.New("no export yet")
 		}
 		return nil
 	})
 	for _, p := range pods {
-		runInCgroup(t, p.cgroup, addr)
+		runK8sClient(t, p.cgroup, addr)
 	}
 
 	port := int64(addr.Port)
 	for _, p := range pods {
 		want := map[string]string{
-			"k8s.pod.uid":          p.uid,
-			"k8s.pod.name":         p.Name,
-			"k8s.namespace.name":   ns,
-			"k8s.node.name":        node,
-			"k8s.container.name":   p.Container,
-			"k8s.pod.labels.app":   p.Labels["app"],
-			"k8s.pod.qos_class":    "BestEffort",
-			"k8s.deployment.name":  p.deployment,
-			"team":                 p.Annotations["resource.opentelemetry.io/team"],
-			"k8s.pod.labels.track": "",
+			"k8s.pod.uid":         p.uid,
+			"k8s.pod.name":        p.Name,
+			"k8s.namespace.name":  ns,
+			"k8s.node.name":       node,
+			"k8s.container.name":  p.Container,
+			"k8s.pod.label.app":   p.Labels["app"],
+			"k8s.pod.qos_class":   "BestEffort",
+			"k8s.deployment.name": p.deployment,
+			"team":                p.Annotations["resource.opentelemetry.io/team"],
+			"k8s.pod.label.track": "",
 		}
-		waitFor(t, collector, 60*time.Second, p.Name, func() error {
-			return checkPod(readExports(t, out), p.containerID, want, port)
+		k8sWaitFor(t, collector, 60*time.Second, p.Name, func() error {
+			return checkK8sPod(readK8sExports(t, out), p.containerID, want, port)
 		})
 	}
 
 	// A label set on a running pod reaches the metrics through the watch.
 	web := pods[0]
 	cluster.SetPodLabels(t, ns, web.Name, map[string]string{"track": "canary"})
-	waitFor(t, collector, 60*time.Second, "relabelled "+web.Name, func() error {
-		return checkPod(readExports(t, out), web.containerID, map[string]string{
-			"k8s.pod.name":         web.Name,
-			"k8s.pod.labels.track": "canary",
+	k8sWaitFor(t, collector, 60*time.Second, "relabelled "+web.Name, func() error {
+		return checkK8sPod(readK8sExports(t, out), web.containerID, map[string]string{
+			"k8s.pod.name":        web.Name,
+			"k8s.pod.label.track": "canary",
 		}, -1)
 	})
 }
 
-// checkPod returns nil when the latest export has a resource for
+// checkK8sPod returns nil when the latest export has a resource for
 // containerID whose attributes are want (an empty value means absent) and,
 // if port is not -1, a tcp.connection.opened client series to port with
 // at least k8sConns established connections.
-func checkPod(exports []pmetric.Metrics, containerID string, want map[string]string, port int64) error {
+func checkK8sPod(exports []pmetric.Metrics, containerID string, want map[string]string, port int64) error {
 	var rm pmetric.ResourceMetrics
 	found := false
 	for i := len(exports) - 1; i >= 0 && !found; i-- {
@@ -182,16 +186,20 @@ func checkPod(exports []pmetric.Metrics, containerID string, want map[string]str
 	attrs := rm.Resource().Attributes()
 	var errs []error
 	for k, w := range want {
+		got := ""
 		v, ok := attrs.Get(k)
+		if ok {
+			got = v.AsString()
+		}
 		switch {
 		case w == "" && ok:
-			errs = append(errs, fmt.Errorf("%s = %q, want none", k, v.AsString()))
-		case w != "" && (!ok || v.AsString() != w):
-			errs = append(errs, fmt.Errorf("%s = %q, want %q", k, v.AsString(), w))
+			errs = append(errs, fmt.Errorf("%s = %q, want none", k, got))
+		case w != "" && got != w:
+			errs = append(errs, fmt.Errorf("%s = %q, want %q", k, got, w))
 		}
 	}
 	if port != -1 {
-		if n := openedTo(rm, port); n < k8sConns {
+		if n := k8sOpenedTo(rm, port); n < k8sConns {
 			errs = append(errs, fmt.Errorf("tcp.connection.opened client established to port %d = %d, want >= %d", port, n, k8sConns))
 		}
 	}
@@ -201,9 +209,9 @@ func checkPod(exports []pmetric.Metrics, containerID string, want map[string]str
 	return nil
 }
 
-// openedTo sums tcp.connection.opened on rm for established client
+// k8sOpenedTo sums tcp.connection.opened on rm for established client
 // connections to port.
-func openedTo(rm pmetric.ResourceMetrics, port int64) int64 {
+func k8sOpenedTo(rm pmetric.ResourceMetrics, port int64) int64 {
 	var n int64
 	sms := rm.ScopeMetrics()
 	for i := 0; i < sms.Len(); i++ {
@@ -215,9 +223,9 @@ func openedTo(rm pmetric.ResourceMetrics, port int64) int64 {
 			dps := ms.At(j).Sum().DataPoints()
 			for k := 0; k < dps.Len(); k++ {
 				a := dps.At(k).Attributes()
-				if str(a, "tcp.connection.direction") == "client" &&
-					str(a, "tcp.connection.outcome") == "established" &&
-					intAttr(a, "network.peer.port") == port {
+				if k8sStr(a, "tcp.connection.direction") == "client" &&
+					k8sStr(a, "tcp.connection.outcome") == "established" &&
+					k8sInt(a, "network.peer.port") == port {
 					n += dps.At(k).IntValue()
 				}
 			}
@@ -226,19 +234,23 @@ func openedTo(rm pmetric.ResourceMetrics, port int64) int64 {
 	return n
 }
 
-func str(m pcommon.Map, k string) string {
-	v, _ := m.Get(k)
-	return v.Str()
+func k8sStr(m pcommon.Map, k string) string {
+	if v, ok := m.Get(k); ok {
+		return v.Str()
+	}
+	return ""
 }
 
-func intAttr(m pcommon.Map, k string) int64 {
-	v, _ := m.Get(k)
-	return v.Int()
+func k8sInt(m pcommon.Map, k string) int64 {
+	if v, ok := m.Get(k); ok {
+		return v.Int()
+	}
+	return -1
 }
 
-// readExports parses the file exporter's output: one OTLP JSON request per
+// readK8sExports parses the file exporter's output: one OTLP JSON request per
 // line. A last line still being written is left for the next read.
-func readExports(t *testing.T, path string) []pmetric.Metrics {
+func readK8sExports(t *testing.T, path string) []pmetric.Metrics {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -261,8 +273,8 @@ func readExports(t *testing.T, path string) []pmetric.Metrics {
 	return out
 }
 
-// collectorBinary returns the distribution that make build writes.
-func collectorBinary(t *testing.T) string {
+// k8sCollectorBinary returns the distribution that make build writes.
+func k8sCollectorBinary(t *testing.T) string {
 	t.Helper()
 	bin, err := filepath.Abs("../../_build/otelcol-ebpf")
 	if err != nil {
@@ -274,19 +286,19 @@ func collectorBinary(t *testing.T) string {
 	return bin
 }
 
-// collectorProc is the running collector.
-type collectorProc struct {
+// k8sCollector is the running collector.
+type k8sCollector struct {
 	log  string
 	done chan struct{}
 }
 
-func startCollector(t *testing.T, bin string, env []string) *collectorProc {
+func startK8sCollector(t *testing.T, bin string, env []string) *k8sCollector {
 	t.Helper()
 	config, err := filepath.Abs("testdata/k8s/collector.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &collectorProc{log: filepath.Join(t.TempDir(), "collector.log"), done: make(chan struct{})}
+	c := &k8sCollector{log: filepath.Join(t.TempDir(), "collector.log"), done: make(chan struct{})}
 	f, err := os.Create(c.log)
 	if err != nil {
 		t.Fatal(err)
@@ -319,7 +331,7 @@ func startCollector(t *testing.T, bin string, env []string) *collectorProc {
 	return c
 }
 
-func (c *collectorProc) logTail() string {
+func (c *k8sCollector) logTail() string {
 	b, _ := os.ReadFile(c.log)
 	if len(b) > 8000 {
 		b = b[len(b)-8000:]
@@ -327,9 +339,9 @@ func (c *collectorProc) logTail() string {
 	return string(b)
 }
 
-// waitFor polls check until it returns nil, and fails t when the collector
+// k8sWaitFor polls check until it returns nil, and fails t when the collector
 // exits or the timeout passes.
-func waitFor(t *testing.T, c *collectorProc, timeout time.Duration, what string, check func() error) {
+func k8sWaitFor(t *testing.T, c *k8sCollector, timeout time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -348,9 +360,9 @@ func waitFor(t *testing.T, c *collectorProc, timeout time.Duration, what string,
 	}
 }
 
-// startPingServer answers each connection's 4 bytes with 4 bytes. Cleanup
+// startK8sServer answers each connection's 4 bytes with 4 bytes. Cleanup
 // stops it and waits for its goroutines.
-func startPingServer(t *testing.T) *net.TCPAddr {
+func startK8sServer(t *testing.T) *net.TCPAddr {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -379,8 +391,8 @@ func startPingServer(t *testing.T) *net.TCPAddr {
 	return l.Addr().(*net.TCPAddr)
 }
 
-// runInCgroup runs the test binary as a client of addr inside cgroup.
-func runInCgroup(t *testing.T, cgroup *os.File, addr *net.TCPAddr) {
+// runK8sClient runs the test binary as a client of addr inside cgroup.
+func runK8sClient(t *testing.T, cgroup *os.File, addr *net.TCPAddr) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -389,16 +401,16 @@ func runInCgroup(t *testing.T, cgroup *os.File, addr *net.TCPAddr) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), connectEnv+"="+addr.String())
+	cmd.Env = append(os.Environ(), k8sClientEnv+"="+addr.String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgroup.Fd())}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("client in %s: %v: %s", cgroup.Name(), err, out)
 	}
 }
 
-// makePodCgroup makes the cgroup the kubelet's systemd driver makes for a
+// makeK8sPodCgroup makes the cgroup the kubelet's systemd driver makes for a
 // BestEffort pod's containerd container, below top, and opens it.
-func makePodCgroup(t *testing.T, top, uid, containerID string) *os.File {
+func makeK8sPodCgroup(t *testing.T, top, uid, containerID string) *os.File {
 	t.Helper()
 	dir := top
 	for _, name := range []string{
@@ -409,7 +421,7 @@ func makePodCgroup(t *testing.T, top, uid, containerID string) *os.File {
 	} {
 		dir = filepath.Join(dir, name)
 		if _, err := os.Stat(dir); err != nil {
-			makeCgroup(t, filepath.Dir(dir), name)
+			makeK8sCgroup(t, filepath.Dir(dir), name)
 		}
 	}
 	f, err := os.Open(dir)
@@ -420,8 +432,8 @@ func makePodCgroup(t *testing.T, top, uid, containerID string) *os.File {
 	return f
 }
 
-// makeCgroup makes the cgroup parent/name. Cleanup removes it.
-func makeCgroup(t *testing.T, parent, name string) string {
+// makeK8sCgroup makes the cgroup parent/name. Cleanup removes it.
+func makeK8sCgroup(t *testing.T, parent, name string) string {
 	t.Helper()
 	dir := filepath.Join(parent, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -444,8 +456,8 @@ func makeCgroup(t *testing.T, parent, name string) string {
 	return dir
 }
 
-// randomHexID returns a 64-hex container id.
-func randomHexID(t *testing.T) string {
+// k8sContainerID returns a 64-hex container id.
+func k8sContainerID(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
