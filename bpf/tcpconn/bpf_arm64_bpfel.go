@@ -16,9 +16,11 @@ import (
 type bpfCounter uint32
 
 const (
-	bpfCounterCOUNTER_CONNS_FULL bpfCounter = 0
-	bpfCounterCOUNTER_FLOWS_FULL bpfCounter = 1
-	bpfCounterCOUNTER_COUNT      bpfCounter = 2
+	bpfCounterCOUNTER_CONNS_FULL     bpfCounter = 0
+	bpfCounterCOUNTER_FLOWS_FULL     bpfCounter = 1
+	bpfCounterCOUNTER_CONNS_INSERTED bpfCounter = 2
+	bpfCounterCOUNTER_CONNS_DELETED  bpfCounter = 3
+	bpfCounterCOUNTER_COUNT          bpfCounter = 4
 )
 
 type bpfDirection uint32

@@ -44,9 +44,11 @@ enum outcome {
 
 /* Kernel-side losses, one per-CPU counter each. */
 enum counter {
-	COUNTER_CONNS_FULL = 0,  /* a connection could not be tracked */
-	COUNTER_FLOWS_FULL = 1,  /* a flow did not fit; counted in overflow */
-	COUNTER_COUNT = 2,
+	COUNTER_CONNS_FULL = 0,     /* a connection could not be tracked */
+	COUNTER_FLOWS_FULL = 1,     /* a flow did not fit; counted in overflow */
+	COUNTER_CONNS_INSERTED = 2, /* conns entries made */
+	COUNTER_CONNS_DELETED = 3,  /* conns entries removed */
+	COUNTER_COUNT = 4,
 };
 
 /* Bucket i counts srtt in [2^i, 2^(i+1)) microseconds; the last is open. */
@@ -187,7 +189,12 @@ static __always_inline void track(const struct sock *sk, __u8 direction)
 		c.key.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	}
 	__u64 id = (__u64)sk;
-	if (bpf_map_update_elem(&conns, &id, &c, BPF_ANY))
+	long err = bpf_map_update_elem(&conns, &id, &c, BPF_NOEXIST);
+	if (err == -EEXIST) /* a reused socket whose destroy we missed */
+		err = bpf_map_update_elem(&conns, &id, &c, BPF_EXIST);
+	else if (!err)
+		count(COUNTER_CONNS_INSERTED);
+	if (err)
 		count(COUNTER_CONNS_FULL);
 }
 
@@ -212,6 +219,7 @@ static __always_inline struct tcp_conn *conn_of(const struct sock *sk, int state
 		count(COUNTER_CONNS_FULL);
 		return NULL;
 	}
+	count(COUNTER_CONNS_INSERTED);
 	c = bpf_map_lookup_elem(&conns, &id);
 	if (!c)
 		return NULL;
@@ -314,7 +322,8 @@ SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(ebr_tcp_destroy, struct sock *sk)
 {
 	__u64 id = (__u64)sk;
-	bpf_map_delete_elem(&conns, &id);
+	if (!bpf_map_delete_elem(&conns, &id))
+		count(COUNTER_CONNS_DELETED);
 	return 0;
 }
 

@@ -200,6 +200,25 @@ type Snapshot struct {
 	Overflow [directionCount]FlowStats
 	// Lost counts the kernel side's losses.
 	Lost Lost
+	// Conns is the number of connections tracked now.
+	Conns uint64
+}
+
+// Capacity returns the sizes of the connections and flows maps.
+func (t *Tracer) Capacity() (conns, flows uint32) {
+	return t.maps.Maps[bpfMapConns].MaxEntries(), t.maps.Maps[bpfMapFlows].MaxEntries()
+}
+
+// DeleteFlows removes flows from the kernel map, such as those of a removed
+// cgroup once exported. A flow updated again afterwards starts from zero.
+func (t *Tracer) DeleteFlows(flows []Flow) error {
+	var errs []error
+	for _, f := range flows {
+		if err := t.maps.Maps[bpfMapFlows].Delete(f); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Snapshot reads the maps into s, reusing its storage.
@@ -224,9 +243,12 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 		s.Overflow[d] = sum(perCPU)
 	}
 	counters := make([]uint64, t.ncpu)
+	var inserted, deleted uint64
 	for c, dst := range map[bpfCounter]*uint64{
-		bpfCounterCOUNTER_CONNS_FULL: &s.Lost.ConnsFull,
-		bpfCounterCOUNTER_FLOWS_FULL: &s.Lost.FlowsFull,
+		bpfCounterCOUNTER_CONNS_FULL:     &s.Lost.ConnsFull,
+		bpfCounterCOUNTER_FLOWS_FULL:     &s.Lost.FlowsFull,
+		bpfCounterCOUNTER_CONNS_INSERTED: &inserted,
+		bpfCounterCOUNTER_CONNS_DELETED:  &deleted,
 	} {
 		if err := t.maps.Maps[bpfMapCounters].Lookup(uint32(c), &counters); err != nil {
 			return fmt.Errorf("read counters: %w", err)
@@ -236,6 +258,7 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 			*dst += v
 		}
 	}
+	s.Conns = inserted - deleted
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
 )
 
@@ -76,13 +77,19 @@ func str(a pcommon.Map, k string) string {
 
 func startAttributionReceiver(t *testing.T) *consumertest.MetricsSink {
 	t.Helper()
+	sink, _ := startAttributionReceiverConfig(t)
+	return sink
+}
+
+func startAttributionReceiverConfig(t *testing.T) (*consumertest.MetricsSink, *Config) {
+	t.Helper()
 	cfg := createDefaultConfig()
 	cfg.CollectionInterval = 200 * time.Millisecond
 	cfg.InitialDelay = 0
 	sink := new(consumertest.MetricsSink)
 	r := startReceiver(t, cfg, sink)
 	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
-	return sink
+	return sink, cfg
 }
 
 // latest waits for a collection that started after now and returns it.
@@ -117,7 +124,7 @@ func TestShortLivedPodsAttribution(t *testing.T) {
 	const pods, perPod = 20, 10
 	server := netip.AddrPortFrom(node.IP, 8080)
 	srv := node.StartTCPServer(t, bpftest.ServerOptions{Port: server.Port(), Conns: pods * perPod, Recv: 1})
-	sink := startAttributionReceiver(t)
+	sink, cfg := startAttributionReceiverConfig(t)
 
 	type want struct{ podUID, containerID string }
 	wants := make(map[int64]want)
@@ -139,7 +146,17 @@ func TestShortLivedPodsAttribution(t *testing.T) {
 	slices.Sort(lifetimes)
 	t.Logf("process lifetimes: median %v, max %v", lifetimes[len(lifetimes)/2], lifetimes[len(lifetimes)-1])
 
-	got := clientConns(latest(t, sink), server)
+	// A removed container's flows are exported once more, then dropped:
+	// look at every collection.
+	latest(t, sink)
+	got := map[int64]connected{}
+	for _, md := range sink.AllMetrics() {
+		for id, c := range clientConns(md, server) {
+			if c.opened >= got[id].opened {
+				got[id] = c
+			}
+		}
+	}
 	attributed := 0
 	for id, w := range wants {
 		c, ok := got[id]
@@ -154,6 +171,17 @@ func TestShortLivedPodsAttribution(t *testing.T) {
 		}
 	}
 	assert.Equal(t, pods*perPod, attributed, "connections attributed to their own container and pod")
+
+	// Once exported, the flows of the removed containers leave the kernel.
+	coresMu.Lock()
+	tracer := cores[cfg].tcp
+	coresMu.Unlock()
+	var snap tcpconn.Snapshot
+	require.NoError(t, tracer.Snapshot(&snap))
+	for f := range snap.Flows {
+		_, removed := wants[int64(f.CgroupId)]
+		assert.False(t, removed, "flow of removed cgroup %d still in the kernel", f.CgroupId)
+	}
 }
 
 // A host process outside any pod, and one in a systemd service's cgroup,

@@ -111,7 +111,7 @@ func (c *core) followCgroups(logger *zap.Logger) {
 		case e.Op == cgrouptrack.OpMkdir:
 			c.cgroups.Learn(e.ID, e.Path)
 		case e.Op == cgrouptrack.OpRmdir:
-			c.cgroups.Removed(e.ID)
+			c.cgroups.MarkRemoved(e.ID)
 		}
 	}
 }

@@ -218,6 +218,9 @@ func (p *httpPipeline) counters() (httpCounters, error) {
 type httpSource struct {
 	p  *httpPipeline
 	mb *metadata.MetricsBuilder
+	// removed reports a removed cgroup: its histograms are exported one
+	// last time, then forgotten.
+	removed func(uint64) bool
 }
 
 func (s httpSource) cgroups(yield func(uint64) bool) { s.p.red.cgroups(yield) }
@@ -225,6 +228,9 @@ func (s httpSource) cgroups(yield func(uint64) bool) { s.p.red.cgroups(yield) }
 func (s httpSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	if folded := s.p.red.appendHistograms(id, now, histograms); folded > 0 {
 		s.mb.RecordHTTPServerRoutesFoldedDataPoint(now, int64(folded))
+	}
+	if s.removed(id) {
+		s.p.red.forget(id)
 	}
 }
 

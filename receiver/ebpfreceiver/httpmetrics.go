@@ -130,6 +130,19 @@ func (r *redMetrics) admit(cgroupID uint64, route string) (string, bool) {
 	return "", true
 }
 
+// forget drops a cgroup's series and route admissions.
+func (r *redMetrics) forget(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.series {
+		if k.cgroupID == id {
+			delete(r.series, k)
+		}
+	}
+	delete(r.routes, id)
+	delete(r.folded, id)
+}
+
 func (r *redMetrics) cgroups(yield func(uint64) bool) {
 	r.mu.Lock()
 	ids := make(map[uint64]struct{})

@@ -52,11 +52,11 @@ func (s *metricsScraper) start(context.Context, component.Host) error {
 	s.mb = metadata.NewMetricsBuilder(s.cfg.MetricsBuilderConfig, s.set, metadata.WithStartTime(start))
 	s.coll = collector{mb: s.mb, res: resources{rac: s.cfg.ResourceAttributes, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}}
 	if c.tcp != nil {
-		s.tcp = newTCPBuilder(s.mb, start, s.cfg.TCP)
+		s.tcp = newTCPBuilder(s.mb, start, s.cfg.TCP, c.cgroups.IsRemoved)
 		s.coll.sources = append(s.coll.sources, s.tcp)
 	}
 	if c.http != nil {
-		s.coll.sources = append(s.coll.sources, httpSource{p: c.http, mb: s.mb})
+		s.coll.sources = append(s.coll.sources, httpSource{p: c.http, mb: s.mb, removed: c.cgroups.IsRemoved})
 	}
 	return nil
 }
@@ -75,6 +75,11 @@ func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	})
 	if err != nil {
 		s.set.Logger.Warn("cannot resolve cgroup paths", zap.Error(err))
+	}
+	if s.tcp != nil {
+		if err := s.core.tcp.DeleteFlows(s.tcp.takeStale()); err != nil {
+			s.set.Logger.Warn("cannot drop the flows of removed cgroups", zap.Error(err))
+		}
 	}
 	return out, nil
 }

@@ -22,6 +22,8 @@ type cgroupPaths interface {
 	// Resolve resolves ids between collections and evicts nothing.
 	Resolve(ids iter.Seq[uint64]) error
 	Path(id uint64) (string, bool)
+	// IsRemoved reports a removed cgroup whose data is still exported.
+	IsRemoved(id uint64) bool
 }
 
 // resources builds the Resources that data is grouped by: one per cgroup,

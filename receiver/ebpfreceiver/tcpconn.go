@@ -46,6 +46,12 @@ type tcpBuilder struct {
 	start        pcommon.Timestamp
 	maxPeers     int
 	rttHistogram bool
+	capConns     int64
+	capFlows     int64
+	// removed reports a removed cgroup; its flows are dropped from the
+	// kernel once exported with no connection left.
+	removed func(id uint64) bool
+	stale   []tcpconn.Flow
 	// admitted holds, per cgroup, the flows exported as their own series.
 	// Admission is sticky so that cumulative series never move between a
 	// flow and the overflow.
@@ -58,10 +64,13 @@ type tcpBuilder struct {
 	rtt []series
 }
 
-func newTCPBuilder(mb *metadata.MetricsBuilder, start pcommon.Timestamp, cfg TCPConfig) *tcpBuilder {
+func newTCPBuilder(mb *metadata.MetricsBuilder, start pcommon.Timestamp, cfg TCPConfig, removed func(uint64) bool) *tcpBuilder {
 	return &tcpBuilder{
 		mb:           mb,
 		start:        start,
+		capConns:     int64(cfg.MaxConnections),
+		capFlows:     int64(cfg.MaxFlows),
+		removed:      removed,
 		maxPeers:     cfg.MaxPeersPerResource,
 		rttHistogram: cfg.RTTHistogram,
 		admitted:     make(map[uint64]map[tcpconn.Flow]struct{}),
@@ -102,6 +111,20 @@ func (b *tcpBuilder) record(id uint64, now pcommon.Timestamp, histograms pmetric
 	slices.SortFunc(flows, compareFlows)
 	b.recordCgroup(id, flows, b.snap, now)
 	b.appendRTT(histograms, now)
+	if b.removed(id) && !slices.ContainsFunc(flows, func(f tcpconn.Flow) bool {
+		st := b.snap.Flows[f]
+		return st.Active() > 0
+	}) {
+		b.stale = append(b.stale, flows...)
+	}
+}
+
+// takeStale returns the flows to drop from the kernel: those of removed
+// cgroups, exported for the last time.
+func (b *tcpBuilder) takeStale() []tcpconn.Flow {
+	stale := b.stale
+	b.stale = nil
+	return stale
 }
 
 // recordNode records what no socket owns and what the kernel could not keep
@@ -117,6 +140,10 @@ func (b *tcpBuilder) recordNode(now pcommon.Timestamp, histograms pmetric.Metric
 	}
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.ConnsFull), metadata.AttributeEbpfLostReasonConnectionsMapFull)
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.FlowsFull), metadata.AttributeEbpfLostReasonFlowsMapFull)
+	b.mb.RecordEbpfMapEntriesDataPoint(now, int64(b.snap.Conns), metadata.AttributeEbpfMapTCPConnections)
+	b.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(b.snap.Flows)), metadata.AttributeEbpfMapTCPFlows)
+	b.mb.RecordEbpfMapCapacityDataPoint(now, b.capConns, metadata.AttributeEbpfMapTCPConnections)
+	b.mb.RecordEbpfMapCapacityDataPoint(now, b.capFlows, metadata.AttributeEbpfMapTCPFlows)
 	b.appendRTT(histograms, now)
 }
 

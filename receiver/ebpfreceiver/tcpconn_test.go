@@ -11,6 +11,7 @@ import (
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/pmetrictest"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -26,6 +27,8 @@ type fakePaths map[uint64]string
 func (fakePaths) Refresh(iter.Seq[uint64]) error { return nil }
 
 func (fakePaths) Resolve(iter.Seq[uint64]) error { return nil }
+
+func (fakePaths) IsRemoved(id uint64) bool { return id == goneCgroup }
 
 func (p fakePaths) Path(id uint64) (string, bool) {
 	path, ok := p[id]
@@ -157,7 +160,7 @@ func newTestBuilder(cfg *Config) *tcpBuilder {
 	set := receivertest.NewNopSettings(metadata.Type)
 	start := pcommon.NewTimestampFromTime(time.Now())
 	mb := metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start))
-	return newTCPBuilder(mb, start, cfg.TCP)
+	return newTCPBuilder(mb, start, cfg.TCP, testPaths.IsRemoved)
 }
 
 // buildTCP does what the scraper does with a snapshot.
@@ -186,4 +189,23 @@ func compareGolden(t *testing.T, path string, got pmetric.Metrics) {
 		pmetrictest.IgnoreMetricsOrder(),
 		pmetrictest.IgnoreMetricDataPointsOrder(),
 	))
+}
+
+// The flows of a removed cgroup are dropped from the kernel once exported
+// with no connection left; a removed cgroup with a live connection stays.
+func TestTCPBuilderDropsRemovedCgroups(t *testing.T) {
+	b := newTestBuilder(createDefaultConfig())
+	var closed, open tcpconn.FlowStats
+	closed.Opened[tcpconn.OutcomeEstablished], closed.Closed = 1, 1
+	open.Opened[tcpconn.OutcomeEstablished] = 1
+	gone := flow(goneCgroup, tcpconn.DirectionClient, "198.18.0.3", 80, 0)
+	live := flow(podCgroup, tcpconn.DirectionClient, "198.18.0.3", 80, 0)
+	snap := tcpconn.Snapshot{Flows: map[tcpconn.Flow]tcpconn.FlowStats{gone: closed, live: closed}}
+	buildTCP(b, &snap, pcommon.NewTimestampFromTime(time.Now()))
+	assert.Equal(t, []tcpconn.Flow{gone}, b.takeStale())
+	assert.Empty(t, b.takeStale())
+
+	snap.Flows[gone] = open
+	buildTCP(b, &snap, pcommon.NewTimestampFromTime(time.Now()))
+	assert.Empty(t, b.takeStale(), "a connection is still open")
 }

@@ -88,7 +88,9 @@ func TestResolverLearnAndRemove(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, "/kubepods/pod-short-lived", path)
 
-	r.Removed(id)
+	assert.False(t, r.IsRemoved(id))
+	r.MarkRemoved(id)
+	assert.True(t, r.IsRemoved(id))
 	require.NoError(t, r.Refresh(slices.Values([]uint64{id})))
 	_, ok = r.Path(id)
 	assert.True(t, ok, "still in use")
@@ -108,7 +110,7 @@ func TestResolverResolve(t *testing.T) {
 	require.NoError(t, err)
 	const gone = 1 << 60
 	r.Learn(gone, "/removed")
-	r.Removed(gone)
+	r.MarkRemoved(gone)
 	require.NoError(t, r.Resolve(slices.Values([]uint64{1, gone + 1})))
 	path, ok := r.Path(1)
 	require.True(t, ok)

@@ -70,14 +70,23 @@ func (r *Resolver) Learn(id uint64, path string) {
 	delete(r.removed, id)
 }
 
-// Removed records that a cgroup was removed. Its path stays known while
+// MarkRemoved records that a cgroup was removed. Its path stays known while
 // Refresh is given its id.
-func (r *Resolver) Removed(id uint64) {
+func (r *Resolver) MarkRemoved(id uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.paths[id]; ok {
 		r.removed[id] = 0
 	}
+}
+
+// IsRemoved reports whether the cgroup was removed and is only cached
+// because its data is still exported.
+func (r *Resolver) IsRemoved(id uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.removed[id]
+	return ok
 }
 
 // Path returns the path of the cgroup with the given id. ok is false when

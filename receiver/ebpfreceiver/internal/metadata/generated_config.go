@@ -166,6 +166,102 @@ func (ms *EbpfHTTPLostMetricConfig) Validate() error {
 	return nil
 }
 
+// EbpfMapCapacityMetricAttributeKey specifies the key of an attribute for the ebpf.map.capacity metric.
+type EbpfMapCapacityMetricAttributeKey string
+
+const (
+	EbpfMapCapacityMetricAttributeKeyEbpfMap EbpfMapCapacityMetricAttributeKey = "ebpf.map"
+)
+
+// EbpfMapCapacityMetricConfig provides config for the ebpf.map.capacity metric.
+type EbpfMapCapacityMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                              `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfMapCapacityMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfMapCapacityMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfMapCapacityMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfMapCapacityMetricAttributeKeyEbpfMap:
+		default:
+			return fmt.Errorf("metric ebpf.map.capacity doesn't have an attribute %v, valid attributes: [ebpf.map]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// EbpfMapEntriesMetricAttributeKey specifies the key of an attribute for the ebpf.map.entries metric.
+type EbpfMapEntriesMetricAttributeKey string
+
+const (
+	EbpfMapEntriesMetricAttributeKeyEbpfMap EbpfMapEntriesMetricAttributeKey = "ebpf.map"
+)
+
+// EbpfMapEntriesMetricConfig provides config for the ebpf.map.entries metric.
+type EbpfMapEntriesMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                             `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfMapEntriesMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfMapEntriesMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfMapEntriesMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfMapEntriesMetricAttributeKeyEbpfMap:
+		default:
+			return fmt.Errorf("metric ebpf.map.entries doesn't have an attribute %v, valid attributes: [ebpf.map]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfTCPLostMetricAttributeKey specifies the key of an attribute for the ebpf.tcp.lost metric.
 type EbpfTCPLostMetricAttributeKey string
 
@@ -552,6 +648,8 @@ type MetricsConfig struct {
 	EbpfCgroupsCached        EbpfCgroupsCachedMetricConfig        `mapstructure:"ebpf.cgroups.cached"`
 	EbpfHTTPEvents           EbpfHTTPEventsMetricConfig           `mapstructure:"ebpf.http.events"`
 	EbpfHTTPLost             EbpfHTTPLostMetricConfig             `mapstructure:"ebpf.http.lost"`
+	EbpfMapCapacity          EbpfMapCapacityMetricConfig          `mapstructure:"ebpf.map.capacity"`
+	EbpfMapEntries           EbpfMapEntriesMetricConfig           `mapstructure:"ebpf.map.entries"`
 	EbpfTCPLost              EbpfTCPLostMetricConfig              `mapstructure:"ebpf.tcp.lost"`
 	HTTPServerRoutesFolded   HTTPServerRoutesFoldedMetricConfig   `mapstructure:"http.server.routes.folded"`
 	TCPConnectionActive      TCPConnectionActiveMetricConfig      `mapstructure:"tcp.connection.active"`
@@ -582,6 +680,16 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
+		},
+		EbpfMapCapacity: EbpfMapCapacityMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategyAvg,
+			EnabledAttributes:   []EbpfMapCapacityMetricAttributeKey{EbpfMapCapacityMetricAttributeKeyEbpfMap},
+		},
+		EbpfMapEntries: EbpfMapEntriesMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategyAvg,
+			EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
 		},
 		EbpfTCPLost: EbpfTCPLostMetricConfig{
 			Enabled:             true,

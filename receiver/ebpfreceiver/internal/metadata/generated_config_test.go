@@ -45,6 +45,16 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
 					},
+					EbpfMapCapacity: EbpfMapCapacityMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfMapCapacityMetricAttributeKey{EbpfMapCapacityMetricAttributeKeyEbpfMap},
+					},
+					EbpfMapEntries: EbpfMapEntriesMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
@@ -118,6 +128,16 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
 					},
+					EbpfMapCapacity: EbpfMapCapacityMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfMapCapacityMetricAttributeKey{EbpfMapCapacityMetricAttributeKeyEbpfMap},
+					},
+					EbpfMapEntries: EbpfMapEntriesMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
@@ -172,7 +192,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
@@ -197,6 +217,30 @@ func TestEbpfHTTPLostMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.http.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
 
 	cfg = DefaultMetricsConfig().EbpfHTTPLost
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfMapCapacityMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfMapCapacity
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfMapCapacityMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.map.capacity doesn't have an attribute invalid, valid attributes: [ebpf.map]")
+
+	cfg = DefaultMetricsConfig().EbpfMapCapacity
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfMapEntriesMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfMapEntries
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfMapEntriesMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.map.entries doesn't have an attribute invalid, valid attributes: [ebpf.map]")
+
+	cfg = DefaultMetricsConfig().EbpfMapEntries
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }

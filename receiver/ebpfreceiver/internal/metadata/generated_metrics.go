@@ -65,6 +65,32 @@ var MapAttributeEbpfLostReason = map[string]AttributeEbpfLostReason{
 	"span_queue_full":       AttributeEbpfLostReasonSpanQueueFull,
 }
 
+// AttributeEbpfMap specifies the value ebpf.map attribute.
+type AttributeEbpfMap int
+
+const (
+	_ AttributeEbpfMap = iota
+	AttributeEbpfMapTCPConnections
+	AttributeEbpfMapTCPFlows
+)
+
+// String returns the string representation of the AttributeEbpfMap.
+func (av AttributeEbpfMap) String() string {
+	switch av {
+	case AttributeEbpfMapTCPConnections:
+		return "tcp_connections"
+	case AttributeEbpfMapTCPFlows:
+		return "tcp_flows"
+	}
+	return ""
+}
+
+// MapAttributeEbpfMap is a helper map of string to AttributeEbpfMap attribute value.
+var MapAttributeEbpfMap = map[string]AttributeEbpfMap{
+	"tcp_connections": AttributeEbpfMapTCPConnections,
+	"tcp_flows":       AttributeEbpfMapTCPFlows,
+}
+
 // AttributeNetworkIoDirection specifies the value network.io.direction attribute.
 type AttributeNetworkIoDirection int
 
@@ -177,6 +203,14 @@ var MetricsInfo = metricsInfo{
 		Name:       "ebpf.http.lost",
 		Attributes: []string{"ebpf.lost.reason"},
 	},
+	EbpfMapCapacity: metricInfo{
+		Name:       "ebpf.map.capacity",
+		Attributes: []string{"ebpf.map"},
+	},
+	EbpfMapEntries: metricInfo{
+		Name:       "ebpf.map.entries",
+		Attributes: []string{"ebpf.map"},
+	},
 	EbpfTCPLost: metricInfo{
 		Name:       "ebpf.tcp.lost",
 		Attributes: []string{"ebpf.lost.reason"},
@@ -216,6 +250,8 @@ type metricsInfo struct {
 	EbpfCgroupsCached        metricInfo
 	EbpfHTTPEvents           metricInfo
 	EbpfHTTPLost             metricInfo
+	EbpfMapCapacity          metricInfo
+	EbpfMapEntries           metricInfo
 	EbpfTCPLost              metricInfo
 	HTTPServerRoutesFolded   metricInfo
 	TCPConnectionActive      metricInfo
@@ -560,6 +596,184 @@ func (m *metricEbpfHTTPLost) emit(metrics pmetric.MetricSlice) {
 
 func newMetricEbpfHTTPLost(cfg EbpfHTTPLostMetricConfig) metricEbpfHTTPLost {
 	m := metricEbpfHTTPLost{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfMapCapacity struct {
+	data          pmetric.Metric              // data buffer for generated metric.
+	config        EbpfMapCapacityMetricConfig // metric config provided by user.
+	capacity      int                         // max observed number of data points added to the metric.
+	aggDataPoints []int64                     // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.map.capacity metric with initial data.
+func (m *metricEbpfMapCapacity) init() {
+	m.data.SetName("ebpf.map.capacity")
+	m.data.SetDescription("Entries a kernel map can hold.")
+	m.data.SetUnit("{entry}")
+	m.data.SetEmptyGauge()
+	m.data.Gauge().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfMapCapacity) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfMapAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfMapCapacityMetricAttributeKeyEbpfMap) {
+		dp.Attributes().PutStr("ebpf.map", ebpfMapAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Gauge().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfMapCapacity) updateCapacity() {
+	if m.data.Gauge().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Gauge().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfMapCapacity) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Gauge().DataPoints().At(i).SetIntValue(m.data.Gauge().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfMapCapacity(cfg EbpfMapCapacityMetricConfig) metricEbpfMapCapacity {
+	m := metricEbpfMapCapacity{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfMapEntries struct {
+	data          pmetric.Metric             // data buffer for generated metric.
+	config        EbpfMapEntriesMetricConfig // metric config provided by user.
+	capacity      int                        // max observed number of data points added to the metric.
+	aggDataPoints []int64                    // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.map.entries metric with initial data.
+func (m *metricEbpfMapEntries) init() {
+	m.data.SetName("ebpf.map.entries")
+	m.data.SetDescription("Entries in a kernel map now. tcp_connections returns to its baseline as connections close; tcp_flows drops the flows of removed cgroups once they are exported.")
+	m.data.SetUnit("{entry}")
+	m.data.SetEmptyGauge()
+	m.data.Gauge().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfMapEntries) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfMapAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfMapEntriesMetricAttributeKeyEbpfMap) {
+		dp.Attributes().PutStr("ebpf.map", ebpfMapAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Gauge().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfMapEntries) updateCapacity() {
+	if m.data.Gauge().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Gauge().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfMapEntries) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Gauge().DataPoints().At(i).SetIntValue(m.data.Gauge().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfMapEntries(cfg EbpfMapEntriesMetricConfig) metricEbpfMapEntries {
+	m := metricEbpfMapEntries{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -1341,6 +1555,8 @@ type MetricsBuilder struct {
 	metricEbpfCgroupsCached        metricEbpfCgroupsCached
 	metricEbpfHTTPEvents           metricEbpfHTTPEvents
 	metricEbpfHTTPLost             metricEbpfHTTPLost
+	metricEbpfMapCapacity          metricEbpfMapCapacity
+	metricEbpfMapEntries           metricEbpfMapEntries
 	metricEbpfTCPLost              metricEbpfTCPLost
 	metricHTTPServerRoutesFolded   metricHTTPServerRoutesFolded
 	metricTCPConnectionActive      metricTCPConnectionActive
@@ -1379,6 +1595,8 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricEbpfCgroupsCached:        newMetricEbpfCgroupsCached(mbc.Metrics.EbpfCgroupsCached),
 		metricEbpfHTTPEvents:           newMetricEbpfHTTPEvents(mbc.Metrics.EbpfHTTPEvents),
 		metricEbpfHTTPLost:             newMetricEbpfHTTPLost(mbc.Metrics.EbpfHTTPLost),
+		metricEbpfMapCapacity:          newMetricEbpfMapCapacity(mbc.Metrics.EbpfMapCapacity),
+		metricEbpfMapEntries:           newMetricEbpfMapEntries(mbc.Metrics.EbpfMapEntries),
 		metricEbpfTCPLost:              newMetricEbpfTCPLost(mbc.Metrics.EbpfTCPLost),
 		metricHTTPServerRoutesFolded:   newMetricHTTPServerRoutesFolded(mbc.Metrics.HTTPServerRoutesFolded),
 		metricTCPConnectionActive:      newMetricTCPConnectionActive(mbc.Metrics.TCPConnectionActive),
@@ -1506,6 +1724,8 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricEbpfCgroupsCached.emit(ils.Metrics())
 	mb.metricEbpfHTTPEvents.emit(ils.Metrics())
 	mb.metricEbpfHTTPLost.emit(ils.Metrics())
+	mb.metricEbpfMapCapacity.emit(ils.Metrics())
+	mb.metricEbpfMapEntries.emit(ils.Metrics())
 	mb.metricEbpfTCPLost.emit(ils.Metrics())
 	mb.metricHTTPServerRoutesFolded.emit(ils.Metrics())
 	mb.metricTCPConnectionActive.emit(ils.Metrics())
@@ -1568,6 +1788,16 @@ func (mb *MetricsBuilder) RecordEbpfHTTPEventsDataPoint(ts pcommon.Timestamp, va
 // RecordEbpfHTTPLostDataPoint adds a data point to ebpf.http.lost metric.
 func (mb *MetricsBuilder) RecordEbpfHTTPLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
 	mb.metricEbpfHTTPLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
+}
+
+// RecordEbpfMapCapacityDataPoint adds a data point to ebpf.map.capacity metric.
+func (mb *MetricsBuilder) RecordEbpfMapCapacityDataPoint(ts pcommon.Timestamp, val int64, ebpfMapAttributeValue AttributeEbpfMap) {
+	mb.metricEbpfMapCapacity.recordDataPoint(mb.startTime, ts, val, ebpfMapAttributeValue.String())
+}
+
+// RecordEbpfMapEntriesDataPoint adds a data point to ebpf.map.entries metric.
+func (mb *MetricsBuilder) RecordEbpfMapEntriesDataPoint(ts pcommon.Timestamp, val int64, ebpfMapAttributeValue AttributeEbpfMap) {
+	mb.metricEbpfMapEntries.recordDataPoint(mb.startTime, ts, val, ebpfMapAttributeValue.String())
 }
 
 // RecordEbpfTCPLostDataPoint adds a data point to ebpf.tcp.lost metric.

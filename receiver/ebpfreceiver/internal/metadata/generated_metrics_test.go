@@ -69,6 +69,8 @@ func TestMetricsBuilder(t *testing.T) {
 			aggMap := make(map[string]string) // contains the aggregation strategies for each metric name
 			aggMap["ebpf.capability.enabled"] = mb.metricEbpfCapabilityEnabled.config.AggregationStrategy
 			aggMap["ebpf.http.lost"] = mb.metricEbpfHTTPLost.config.AggregationStrategy
+			aggMap["ebpf.map.capacity"] = mb.metricEbpfMapCapacity.config.AggregationStrategy
+			aggMap["ebpf.map.entries"] = mb.metricEbpfMapEntries.config.AggregationStrategy
 			aggMap["ebpf.tcp.lost"] = mb.metricEbpfTCPLost.config.AggregationStrategy
 			aggMap["tcp.connection.active"] = mb.metricTCPConnectionActive.config.AggregationStrategy
 			aggMap["tcp.connection.io"] = mb.metricTCPConnectionIo.config.AggregationStrategy
@@ -104,6 +106,18 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordEbpfHTTPLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfHTTPLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfMapCapacityDataPoint(ts, 1, AttributeEbpfMapTCPConnections)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfMapCapacityDataPoint(ts, 3, AttributeEbpfMapTCPFlows)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfMapEntriesDataPoint(ts, 1, AttributeEbpfMapTCPConnections)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfMapEntriesDataPoint(ts, 3, AttributeEbpfMapTCPFlows)
 			}
 			defaultMetricsCount++
 			allMetricsCount++
@@ -164,6 +178,8 @@ func TestMetricsBuilder(t *testing.T) {
 			if tt.name == "reaggregate_set" {
 				assert.Empty(t, mb.metricEbpfCapabilityEnabled.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfHTTPLost.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfMapCapacity.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfMapEntries.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfTCPLost.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionActive.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionIo.aggDataPoints)
@@ -325,6 +341,86 @@ func TestMetricsBuilder(t *testing.T) {
 							assert.Equal(t, int64(3), dp.IntValue())
 						}
 						_, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.False(t, ok)
+					}
+				case "ebpf.map.capacity":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.map.capacity"], "Found a duplicate in the metrics slice: ebpf.map.capacity")
+						validatedMetrics["ebpf.map.capacity"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "Entries a kernel map can hold.", mi.Description())
+						assert.Equal(t, "{entry}", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfMapAttrVal, ok := dp.Attributes().Get("ebpf.map")
+						assert.True(t, ok)
+						assert.Equal(t, "tcp_connections", ebpfMapAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.map.capacity"], "Found a duplicate in the metrics slice: ebpf.map.capacity")
+						validatedMetrics["ebpf.map.capacity"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "Entries a kernel map can hold.", mi.Description())
+						assert.Equal(t, "{entry}", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.map.capacity"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.map")
+						assert.False(t, ok)
+					}
+				case "ebpf.map.entries":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.map.entries"], "Found a duplicate in the metrics slice: ebpf.map.entries")
+						validatedMetrics["ebpf.map.entries"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "Entries in a kernel map now. tcp_connections returns to its baseline as connections close; tcp_flows drops the flows of removed cgroups once they are exported.", mi.Description())
+						assert.Equal(t, "{entry}", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfMapAttrVal, ok := dp.Attributes().Get("ebpf.map")
+						assert.True(t, ok)
+						assert.Equal(t, "tcp_connections", ebpfMapAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.map.entries"], "Found a duplicate in the metrics slice: ebpf.map.entries")
+						validatedMetrics["ebpf.map.entries"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "Entries in a kernel map now. tcp_connections returns to its baseline as connections close; tcp_flows drops the flows of removed cgroups once they are exported.", mi.Description())
+						assert.Equal(t, "{entry}", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.map.entries"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.map")
 						assert.False(t, ok)
 					}
 				case "ebpf.tcp.lost":
