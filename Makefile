@@ -4,7 +4,12 @@ GO           ?= go
 OCB_VERSION  := v0.165.0
 OCB          := $(shell $(GO) env GOPATH)/bin/builder
 DIST         := _build/otelcol-ebpf
-APT_PACKAGES := clang-19 llvm-19 nftables iproute2 curl bpftool
+APT_PACKAGES := clang-19 llvm-19 nftables iproute2 curl bpftool etcd-server python3
+# The kube-apiserver of the Kubernetes end-to-end test is built once per
+# machine, outside the clone, so that later clones and CI runs reuse it.
+KUBE_APISERVER ?= $(HOME)/.cache/otelcol-ebpf/kube-apiserver
+# How long each fuzz target runs in make test.
+FUZZTIME ?= 10s
 
 # What make generate writes (bpf2go and mdatagen output). make test fails
 # when it differs from git.
@@ -18,7 +23,7 @@ require_root = @if [ "$$(id -u)" -ne 0 ]; then \
 	exit 1; fi
 
 .NOTPARALLEL:
-.PHONY: deps generate check-generated ocb build dist-mod run test vet unit e2e bench clean
+.PHONY: deps generate check-generated ocb build dist-mod run test vet unit fuzz e2e e2e-k8s kube-apiserver bench clean
 
 ## deps: install the apt packages that generate and test need, if missing
 deps:
@@ -74,8 +79,8 @@ run:
 	@mkdir -p out
 	./$(DIST) --config testdata/otelcol.yaml
 
-## test: check generated files, vet, unit and kernel tests, e2e (as root)
-test: deps check-generated vet unit e2e
+## test: check generated files, vet, unit and kernel tests, fuzz, e2e (as root)
+test: deps check-generated vet unit fuzz e2e e2e-k8s
 
 vet:
 	$(GO) vet ./...
@@ -91,8 +96,29 @@ e2e: build
 	$(require_root)
 	$(GO) test -count=1 -tags e2e -run E2E -v ./receiver/ebpfreceiver/
 
+## fuzz: run every fuzz target for FUZZTIME on top of its committed corpus
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+## kube-apiserver: build the API server of the Kubernetes e2e test once
+kube-apiserver:
+	tools/kube-apiserver/build.sh $(KUBE_APISERVER)
+
+## e2e-k8s: the distribution with k8s_attributes against real etcd and kube-apiserver
+e2e-k8s: build kube-apiserver
+	$(require_root)
+	KUBE_APISERVER=$(KUBE_APISERVER) $(GO) test -count=1 -tags e2e -run 'K8s|Cluster' -v ./receiver/ebpfreceiver/ ./internal/k8stest/
+
 bench:
 	$(GO) test -run '^$$' -bench . ./...
 
 clean:
 	rm -rf _build out
+
+# Capability-specific targets live in mk/.
+-include mk/*.mk

@@ -131,14 +131,17 @@ current-context: k8stest
 // with the command that makes it.
 func apiServerBinary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv(apiServerEnv); p != "" {
-		return p
+	p := os.Getenv(apiServerEnv)
+	if p == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			t.Fatalf("no cache directory for kube-apiserver: %v", err)
+		}
+		p = filepath.Join(cache, "otelcol-ebpf", "kube-apiserver")
 	}
-	root := repoRoot(t)
-	p := filepath.Join(root, ".cache", "kube-apiserver", "kube-apiserver")
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("kube-apiserver not found at %s; build it once (about 20 min) with: %s",
-			p, filepath.Join(root, "tools", "kube-apiserver", "build.sh"))
+		t.Fatalf("kube-apiserver not found at %s; build it once (about 20 min) with: make kube-apiserver (%s)",
+			p, filepath.Join(repoRoot(t), "tools", "kube-apiserver", "build.sh"))
 	}
 	return p
 }

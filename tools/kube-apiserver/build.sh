@@ -1,13 +1,13 @@
 #!/bin/sh
 # Builds kube-apiserver for the end-to-end tests once per machine into
-# $REPO/.cache/kube-apiserver/kube-apiserver (or $1). Does nothing when that
+# ~/.cache/otelcol-ebpf/kube-apiserver (or $1), outside any clone so that
+# later clones and CI runs on the machine reuse it. Does nothing when that
 # binary is already there at the version go.mod pins. A cold build takes
 # about 20 minutes on 2 cores.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-out=${1:-$repo/.cache/kube-apiserver/kube-apiserver}
+out=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/otelcol-ebpf/kube-apiserver}
 
 cd "$here"
 version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
