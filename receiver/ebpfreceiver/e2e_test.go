@@ -26,6 +26,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/pmetrictest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -270,6 +271,8 @@ func e2eStartCollector(t *testing.T, bin, dir, out string) *e2eCollector {
 exporters:
   file:
     path: %s
+  file/traces:
+    path: %s
 extensions:
   health_check:
     endpoint: %s
@@ -277,7 +280,7 @@ service:
   telemetry:
     metrics:
       level: none
-`, out, health), 0o644); err != nil {
+`, out, filepath.Join(dir, "traces.json"), health), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c := &e2eCollector{log: filepath.Join(dir, "collector.log"), health: health, done: make(chan struct{})}
@@ -496,4 +499,122 @@ func e2eHex(t *testing.T, n int) string {
 func e2eUUID(t *testing.T) string {
 	h := e2eHex(t, 16)
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// TestE2EHTTP runs the distribution while a known HTTP load runs on
+// loopback, and checks that the file exporters wrote one server span per
+// request and a server duration histogram that counts them all.
+func TestE2EHTTP(t *testing.T) {
+	bin, err := filepath.Abs("../../_build/otelcol-ebpf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("collector binary missing (%v): run make build first", err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "metrics.json")
+	col := e2eStartCollector(t, bin, dir, out)
+	col.waitHealthy(t, 60*time.Second)
+
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := int64(ln.Addr().(*net.TCPAddr).Port)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/0") {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	const requests = 200
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	for i := range requests {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/items/%d", port, i%5))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	client.CloseIdleConnections()
+
+	var spans, notFound int
+	var histogram uint64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		spans, notFound = e2eServerSpans(t, filepath.Join(dir, "traces.json"), port)
+		histogram = 0
+		if exports := e2eReadExports(t, out); len(exports) > 0 {
+			histogram = e2eRouteCount(exports[len(exports)-1], "/items/{id}")
+		}
+		if spans >= requests && histogram >= requests || time.Now().After(deadline) || col.exited() {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if spans != requests || notFound != requests/5 || histogram != requests {
+		t.Fatalf("server spans %d (404: %d), histogram count %d; want %d (%d), %d\ncollector log:\n%s",
+			spans, notFound, histogram, requests, requests/5, requests, col.logTail())
+	}
+}
+
+// e2eRouteCount sums the counts of http.server.request.duration for route.
+func e2eRouteCount(md pmetric.Metrics, route string) uint64 {
+	var n uint64
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+		for j := range ms.Len() {
+			if ms.At(j).Name() != "http.server.request.duration" {
+				continue
+			}
+			dps := ms.At(j).Histogram().DataPoints()
+			for k := range dps.Len() {
+				if e2eStr(dps.At(k).Attributes(), "http.route") == route {
+					n += dps.At(k).Count()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// e2eServerSpans counts the server spans on port in the traces file, and
+// those that answered 404.
+func e2eServerSpans(t *testing.T, path string, port int64) (spans, notFound int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u ptrace.JSONUnmarshaler
+	s := bufio.NewScanner(bytes.NewReader(b))
+	s.Buffer(nil, 64<<20)
+	for s.Scan() {
+		td, err := u.UnmarshalTraces(s.Bytes())
+		if err != nil {
+			continue
+		}
+		rss := td.ResourceSpans()
+		for i := range rss.Len() {
+			ss := rss.At(i).ScopeSpans().At(0).Spans()
+			for j := range ss.Len() {
+				sp := ss.At(j)
+				if sp.Kind() != ptrace.SpanKindServer || e2eInt(sp.Attributes(), "server.port") != port {
+					continue
+				}
+				spans++
+				if e2eInt(sp.Attributes(), "http.response.status_code") == http.StatusNotFound {
+					notFound++
+				}
+			}
+		}
+	}
+	return spans, notFound
 }

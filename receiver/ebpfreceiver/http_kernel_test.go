@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,14 +165,15 @@ func TestHTTPGoClientServer(t *testing.T) {
 	// The histograms count every request once.
 	require.Eventually(t, func() bool {
 		all := metrics.AllMetrics()
-		return len(all) > 0 && histogramCount(all[len(all)-1], "http.server.request.duration", port) == 3 &&
+		return len(all) > 0 && histogramCount(all[len(all)-1], "http.server.request.duration", port, "/users/{id}", "/missing", "/fail") == 3 &&
 			histogramCount(all[len(all)-1], "http.client.request.duration", port) == 3
 	}, 5*time.Second, 50*time.Millisecond)
 }
 
-// histogramCount sums the data point counts of a duration histogram; on the
-// client side only those to port.
-func histogramCount(md pmetric.Metrics, name string, port int) uint64 {
+// histogramCount sums the data point counts of a duration histogram: on the
+// client side those to port, on the server side those of routes. Tests in
+// other packages run servers and clients on this node at the same time.
+func histogramCount(md pmetric.Metrics, name string, port int, routes ...string) uint64 {
 	var n uint64
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
@@ -182,7 +184,11 @@ func histogramCount(md pmetric.Metrics, name string, port int) uint64 {
 			}
 			dps := ms.At(j).Histogram().DataPoints()
 			for k := range dps.Len() {
-				if p, ok := dps.At(k).Attributes().Get("server.port"); ok && p.Int() != int64(port) {
+				a := dps.At(k).Attributes()
+				if p, ok := a.Get("server.port"); ok && p.Int() != int64(port) {
+					continue
+				}
+				if r, ok := a.Get("http.route"); ok && !slices.Contains(routes, r.Str()) {
 					continue
 				}
 				n += dps.At(k).Count()
@@ -294,7 +300,7 @@ func TestHTTPLoad(t *testing.T) {
 	require.Eventually(t, func() bool {
 		all := metrics.AllMetrics()
 		last = all[len(all)-1]
-		return histogramCount(last, "http.server.request.duration", port) == total
+		return histogramCount(last, "http.server.request.duration", port, "/ok/{id}", "/missing/{id}", "/fail/{id}") == total
 	}, 10*time.Second, 100*time.Millisecond)
 	assert.Equal(t, map[string]int64{}, nonZeroLost(last))
 }
