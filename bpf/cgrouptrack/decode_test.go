@@ -52,3 +52,14 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(make([]byte, recordSize))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var e Event
+		if Decode(raw, &e) == nil {
+			require.LessOrEqual(t, len(e.Path), recordSize)
+		}
+	})
+}

@@ -174,3 +174,31 @@ func TestFlowStatsActive(t *testing.T) {
 		})
 	}
 }
+
+// Records of every size decode or fail cleanly; a decoded flow keeps its
+// address in the 16 bytes the kernel writes.
+func FuzzUnmarshal(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(make([]byte, flowSize))
+	f.Add(make([]byte, statsSize))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var fl Flow
+		if err := fl.UnmarshalBinary(raw); err == nil {
+			if len(raw) != flowSize {
+				t.Fatalf("decoded a %d-byte flow", len(raw))
+			}
+			_ = fl.Peer()
+		}
+		var st FlowStats
+		if err := st.UnmarshalBinary(raw); err == nil {
+			if len(raw) != statsSize {
+				t.Fatalf("decoded %d-byte stats", len(raw))
+			}
+			var sum FlowStats
+			sum.Add(&st)
+			if sum != st {
+				t.Fatal("adding to zero changed the stats")
+			}
+		}
+	})
+}

@@ -19,8 +19,13 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
 
-// httpIdleTimeout evicts a connection whose close was never seen.
-const httpIdleTimeout = 2 * time.Minute
+const (
+	// httpIdleFlush ends a response whose end could only be inferred once
+	// its connection has been quiet this long.
+	httpIdleFlush = time.Second
+	// httpIdleTimeout evicts a connection whose close was never seen.
+	httpIdleTimeout = 2 * time.Minute
+)
 
 // httpConn is one traced connection.
 type httpConn struct {
@@ -30,7 +35,8 @@ type httpConn struct {
 	remote   netip.AddrPort
 	cgroupID uint64
 	pid      uint32
-	lastTS   uint64
+	lastSeen time.Time
+	flushed  bool // nothing fed since the last idle Flush
 }
 
 // httpPipeline reads the kernel's HTTP records, parses them per connection,
@@ -42,7 +48,8 @@ type httpPipeline struct {
 	// bootNS turns the kernel's monotonic timestamps into wall time.
 	bootNS int64
 
-	conns map[uint64]*httpConn // owned by the read loop
+	connsMu sync.Mutex
+	conns   map[uint64]*httpConn
 
 	red   *redMetrics
 	spans *spanQueue
@@ -70,6 +77,7 @@ func newHTTPPipeline(tracer *httptrace.Tracer, cfg HTTPConfig, res resources, lo
 	}
 	p.spans = newSpanQueue(cfg, res, p.bootNS, p.countLost)
 	go p.run()
+	go p.idle()
 	return p
 }
 
@@ -79,10 +87,34 @@ func (p *httpPipeline) close() {
 	p.spans.close()
 }
 
+// idle flushes quiet connections and forgets those whose close was never
+// seen, until the read loop ends.
+func (p *httpPipeline) idle() {
+	tick := time.NewTicker(httpIdleFlush / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case now := <-tick.C:
+			p.connsMu.Lock()
+			for id, c := range p.conns {
+				switch quiet := now.Sub(c.lastSeen); {
+				case quiet > httpIdleTimeout:
+					delete(p.conns, id)
+				case quiet > httpIdleFlush && c.flow != nil && !c.flushed:
+					p.feedDone(c, c.flow.Flush)
+					c.flushed = true
+				}
+			}
+			p.connsMu.Unlock()
+		}
+	}
+}
+
 func (p *httpPipeline) run() {
 	defer close(p.done)
 	var e httptrace.Event
-	lastSweep := time.Now()
 	for {
 		err := p.tracer.Read(&e)
 		switch {
@@ -95,14 +127,13 @@ func (p *httpPipeline) run() {
 		p.mu.Lock()
 		p.seen++
 		p.mu.Unlock()
+		p.connsMu.Lock()
 		p.handle(&e)
-		if time.Since(lastSweep) > httpIdleTimeout/4 {
-			p.sweep(e.TS)
-			lastSweep = time.Now()
-		}
+		p.connsMu.Unlock()
 	}
 }
 
+// handle feeds one event to its connection's parser. connsMu is held.
 func (p *httpPipeline) handle(e *httptrace.Event) {
 	c := p.conns[e.Conn]
 	if e.Dir == httptrace.DirClose {
@@ -131,7 +162,7 @@ func (p *httpPipeline) handle(e *httptrace.Event) {
 		}
 		p.conns[e.Conn] = c
 	}
-	c.lastTS = e.TS
+	c.lastSeen, c.flushed = time.Now(), false
 	if c.flow == nil {
 		return
 	}
@@ -160,15 +191,6 @@ func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchan
 		Lost:      after.Lost - before.Lost,
 		NonHTTP:   after.NonHTTP - before.NonHTTP,
 	})
-}
-
-// sweep forgets connections whose close was never seen.
-func (p *httpPipeline) sweep(now uint64) {
-	for id, c := range p.conns {
-		if now-c.lastTS > uint64(httpIdleTimeout) {
-			delete(p.conns, id)
-		}
-	}
 }
 
 // roleOf tells from a connection's first captured bytes which end the
