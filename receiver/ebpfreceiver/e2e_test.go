@@ -252,12 +252,13 @@ func e2eReadExports(t *testing.T, path string) []pmetric.Metrics {
 type e2eCollector struct {
 	log    string
 	health string
+	pid    int
 	done   chan struct{}
 }
 
 // e2eStartCollector starts bin with the shipped config plus overrides that
-// write to out. Cleanup stops it.
-func e2eStartCollector(t *testing.T, bin, dir, out string) *e2eCollector {
+// write to out, then the extra config files. Cleanup stops it.
+func e2eStartCollector(t *testing.T, bin, dir, out string, extra ...string) *e2eCollector {
 	t.Helper()
 	shipped, err := filepath.Abs("../../testdata/otelcol.yaml")
 	if err != nil {
@@ -289,7 +290,11 @@ service:
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(bin, "--config", shipped, "--config", override)
+	args := []string{"--config", shipped, "--config", override}
+	for _, e := range extra {
+		args = append(args, "--config", e)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "K8S_NODE_NAME=") {
@@ -301,6 +306,7 @@ service:
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start collector: %v", err)
 	}
+	c.pid = cmd.Process.Pid
 	go func() {
 		cmd.Wait()
 		close(c.done)
