@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -246,7 +244,9 @@ func (q *spanQueue) fill(out ptrace.Span, s *span) {
 	a.PutStr("network.peer.address", x.remote.Addr().String())
 	a.PutInt("network.peer.port", int64(x.remote.Port()))
 	a.PutInt("process.pid", int64(x.pid))
-	serverAddr, serverPort := hostOf(x.Host), x.remote.Port()
+	// server.address is the server's IP, not the Host header: no header
+	// value but traceparent is ever exported.
+	serverAddr, serverPort := x.remote.Addr().String(), x.remote.Port()
 	if x.role == httpflow.Server {
 		route := routeOf(x.Path())
 		out.SetName(x.Method + " " + route)
@@ -254,16 +254,10 @@ func (q *spanQueue) fill(out ptrace.Span, s *span) {
 		a.PutStr("http.route", route)
 		a.PutStr("url.scheme", "http")
 		a.PutStr("client.address", x.remote.Addr().String())
-		serverPort = x.local.Port()
-		if serverAddr == "" {
-			serverAddr = x.local.Addr().String()
-		}
+		serverAddr, serverPort = x.local.Addr().String(), x.local.Port()
 	} else {
 		out.SetName(x.Method)
 		out.SetKind(ptrace.SpanKindClient)
-		if serverAddr == "" {
-			serverAddr = x.remote.Addr().String()
-		}
 	}
 	a.PutStr("server.address", serverAddr)
 	a.PutInt("server.port", int64(serverPort))
@@ -274,14 +268,6 @@ func (q *spanQueue) fill(out ptrace.Span, s *span) {
 			out.Status().SetMessage(x.Err.Error())
 		}
 	}
-}
-
-// hostOf is the host of a Host header, without its port.
-func hostOf(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
-	}
-	return strings.Trim(h, "[]")
 }
 
 // parseTraceParent reads the trace and parent span ids of a W3C
