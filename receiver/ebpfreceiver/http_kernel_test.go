@@ -303,6 +303,8 @@ func TestHTTPLoad(t *testing.T) {
 		return histogramCount(last, "http.server.request.duration", port, "/ok/{id}", "/missing/{id}", "/fail/{id}") == total
 	}, 10*time.Second, 100*time.Millisecond)
 	assert.Equal(t, map[string]int64{}, nonZeroLost(last))
+	assert.GreaterOrEqual(t, histogramCount(last, "ebpf.http.delivery.duration", port), uint64(2*total),
+		"every record's delivery time is counted: at least a read and a write per request")
 }
 
 // nonZeroLost returns the ebpf.http.lost series above zero.

@@ -3,6 +3,7 @@ package ebpfreceiver
 import (
 	"errors"
 	"maps"
+	"math/bits"
 	"net/netip"
 	"os"
 	"slices"
@@ -58,6 +59,10 @@ type httpPipeline struct {
 	lost map[string]uint64
 	stat httpflow.Stats
 	seen uint64
+	// delivery counts, in power-of-two microsecond buckets, how long records
+	// took from the kernel's timestamp to the parser.
+	delivery [deliveryBuckets]uint64
+	delaySum time.Duration
 
 	done chan struct{}
 }
@@ -124,8 +129,13 @@ func (p *httpPipeline) run() {
 			p.logger.Warn("bad http event", zap.Error(err))
 			continue
 		}
+		var mono unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+		delay := time.Duration(mono.Nano() - int64(e.TS))
 		p.mu.Lock()
 		p.seen++
+		p.delivery[deliveryBucket(delay)]++
+		p.delaySum += delay
 		p.mu.Unlock()
 		p.connsMu.Lock()
 		p.handle(&e)
@@ -213,10 +223,29 @@ func (p *httpPipeline) countLost(reason string, n uint64) {
 	p.lost[reason] += n
 }
 
+// deliveryBuckets bound the delivery histogram: 1 µs to about 8 s.
+const deliveryBuckets = 24
+
+func deliveryBucket(d time.Duration) int {
+	us := max(d.Microseconds(), 1)
+	return min(bits.Len64(uint64(us))-1, deliveryBuckets-1)
+}
+
+// deliveryBounds are the delivery histogram's bounds in seconds.
+var deliveryBounds = func() []float64 {
+	b := make([]float64, deliveryBuckets-1)
+	for i := range b {
+		b[i] = float64(uint64(2)<<i) / 1e6
+	}
+	return b
+}()
+
 // httpCounters is the pipeline's totals, kernel side included.
 type httpCounters struct {
-	events uint64
-	lost   map[string]uint64
+	events   uint64
+	lost     map[string]uint64
+	delivery [deliveryBuckets]uint64
+	delaySum time.Duration
 }
 
 func (p *httpPipeline) counters() (httpCounters, error) {
@@ -226,7 +255,7 @@ func (p *httpPipeline) counters() (httpCounters, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := httpCounters{events: p.seen, lost: make(map[string]uint64)}
+	c := httpCounters{events: p.seen, lost: make(map[string]uint64), delivery: p.delivery, delaySum: p.delaySum}
 	for r, n := range p.lost {
 		c.lost[r] = n
 	}
@@ -256,13 +285,26 @@ func (s httpSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.
 	}
 }
 
-func (s httpSource) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice) {
+func (s httpSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	c, err := s.p.counters()
 	if err != nil {
 		s.p.logger.Warn("cannot read http counters", zap.Error(err))
 		return
 	}
 	s.mb.RecordEbpfHTTPEventsDataPoint(now, int64(c.events))
+	m := histograms.AppendEmpty()
+	m.SetName("ebpf.http.delivery.duration")
+	m.SetDescription("Time from a syscall in the kernel to its record reaching the receiver's parser.")
+	m.SetUnit("s")
+	h := m.SetEmptyHistogram()
+	h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dp := h.DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(s.p.red.start)
+	dp.SetTimestamp(now)
+	dp.SetCount(c.events)
+	dp.SetSum(c.delaySum.Seconds())
+	dp.ExplicitBounds().FromRaw(deliveryBounds)
+	dp.BucketCounts().FromRaw(c.delivery[:])
 	for _, reason := range slices.Sorted(maps.Keys(c.lost)) {
 		s.mb.RecordEbpfHTTPLostDataPoint(now, int64(c.lost[reason]), metadata.MapAttributeEbpfLostReason[reason])
 	}
