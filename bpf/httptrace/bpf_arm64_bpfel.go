@@ -51,6 +51,7 @@ type bpfHttpEvent struct {
 	Captured   uint16
 	Dir        uint8
 	Pad        uint8
+	Comm       [16]int8
 	Data       [512]uint8
 }
 

@@ -35,6 +35,8 @@ type Event struct {
 	// CgroupID is the owner's cgroup, fixed at the connection's first data.
 	CgroupID uint64
 	PID      uint32
+	// Comm is the process's executable name, at most 15 bytes.
+	Comm string
 	// Size is the number of bytes the syscall moved; Data holds the first
 	// of them.
 	Size   uint32
@@ -63,10 +65,37 @@ func Decode(raw []byte, e *Event) error {
 	e.Conn = rec.Sock
 	e.CgroupID = rec.CgroupId
 	e.PID = rec.Pid
+	e.Comm = commString(e.Comm, rec.Comm[:])
 	e.Size = rec.Size
 	e.Local = netip.AddrPortFrom(netip.AddrFrom16(rec.LocalAddr).Unmap(), rec.LocalPort)
 	e.Remote = netip.AddrPortFrom(netip.AddrFrom16(rec.RemoteAddr).Unmap(), rec.RemotePort)
 	e.Dir = Dir(rec.Dir)
 	e.Data = append(e.Data[:0], rec.Data[:rec.Captured]...)
 	return nil
+}
+
+// commString returns the NUL-terminated name in b, reusing prev when it is
+// the same, so that steady traffic does not allocate.
+func commString(prev string, b []int8) string {
+	n := 0
+	for n < len(b) && b[n] != 0 {
+		n++
+	}
+	if len(prev) == n {
+		same := true
+		for i := range n {
+			if prev[i] != byte(b[i]) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return prev
+		}
+	}
+	buf := make([]byte, n)
+	for i := range n {
+		buf[i] = byte(b[i])
+	}
+	return string(buf)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,7 +30,7 @@ func TestDecode(t *testing.T) {
 	base := bpfHttpEvent{
 		TsNs: 42, Sock: 0xffff0000, CgroupId: 7, Pid: 99, Size: 1000,
 		LocalAddr: local, RemoteAddr: remote, LocalPort: 8080, RemotePort: 40000,
-		Dir: uint8(DirIngress),
+		Dir: uint8(DirIngress), Comm: [16]int8{'c', 'u', 'r', 'l'},
 	}
 	good := record(t, base, "GET / HTTP/1.1\r\n")
 	closed := base
@@ -47,7 +48,7 @@ func TestDecode(t *testing.T) {
 			name: "data",
 			raw:  good,
 			want: Event{
-				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Size: 1000,
+				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
 				Local:  netip.MustParseAddrPort("198.18.0.1:8080"),
 				Remote: netip.MustParseAddrPort("[2001:db8::2]:40000"),
 				Dir:    DirIngress, Data: []byte("GET / HTTP/1.1\r\n"),
@@ -57,7 +58,7 @@ func TestDecode(t *testing.T) {
 			name: "close",
 			raw:  record(t, closed, ""),
 			want: Event{
-				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Size: 1000,
+				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
 				Local:  netip.MustParseAddrPort("198.18.0.1:8080"),
 				Remote: netip.MustParseAddrPort("[2001:db8::2]:40000"),
 				Dir:    DirClose,
@@ -86,7 +87,7 @@ func TestDecode(t *testing.T) {
 // A record claiming more than PrefixMax bytes is rejected, not read past.
 func TestDecodeOversizedCapture(t *testing.T) {
 	raw := record(t, bpfHttpEvent{}, "")
-	binary.NativeEndian.PutUint16(raw[headerSize-4:], uint16(PrefixMax+1))
+	binary.NativeEndian.PutUint16(raw[unsafe.Offsetof(bpfHttpEvent{}.Captured):], uint16(PrefixMax+1))
 	var e Event
 	assert.ErrorContains(t, Decode(raw, &e), "captured")
 }
@@ -106,7 +107,7 @@ func FuzzDecode(f *testing.F) {
 
 func BenchmarkDecode(b *testing.B) {
 	raw := make([]byte, headerSize+256)
-	binary.NativeEndian.PutUint16(raw[headerSize-4:], 256)
+	binary.NativeEndian.PutUint16(raw[unsafe.Offsetof(bpfHttpEvent{}.Captured):], 256)
 	var e Event
 	b.ReportAllocs()
 	for b.Loop() {

@@ -53,6 +53,7 @@ struct http_event {
 	__u16 captured;   /* bytes of data that follow */
 	__u8 dir;         /* enum http_dir */
 	__u8 pad;
+	char comm[16];    /* the process's executable name */
 	__u8 data[PREFIX_MAX];
 };
 
@@ -282,6 +283,7 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	e->captured = len;
 	e->dir = dir;
 	e->pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	fill_tuple(e, sk);
 	__u32 n = len;
 	if (n > PREFIX_MAX)
@@ -326,6 +328,7 @@ int BPF_PROG(ebr_http_close, struct sock *sk, int oldstate, int newstate)
 	e->captured = 0;
 	e->dir = DIR_CLOSE;
 	e->pad = 0;
+	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	fill_tuple(e, sk);
 	submit(e, offsetof(struct http_event, data));
 	return 0;

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/scraper/scraperhelper"
@@ -25,6 +26,7 @@ var (
 	errLinkWindow         = errors.New("http.link_window must be between 0 and 1m")
 	errMaxPendingSpans    = errors.New("http.max_pending_spans must be between 1 and 1048576")
 	errPort               = errors.New("http.ports: a port must be between 1 and 65535")
+	errCgroupPrefix       = errors.New("http.cgroups: a prefix must start with /")
 )
 
 const (
@@ -91,6 +93,10 @@ type HTTPConfig struct {
 	// Ports selects connections by their server port. Empty Include means
 	// every port; Exclude wins.
 	Ports PortFilter `mapstructure:"ports"`
+	// Cgroups selects connections by the cgroup path of their owner, by
+	// prefix: "/kubepods.slice" takes every pod. Empty Include means every
+	// cgroup; Exclude wins.
+	Cgroups CgroupFilter `mapstructure:"cgroups"`
 	// MaxConnections bounds the connections parsed at once.
 	MaxConnections int `mapstructure:"max_connections"`
 	// MaxRoutesPerResource caps the route templates of
@@ -101,6 +107,22 @@ type HTTPConfig struct {
 	LinkWindow time.Duration `mapstructure:"link_window"`
 	// MaxPendingSpans bounds the spans waiting to be linked and exported.
 	MaxPendingSpans int `mapstructure:"max_pending_spans"`
+}
+
+// CgroupFilter selects cgroup paths by prefix.
+type CgroupFilter struct {
+	Include []string `mapstructure:"include"`
+	Exclude []string `mapstructure:"exclude"`
+}
+
+// allows reports whether the filter selects a cgroup path; an unknown path
+// is selected only when nothing is included explicitly.
+func (f CgroupFilter) allows(path string, known bool) bool {
+	under := func(prefix string) bool { return known && strings.HasPrefix(path, prefix) }
+	if slices.ContainsFunc(f.Exclude, under) {
+		return false
+	}
+	return len(f.Include) == 0 || slices.ContainsFunc(f.Include, under)
 }
 
 // PortFilter selects ports.
@@ -180,6 +202,11 @@ func (h HTTPConfig) validate() []error {
 	for _, p := range append(slices.Clone(h.Ports.Include), h.Ports.Exclude...) {
 		if p < 1 || p > 65535 {
 			errs = append(errs, fmt.Errorf("%w, got %d", errPort, p))
+		}
+	}
+	for _, p := range append(slices.Clone(h.Cgroups.Include), h.Cgroups.Exclude...) {
+		if !strings.HasPrefix(p, "/") {
+			errs = append(errs, fmt.Errorf("%w, got %q", errCgroupPrefix, p))
 		}
 	}
 	return errs

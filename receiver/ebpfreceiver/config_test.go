@@ -42,6 +42,9 @@ func TestLoadConfig(t *testing.T) {
 			RTTSampleInterval:   250 * time.Millisecond,
 			RTTHistogram:        false,
 		}, cfg.TCP)
+		assert.Equal(t, 512, cfg.HTTP.CaptureBytes)
+		assert.Equal(t, []int{22}, cfg.HTTP.Ports.Exclude)
+		assert.Equal(t, []string{"/kubepods.slice"}, cfg.HTTP.Cgroups.Include)
 		assert.False(t, cfg.Metrics.TCPConnectionRetransmits.Enabled)
 		assert.True(t, cfg.Metrics.TCPConnectionOpened.Enabled)
 		assert.False(t, cfg.ResourceAttributes.CgroupPath.Enabled)
@@ -65,6 +68,15 @@ func TestValidate(t *testing.T) {
 		{name: "no peers", modify: func(c *Config) { c.TCP.MaxPeersPerResource = 0 }, errs: []error{errMaxPeers}},
 		{name: "negative rtt interval", modify: func(c *Config) { c.TCP.RTTSampleInterval = -time.Second }, errs: []error{errRTTSampleInterval}},
 		{name: "zero rtt interval", modify: func(c *Config) { c.TCP.RTTSampleInterval = 0 }},
+		{name: "small capture", modify: func(c *Config) { c.HTTP.CaptureBytes = 63 }, errs: []error{errCaptureBytes}},
+		{name: "large capture", modify: func(c *Config) { c.HTTP.CaptureBytes = 513 }, errs: []error{errCaptureBytes}},
+		{name: "no http connections", modify: func(c *Config) { c.HTTP.MaxConnections = 0 }, errs: []error{errHTTPConnections}},
+		{name: "no routes", modify: func(c *Config) { c.HTTP.MaxRoutesPerResource = 0 }, errs: []error{errMaxRoutes}},
+		{name: "negative link window", modify: func(c *Config) { c.HTTP.LinkWindow = -1 }, errs: []error{errLinkWindow}},
+		{name: "long link window", modify: func(c *Config) { c.HTTP.LinkWindow = 2 * time.Minute }, errs: []error{errLinkWindow}},
+		{name: "no pending spans", modify: func(c *Config) { c.HTTP.MaxPendingSpans = 0 }, errs: []error{errMaxPendingSpans}},
+		{name: "bad port", modify: func(c *Config) { c.HTTP.Ports.Exclude = []int{0} }, errs: []error{errPort}},
+		{name: "bad cgroup prefix", modify: func(c *Config) { c.HTTP.Cgroups.Include = []string{"kubepods"} }, errs: []error{errCgroupPrefix}},
 		{
 			name: "every error at once",
 			modify: func(c *Config) {
@@ -90,4 +102,19 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestFilters(t *testing.T) {
+	ports := PortFilter{Include: []int{80, 8080}, Exclude: []int{8080}}
+	assert.True(t, ports.allows(80))
+	assert.False(t, ports.allows(8080), "exclude wins")
+	assert.False(t, ports.allows(443))
+	assert.True(t, PortFilter{}.allows(443))
+
+	cg := CgroupFilter{Include: []string{"/kubepods.slice"}, Exclude: []string{"/kubepods.slice/kubepods-besteffort.slice"}}
+	assert.True(t, cg.allows("/kubepods.slice/kubepods-burstable.slice/x", true))
+	assert.False(t, cg.allows("/kubepods.slice/kubepods-besteffort.slice/x", true))
+	assert.False(t, cg.allows("/system.slice/nginx.service", true))
+	assert.False(t, cg.allows("", false), "unknown paths only when nothing is included")
+	assert.True(t, CgroupFilter{Exclude: []string{"/system.slice"}}.allows("", false))
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -150,6 +151,8 @@ func TestHTTPGoClientServer(t *testing.T) {
 		assert.Equal(t, w.status, attr(s, "http.response.status_code"))
 		assert.Equal(t, "1.1", attr(s, "network.protocol.version"))
 		assert.Equal(t, "127.0.0.1", attr(s, "client.address"))
+		assert.Equal(t, "ebpfreceiver.te", attr(s, "process.executable.name"), "the test binary, as the kernel names it")
+		assert.Equal(t, int64(os.Getpid()), attr(s, "process.pid"))
 		assert.Equal(t, w.err, s.Status().Code() == ptrace.StatusCodeError, path)
 	}
 	for _, c := range clientSpans {
@@ -449,4 +452,22 @@ func TestHTTPResponseShapes(t *testing.T) {
 	for _, c := range client2 {
 		assert.Equal(t, ptrace.StatusCodeUnset, c.Status().Code(), c.Name())
 	}
+}
+
+// An excluded port gives no spans; another port still does.
+func TestHTTPPortFilter(t *testing.T) {
+	excluded := goServer(t, statusHandler)
+	kept := goServer(t, statusHandler)
+	cfg := createDefaultConfig()
+	cfg.HTTP.Ports.Exclude = []int{excluded}
+	traces, _ := httpReceivers(t, cfg)
+	for _, port := range []int{excluded, kept} {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/x", port))
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	waitSpans(t, traces, kept, 1)
+	server, client := spansOn(traces.AllTraces(), excluded)
+	assert.Empty(t, server)
+	assert.Empty(t, client)
 }

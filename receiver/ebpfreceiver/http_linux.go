@@ -1,7 +1,9 @@
 package ebpfreceiver
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"maps"
 	"math/bits"
 	"net/netip"
@@ -36,6 +38,8 @@ type httpConn struct {
 	remote   netip.AddrPort
 	cgroupID uint64
 	pid      uint32
+	exe      string // the kernel's name of the executable (comm)
+	command  string // argv[0], or exe when the process is gone
 	lastSeen time.Time
 	flushed  bool // nothing fed since the last idle Flush
 }
@@ -52,6 +56,7 @@ type httpPipeline struct {
 	connsMu sync.Mutex
 	conns   map[uint64]*httpConn
 
+	res   resources
 	red   *redMetrics
 	spans *spanQueue
 
@@ -76,6 +81,7 @@ func newHTTPPipeline(tracer *httptrace.Tracer, cfg HTTPConfig, res resources, lo
 		logger: logger,
 		bootNS: time.Now().UnixNano() - mono.Nano(),
 		conns:  make(map[uint64]*httpConn),
+		res:    res,
 		red:    newREDMetrics(cfg.MaxRoutesPerResource),
 		lost:   make(map[string]uint64),
 		done:   make(chan struct{}),
@@ -162,12 +168,13 @@ func (p *httpPipeline) handle(e *httptrace.Event) {
 			p.countLost(lostConnectionTableFull, 1)
 			return
 		}
-		c = &httpConn{role: role, local: e.Local, remote: e.Remote, cgroupID: e.CgroupID, pid: e.PID}
+		c = &httpConn{role: role, local: e.Local, remote: e.Remote, cgroupID: e.CgroupID, pid: e.PID,
+			exe: e.Comm, command: commandOf(e.PID, e.Comm)}
 		serverPort := e.Local.Port()
 		if role == httpflow.Client {
 			serverPort = e.Remote.Port()
 		}
-		if p.cfg.Ports.allows(serverPort) {
+		if p.cfg.Ports.allows(serverPort) && p.cgroupAllowed(e.CgroupID) {
 			c.flow = httpflow.NewConn(role, httpflow.Options{})
 		}
 		p.conns[e.Conn] = c
@@ -188,7 +195,8 @@ func (p *httpPipeline) handle(e *httptrace.Event) {
 func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchange))) {
 	before := c.flow.Stats()
 	step(func(ex httpflow.Exchange) {
-		x := exchange{Exchange: ex, role: c.role, local: c.local, remote: c.remote, cgroupID: c.cgroupID, pid: c.pid}
+		x := exchange{Exchange: ex, role: c.role, local: c.local, remote: c.remote, cgroupID: c.cgroupID,
+			pid: c.pid, exe: c.exe, command: c.command}
 		p.red.add(&x)
 		p.spans.add(&x)
 	})
@@ -201,6 +209,30 @@ func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchan
 		Lost:      after.Lost - before.Lost,
 		NonHTTP:   after.NonHTTP - before.NonHTTP,
 	})
+}
+
+// cgroupAllowed applies the cgroup filter to a new connection's owner.
+func (p *httpPipeline) cgroupAllowed(id uint64) bool {
+	f := p.cfg.Cgroups
+	if len(f.Include) == 0 && len(f.Exclude) == 0 {
+		return true
+	}
+	_ = p.res.paths.Resolve(slices.Values([]uint64{id})) // unknown stays unknown
+	path, known := p.res.paths.Path(id)
+	return f.allows(path, known)
+}
+
+// commandOf reads argv[0] of a process, falling back to its executable name
+// when the process is gone or /proc is not the host's.
+func commandOf(pid uint32, exe string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(b) == 0 {
+		return exe
+	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }
 
 // roleOf tells from a connection's first captured bytes which end the

@@ -25,6 +25,8 @@ type exchange struct {
 	remote   netip.AddrPort
 	cgroupID uint64
 	pid      uint32
+	exe      string
+	command  string
 }
 
 // duration is from the request's first byte to the response's last.

@@ -244,6 +244,10 @@ func (q *spanQueue) fill(out ptrace.Span, s *span) {
 	a.PutStr("network.peer.address", x.remote.Addr().String())
 	a.PutInt("network.peer.port", int64(x.remote.Port()))
 	a.PutInt("process.pid", int64(x.pid))
+	if x.exe != "" {
+		a.PutStr("process.executable.name", x.exe)
+		a.PutStr("process.command", x.command)
+	}
 	// server.address is the server's IP, not the Host header: no header
 	// value but traceparent is ever exported.
 	serverAddr, serverPort := x.remote.Addr().String(), x.remote.Port()
