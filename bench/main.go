@@ -1,0 +1,455 @@
+// Command bench is make bench-system: it runs loopback HTTP workloads
+// under five configurations (nothing attached, two floors of empty hooks,
+// the receiver with metrics only, the receiver with everything), alternated
+// round by round, and prints one table, with JSON and a PNG chart.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/floor"
+)
+
+func main() {
+	log.SetFlags(0)
+	if len(os.Args) < 2 {
+		log.Fatal("usage: bench run|serve ADDR|floor LEVEL|churn-child URL")
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2])
+	case "churn-child":
+		err = churnChild(os.Args[2])
+	case "floor":
+		err = runFloor(os.Args[2])
+	case "run":
+		err = runBench(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// runFloor loads a floor level, says ready, drains until SIGTERM, and
+// prints what it read as JSON.
+func runFloor(level string) error {
+	f, err := floor.Open(map[string]int{"1": 1, "2": 2}[level])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	go func() { <-sig; close(stop) }()
+	fmt.Println("ready")
+	n, err := f.Drain(stop)
+	lost, _ := f.Lost()
+	json.NewEncoder(os.Stdout).Encode(map[string]uint64{"records": n, "lost": lost})
+	return err
+}
+
+// configs, in the order they alternate within a round.
+var configs = []string{"nothing", "floor1", "floor2", "metrics", "full"}
+
+// agent is the process a configuration runs next to the workload.
+type agent struct {
+	cmd    *exec.Cmd
+	out    *bufio.Reader
+	prefix string // of its BPF program names
+	dir    string
+}
+
+func (a *agent) pid() int {
+	if a == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
+func startAgent(config, dist, dir string) (*agent, error) {
+	self, _ := os.Executable()
+	switch config {
+	case "nothing":
+		return nil, nil
+	case "floor1", "floor2":
+		a := &agent{cmd: exec.Command(self, "floor", config[5:]), prefix: "f" + config[5:] + "_"}
+		a.cmd.Stderr = os.Stderr
+		stdout, _ := a.cmd.StdoutPipe()
+		a.out = bufio.NewReader(stdout)
+		if err := a.cmd.Start(); err != nil {
+			return nil, err
+		}
+		if line, err := a.out.ReadString('\n'); err != nil || line != "ready\n" {
+			a.stop()
+			return nil, fmt.Errorf("%s did not start: %q %v", config, line, err)
+		}
+		return a, nil
+	}
+	health := freePort()
+	yaml := receiverConfig(config == "full", dir, health)
+	path := filepath.Join(dir, "otelcol.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		return nil, err
+	}
+	logf, _ := os.Create(filepath.Join(dir, "otelcol.log"))
+	a := &agent{cmd: exec.Command(dist, "--config", path), prefix: "ebr_", dir: dir}
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	if err := a.cmd.Start(); err != nil {
+		return nil, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", health)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return a, nil
+			}
+		}
+	}
+	a.stop()
+	return nil, fmt.Errorf("%s did not become healthy; see %s", config, filepath.Join(dir, "otelcol.log"))
+}
+
+// stop ends the agent with SIGTERM and returns what a floor printed.
+func (a *agent) stop() map[string]uint64 {
+	if a == nil {
+		return nil
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	var out map[string]uint64
+	if a.out != nil {
+		b, _ := io.ReadAll(a.out)
+		json.Unmarshal(b, &out)
+	}
+	done := make(chan struct{})
+	go func() { a.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		a.cmd.Process.Kill()
+		<-done
+	}
+	return out
+}
+
+// receiverConfig is the distribution's config: the ebpf receiver, through
+// batch, to the file exporters in dir. metrics-only is http off and tcp on,
+// with a metrics pipeline only.
+func receiverConfig(full bool, dir string, health int) string {
+	http, traces := "false", ""
+	if full {
+		http = "true"
+		traces = fmt.Sprintf(`    traces:
+      receivers: [ebpf]
+      processors: [batch]
+      exporters: [file/traces]
+`)
+	}
+	return fmt.Sprintf(`extensions:
+  health_check:
+    endpoint: 127.0.0.1:%d
+receivers:
+  ebpf:
+    collection_interval: 1s
+    tcp: {enabled: true}
+    http: {enabled: %s}
+processors:
+  batch:
+exporters:
+  file:
+    path: %s
+  file/traces:
+    path: %s
+service:
+  telemetry:
+    metrics:
+      level: none
+  extensions: [health_check]
+  pipelines:
+    metrics:
+      receivers: [ebpf]
+      processors: [batch]
+      exporters: [file]
+%s`, health, http, filepath.Join(dir, "metrics.json"), filepath.Join(dir, "traces.json"), traces)
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startServer runs the HTTP server as its own process.
+func startServer() (*exec.Cmd, string, error) {
+	self, _ := os.Executable()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	cmd := exec.Command(self, "serve", addr)
+	cmd.Stderr = os.Stderr
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, "", errors.New("server did not start")
+	}
+	return cmd, addr, nil
+}
+
+func port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
+
+func runBench(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	rounds := fs.Int("rounds", 5, "rounds; each runs every configuration once")
+	dur := fs.Duration("dur", 3*time.Second, "time per workload")
+	dist := fs.String("dist", "_build/otelcol-ebpf", "the built distribution")
+	outDir := fs.String("out", "out/bench", "where results.json and results.png go")
+	idle := fs.Int("idle", 10000, "idle keep-alive connections held for the RSS measurement (0: skip)")
+	check := fs.Bool("check", false, "fail unless every configuration served requests, floor2 drained records and the full receiver exported spans")
+	fs.Parse(args)
+	only := fs.Args() // optional subset of configurations
+	if os.Geteuid() != 0 {
+		return errors.New("bench-system needs root (load eBPF programs, kernel.bpf_stats_enabled)")
+	}
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+		return err
+	}
+	restore, err := enableBPFStats()
+	if err != nil {
+		return fmt.Errorf("enable bpf stats: %w", err)
+	}
+	defer restore()
+	tmp, err := os.MkdirTemp("", "bench-system-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	// One server per workload, so spans count per workload by server.port.
+	addrs := map[string]string{}
+	for _, w := range workloads {
+		cmd, addr, err := startServer()
+		if err != nil {
+			return err
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		addrs[w.name] = addr
+	}
+	cfgs := configs
+	if len(only) > 0 {
+		cfgs = only
+	}
+	res := results{Machine: machine(), Rounds: *rounds, Seconds: dur.Seconds(), Started: time.Now().UTC()}
+	for r := 1; r <= *rounds; r++ {
+		for _, c := range cfgs {
+			dir := filepath.Join(tmp, fmt.Sprintf("%d-%s", r, c))
+			os.MkdirAll(dir, 0o755)
+			ss, err := measure(r, c, *dist, dir, *dur, addrs)
+			if err != nil {
+				return fmt.Errorf("round %d %s: %w", r, c, err)
+			}
+			for _, s := range ss {
+				fmt.Fprintf(os.Stderr, "round %d %-8s %-9s %8.0f req/s %7.1f µs/req cpu %5.1f%% agent\n",
+					r, c, s.Workload, s.RPS, s.CPUPerReqUs, s.AgentCPUPct)
+			}
+			res.Samples = append(res.Samples, ss...)
+		}
+	}
+	if *idle > 0 && (len(only) == 0 || strings.Contains(strings.Join(only, " "), "full")) {
+		if res.Idle, err = measureIdle(*dist, filepath.Join(tmp, "idle"), *idle); err != nil {
+			return fmt.Errorf("idle connections: %w", err)
+		}
+	}
+	res.summarize()
+	res.Finished = time.Now().UTC()
+	fmt.Print(res.table())
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(*outDir, "results.json"), b, 0o644); err != nil {
+		return err
+	}
+	if err := res.chart(filepath.Join(*outDir, "results.png")); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s and %s\n", filepath.Join(*outDir, "results.json"), filepath.Join(*outDir, "results.png"))
+	if *check {
+		return res.check()
+	}
+	return nil
+}
+
+// check is the smoke test's verdict: everything ran and saw traffic.
+func (r *results) check() error {
+	var errs []error
+	for _, s := range r.Samples {
+		switch {
+		case s.Requests == 0:
+			errs = append(errs, fmt.Errorf("round %d %s %s: no requests served", s.Round, s.Config, s.Workload))
+		case s.Config == "floor2" && s.FloorRecords == 0:
+			errs = append(errs, fmt.Errorf("round %d floor2: no ring buffer records drained", s.Round))
+		case s.Config == "full" && s.Spans == 0:
+			errs = append(errs, fmt.Errorf("round %d full %s: no server spans exported", s.Round, s.Workload))
+		case s.Config != "nothing" && s.BPFNsPerEvent == 0:
+			errs = append(errs, fmt.Errorf("round %d %s %s: no BPF run time measured", s.Round, s.Config, s.Workload))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// measure runs every workload once under one configuration.
+func measure(round int, config, dist, dir string, dur time.Duration, addrs map[string]string) ([]sample, error) {
+	before := progIDs()
+	a, err := startAgent(config, dist, dir)
+	if err != nil {
+		return nil, err
+	}
+	var ss []sample
+	for _, w := range workloads {
+		call, done := w.do("http://" + addrs[w.name] + "/")
+		b0, a0, bpf0 := busyTicks(), procTicks(a.pid()), bpfStats(before, a.prefixOr())
+		lr := run(w.conc, dur, w.max, call)
+		b1, a1, bpf1 := busyTicks(), procTicks(a.pid()), bpfStats(before, a.prefixOr())
+		done()
+		s := sample{Round: round, Config: config, Workload: w.name, Requests: lr.requests, Errors: lr.errors,
+			RPS:   float64(lr.requests) / lr.elapsed.Seconds(),
+			P50Us: us(lr.quantile(0.5)), P99Us: us(lr.quantile(0.99)),
+		}
+		if lr.requests > 0 {
+			s.CPUPerReqUs = float64(b1-b0) * 1e6 / clkTck / float64(lr.requests)
+			s.BPFNsPerReq = float64(bpf1.ns-bpf0.ns) / float64(lr.requests)
+		}
+		if a != nil {
+			s.AgentCPUPct = float64(a1-a0) * 100 / clkTck / lr.elapsed.Seconds()
+			if n := bpf1.cnt - bpf0.cnt; n > 0 {
+				s.BPFNsPerEvent = float64(bpf1.ns-bpf0.ns) / float64(n)
+			}
+		}
+		ss = append(ss, s)
+	}
+	if config == "metrics" || config == "full" {
+		time.Sleep(2500 * time.Millisecond) // a collection and the span link window
+	}
+	var peak uint64
+	if a != nil {
+		peak = peakRSS(a.pid())
+	}
+	fl := a.stop()
+	var e export
+	if a != nil && a.dir != "" {
+		if e, err = readExport(filepath.Join(dir, "metrics.json"), filepath.Join(dir, "traces.json")); err != nil {
+			return nil, err
+		}
+	}
+	for i := range ss {
+		s := &ss[i]
+		s.PeakRSSMB = float64(peak) / (1 << 20)
+		s.HTTPLost, s.TCPLost = e.httpLost, e.tcpLost
+		if fl != nil {
+			s.FloorRecords, s.HTTPLost = fl["records"], fl["lost"]
+		}
+		if len(e.delivery) > 0 {
+			s.DeliveryP50Us = histQuantile(e.delivery, e.bounds, 0.5) * 1e6
+			s.DeliveryP99Us = histQuantile(e.delivery, e.bounds, 0.99) * 1e6
+		}
+		if config == "full" {
+			s.Spans = e.spans[port(addrs[s.Workload])]
+			s.CapturePct = 100 * float64(s.Spans) / float64(max(s.Requests+s.Errors, 1))
+		}
+	}
+	return ss, nil
+}
+
+func (a *agent) prefixOr() string {
+	if a == nil {
+		return "\x00" // matches nothing
+	}
+	return a.prefix
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// measureIdle holds n idle keep-alive connections open under the full
+// receiver and reports its RSS.
+func measureIdle(dist, dir string, n int) (*idleResult, error) {
+	os.MkdirAll(dir, 0o755)
+	cmd, addr, err := startServer()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	a, err := startAgent("full", dist, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer a.stop()
+	release, err := holdIdle(addr, n)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	time.Sleep(3 * time.Second) // a few collections with every connection live
+	return &idleResult{Connections: n, RSSMB: float64(rss(a.pid())) / (1 << 20), PeakRSSMB: float64(peakRSS(a.pid())) / (1 << 20)}, nil
+}
+
+// machine describes where the numbers come from.
+func machine() string {
+	var u syscall.Utsname
+	syscall.Uname(&u)
+	rel := func(b [65]int8) string {
+		var s []byte
+		for _, c := range b {
+			if c == 0 {
+				break
+			}
+			s = append(s, byte(c))
+		}
+		return string(s)
+	}
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	cpus := 0
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "cpu") && !strings.HasPrefix(l, "cpu ") {
+				cpus++
+			}
+		}
+	}
+	var si syscall.Sysinfo_t
+	syscall.Sysinfo(&si)
+	return fmt.Sprintf("Linux %s, %d CPUs (%s), %.1f GiB RAM", rel(u.Release), cpus, model, float64(si.Totalram)*float64(si.Unit)/(1<<30))
+}

@@ -1,0 +1,24 @@
+# make bench-system: the receiver's overhead, capture rate and latency on
+# loopback HTTP workloads, against nothing attached and two floors of empty
+# hooks (bench/, a Go module of its own; bpf/floor). Prints one table and
+# writes out/bench/results.json and results.png. See README.md, "Performance".
+# make bench-smoke: one short round of the same, failing unless every
+# configuration ran and saw traffic.
+
+BENCH_BIN := _build/bench
+
+.PHONY: bench-bin bench-system bench-smoke
+
+bench-bin:
+	@mkdir -p _build
+	cd bench && $(GO) build -o ../$(BENCH_BIN) .
+
+## bench-system: 5 alternating rounds of every configuration (as root, ~7 min)
+bench-system: build bench-bin
+	$(require_root)
+	./$(BENCH_BIN) run -rounds 5 -dur 3s -out out/bench
+
+## bench-smoke: one 1 s round of every configuration (as root, < 1 min)
+bench-smoke: build bench-bin
+	$(require_root)
+	./$(BENCH_BIN) run -rounds 1 -dur 1s -idle 1000 -check -out out/bench-smoke
