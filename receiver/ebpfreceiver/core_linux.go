@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -79,6 +80,21 @@ func releaseCore(cfg *Config) error {
 	}
 	delete(cores, cfg)
 	return c.close()
+}
+
+// programs returns every loaded program.
+func (c *core) programs() []*ebpf.Program {
+	var progs []*ebpf.Program
+	if c.tracker != nil {
+		progs = append(progs, c.tracker.Programs()...)
+	}
+	if c.tcp != nil {
+		progs = append(progs, c.tcp.Programs()...)
+	}
+	if c.http != nil {
+		progs = append(progs, c.http.tracer.Programs()...)
+	}
+	return progs
 }
 
 func (c *core) close() error {

@@ -219,3 +219,43 @@ func TestReceiverStartStopCycles(t *testing.T) {
 	}
 	assert.Equal(t, fdsBefore, openFDs())
 }
+
+// With kernel.bpf_stats_enabled=1 every program reports its run time and
+// count.
+func TestProgramStats(t *testing.T) {
+	const knob = "/proc/sys/kernel/bpf_stats_enabled"
+	old, err := os.ReadFile(knob)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(knob, []byte("1"), 0))
+	t.Cleanup(func() { _ = os.WriteFile(knob, old, 0) })
+
+	cfg := createDefaultConfig()
+	cfg.CollectionInterval = 100 * time.Millisecond
+	cfg.InitialDelay = 0
+	sink := new(consumertest.MetricsSink)
+	r := startReceiver(t, cfg, sink)
+	defer func() { require.NoError(t, r.Shutdown(context.Background())) }()
+	loopbackTraffic(t, 2, 100)
+	require.Eventually(t, func() bool {
+		all := sink.AllMetrics()
+		if len(all) == 0 {
+			return false
+		}
+		runs := map[string]int64{}
+		rms := all[len(all)-1].ResourceMetrics()
+		for i := range rms.Len() {
+			ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+			for j := range ms.Len() {
+				if ms.At(j).Name() != "ebpf.program.runs" {
+					continue
+				}
+				dps := ms.At(j).Sum().DataPoints()
+				for k := range dps.Len() {
+					p, _ := dps.At(k).Attributes().Get("ebpf.program")
+					runs[p.Str()] = dps.At(k).IntValue()
+				}
+			}
+		}
+		return len(runs) == 14 && runs["ebr_tcp_state"] > 0 && runs["ebr_http_enter"] > 0
+	}, 5*time.Second, 50*time.Millisecond)
+}

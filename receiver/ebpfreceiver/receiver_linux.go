@@ -2,6 +2,8 @@ package ebpfreceiver
 
 import (
 	"context"
+	"os"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -72,6 +74,7 @@ func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	out, err := s.coll.collect(pcommon.NewTimestampFromTime(time.Now()), func(now pcommon.Timestamp) {
 		s.recordCapabilities(now)
 		s.recordCgroupCache(now)
+		s.recordProgramStats(now)
 	})
 	if err != nil {
 		s.set.Logger.Warn("cannot resolve cgroup paths", zap.Error(err))
@@ -101,6 +104,26 @@ func (s *metricsScraper) recordCapabilities(now pcommon.Timestamp) {
 		} else {
 			s.mb.RecordEbpfCapabilityEnabledDataPoint(now, 0, c.name, c.err.Error())
 		}
+	}
+}
+
+// recordProgramStats records the kernel's run time and count of every
+// program, while the kernel keeps them (kernel.bpf_stats_enabled=1).
+func (s *metricsScraper) recordProgramStats(now pcommon.Timestamp) {
+	if b, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled"); err != nil || strings.TrimSpace(string(b)) != "1" {
+		return
+	}
+	for _, p := range s.core.programs() {
+		info, err := p.Info()
+		if err != nil {
+			continue
+		}
+		st, err := p.Stats()
+		if err != nil {
+			continue
+		}
+		s.mb.RecordEbpfProgramRunTimeDataPoint(now, st.Runtime.Seconds(), info.Name)
+		s.mb.RecordEbpfProgramRunsDataPoint(now, int64(st.RunCount), info.Name)
 	}
 }
 

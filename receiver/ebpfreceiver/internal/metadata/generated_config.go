@@ -262,6 +262,102 @@ func (ms *EbpfMapEntriesMetricConfig) Validate() error {
 	return nil
 }
 
+// EbpfProgramRunTimeMetricAttributeKey specifies the key of an attribute for the ebpf.program.run_time metric.
+type EbpfProgramRunTimeMetricAttributeKey string
+
+const (
+	EbpfProgramRunTimeMetricAttributeKeyEbpfProgram EbpfProgramRunTimeMetricAttributeKey = "ebpf.program"
+)
+
+// EbpfProgramRunTimeMetricConfig provides config for the ebpf.program.run_time metric.
+type EbpfProgramRunTimeMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                                 `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfProgramRunTimeMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfProgramRunTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfProgramRunTimeMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfProgramRunTimeMetricAttributeKeyEbpfProgram:
+		default:
+			return fmt.Errorf("metric ebpf.program.run_time doesn't have an attribute %v, valid attributes: [ebpf.program]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// EbpfProgramRunsMetricAttributeKey specifies the key of an attribute for the ebpf.program.runs metric.
+type EbpfProgramRunsMetricAttributeKey string
+
+const (
+	EbpfProgramRunsMetricAttributeKeyEbpfProgram EbpfProgramRunsMetricAttributeKey = "ebpf.program"
+)
+
+// EbpfProgramRunsMetricConfig provides config for the ebpf.program.runs metric.
+type EbpfProgramRunsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                              `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfProgramRunsMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfProgramRunsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfProgramRunsMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfProgramRunsMetricAttributeKeyEbpfProgram:
+		default:
+			return fmt.Errorf("metric ebpf.program.runs doesn't have an attribute %v, valid attributes: [ebpf.program]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfTCPLostMetricAttributeKey specifies the key of an attribute for the ebpf.tcp.lost metric.
 type EbpfTCPLostMetricAttributeKey string
 
@@ -650,6 +746,8 @@ type MetricsConfig struct {
 	EbpfHTTPLost             EbpfHTTPLostMetricConfig             `mapstructure:"ebpf.http.lost"`
 	EbpfMapCapacity          EbpfMapCapacityMetricConfig          `mapstructure:"ebpf.map.capacity"`
 	EbpfMapEntries           EbpfMapEntriesMetricConfig           `mapstructure:"ebpf.map.entries"`
+	EbpfProgramRunTime       EbpfProgramRunTimeMetricConfig       `mapstructure:"ebpf.program.run_time"`
+	EbpfProgramRuns          EbpfProgramRunsMetricConfig          `mapstructure:"ebpf.program.runs"`
 	EbpfTCPLost              EbpfTCPLostMetricConfig              `mapstructure:"ebpf.tcp.lost"`
 	HTTPServerRoutesFolded   HTTPServerRoutesFoldedMetricConfig   `mapstructure:"http.server.routes.folded"`
 	TCPConnectionActive      TCPConnectionActiveMetricConfig      `mapstructure:"tcp.connection.active"`
@@ -690,6 +788,16 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategyAvg,
 			EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
+		},
+		EbpfProgramRunTime: EbpfProgramRunTimeMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfProgramRunTimeMetricAttributeKey{EbpfProgramRunTimeMetricAttributeKeyEbpfProgram},
+		},
+		EbpfProgramRuns: EbpfProgramRunsMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfProgramRunsMetricAttributeKey{EbpfProgramRunsMetricAttributeKeyEbpfProgram},
 		},
 		EbpfTCPLost: EbpfTCPLostMetricConfig{
 			Enabled:             true,

@@ -55,6 +55,16 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
 					},
+					EbpfProgramRunTime: EbpfProgramRunTimeMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfProgramRunTimeMetricAttributeKey{EbpfProgramRunTimeMetricAttributeKeyEbpfProgram},
+					},
+					EbpfProgramRuns: EbpfProgramRunsMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfProgramRunsMetricAttributeKey{EbpfProgramRunsMetricAttributeKeyEbpfProgram},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
@@ -138,6 +148,16 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
 					},
+					EbpfProgramRunTime: EbpfProgramRunTimeMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfProgramRunTimeMetricAttributeKey{EbpfProgramRunTimeMetricAttributeKeyEbpfProgram},
+					},
+					EbpfProgramRuns: EbpfProgramRunsMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfProgramRunsMetricAttributeKey{EbpfProgramRunsMetricAttributeKeyEbpfProgram},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
@@ -192,7 +212,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
@@ -241,6 +261,30 @@ func TestEbpfMapEntriesMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.map.entries doesn't have an attribute invalid, valid attributes: [ebpf.map]")
 
 	cfg = DefaultMetricsConfig().EbpfMapEntries
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfProgramRunTimeMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfProgramRunTime
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfProgramRunTimeMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.program.run_time doesn't have an attribute invalid, valid attributes: [ebpf.program]")
+
+	cfg = DefaultMetricsConfig().EbpfProgramRunTime
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfProgramRunsMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfProgramRuns
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfProgramRunsMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.program.runs doesn't have an attribute invalid, valid attributes: [ebpf.program]")
+
+	cfg = DefaultMetricsConfig().EbpfProgramRuns
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }

@@ -211,6 +211,14 @@ var MetricsInfo = metricsInfo{
 		Name:       "ebpf.map.entries",
 		Attributes: []string{"ebpf.map"},
 	},
+	EbpfProgramRunTime: metricInfo{
+		Name:       "ebpf.program.run_time",
+		Attributes: []string{"ebpf.program"},
+	},
+	EbpfProgramRuns: metricInfo{
+		Name:       "ebpf.program.runs",
+		Attributes: []string{"ebpf.program"},
+	},
 	EbpfTCPLost: metricInfo{
 		Name:       "ebpf.tcp.lost",
 		Attributes: []string{"ebpf.lost.reason"},
@@ -252,6 +260,8 @@ type metricsInfo struct {
 	EbpfHTTPLost             metricInfo
 	EbpfMapCapacity          metricInfo
 	EbpfMapEntries           metricInfo
+	EbpfProgramRunTime       metricInfo
+	EbpfProgramRuns          metricInfo
 	EbpfTCPLost              metricInfo
 	HTTPServerRoutesFolded   metricInfo
 	TCPConnectionActive      metricInfo
@@ -774,6 +784,188 @@ func (m *metricEbpfMapEntries) emit(metrics pmetric.MetricSlice) {
 
 func newMetricEbpfMapEntries(cfg EbpfMapEntriesMetricConfig) metricEbpfMapEntries {
 	m := metricEbpfMapEntries{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfProgramRunTime struct {
+	data          pmetric.Metric                 // data buffer for generated metric.
+	config        EbpfProgramRunTimeMetricConfig // metric config provided by user.
+	capacity      int                            // max observed number of data points added to the metric.
+	aggDataPoints []float64                      // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.program.run_time metric with initial data.
+func (m *metricEbpfProgramRunTime) init() {
+	m.data.SetName("ebpf.program.run_time")
+	m.data.SetDescription("Time the kernel spent running a program of the receiver. Reported only while the kernel keeps BPF statistics (sysctl kernel.bpf_stats_enabled=1).")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfProgramRunTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64, ebpfProgramAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfProgramRunTimeMetricAttributeKeyEbpfProgram) {
+		dp.Attributes().PutStr("ebpf.program", ebpfProgramAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetDoubleValue(dpi.DoubleValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.DoubleValue() > val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.DoubleValue() < val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetDoubleValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfProgramRunTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfProgramRunTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetDoubleValue(m.data.Sum().DataPoints().At(i).DoubleValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfProgramRunTime(cfg EbpfProgramRunTimeMetricConfig) metricEbpfProgramRunTime {
+	m := metricEbpfProgramRunTime{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfProgramRuns struct {
+	data          pmetric.Metric              // data buffer for generated metric.
+	config        EbpfProgramRunsMetricConfig // metric config provided by user.
+	capacity      int                         // max observed number of data points added to the metric.
+	aggDataPoints []int64                     // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.program.runs metric with initial data.
+func (m *metricEbpfProgramRuns) init() {
+	m.data.SetName("ebpf.program.runs")
+	m.data.SetDescription("Times the kernel ran a program of the receiver. Reported only while the kernel keeps BPF statistics (sysctl kernel.bpf_stats_enabled=1).")
+	m.data.SetUnit("{run}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfProgramRuns) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfProgramAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfProgramRunsMetricAttributeKeyEbpfProgram) {
+		dp.Attributes().PutStr("ebpf.program", ebpfProgramAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfProgramRuns) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfProgramRuns) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfProgramRuns(cfg EbpfProgramRunsMetricConfig) metricEbpfProgramRuns {
+	m := metricEbpfProgramRuns{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -1557,6 +1749,8 @@ type MetricsBuilder struct {
 	metricEbpfHTTPLost             metricEbpfHTTPLost
 	metricEbpfMapCapacity          metricEbpfMapCapacity
 	metricEbpfMapEntries           metricEbpfMapEntries
+	metricEbpfProgramRunTime       metricEbpfProgramRunTime
+	metricEbpfProgramRuns          metricEbpfProgramRuns
 	metricEbpfTCPLost              metricEbpfTCPLost
 	metricHTTPServerRoutesFolded   metricHTTPServerRoutesFolded
 	metricTCPConnectionActive      metricTCPConnectionActive
@@ -1597,6 +1791,8 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricEbpfHTTPLost:             newMetricEbpfHTTPLost(mbc.Metrics.EbpfHTTPLost),
 		metricEbpfMapCapacity:          newMetricEbpfMapCapacity(mbc.Metrics.EbpfMapCapacity),
 		metricEbpfMapEntries:           newMetricEbpfMapEntries(mbc.Metrics.EbpfMapEntries),
+		metricEbpfProgramRunTime:       newMetricEbpfProgramRunTime(mbc.Metrics.EbpfProgramRunTime),
+		metricEbpfProgramRuns:          newMetricEbpfProgramRuns(mbc.Metrics.EbpfProgramRuns),
 		metricEbpfTCPLost:              newMetricEbpfTCPLost(mbc.Metrics.EbpfTCPLost),
 		metricHTTPServerRoutesFolded:   newMetricHTTPServerRoutesFolded(mbc.Metrics.HTTPServerRoutesFolded),
 		metricTCPConnectionActive:      newMetricTCPConnectionActive(mbc.Metrics.TCPConnectionActive),
@@ -1726,6 +1922,8 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricEbpfHTTPLost.emit(ils.Metrics())
 	mb.metricEbpfMapCapacity.emit(ils.Metrics())
 	mb.metricEbpfMapEntries.emit(ils.Metrics())
+	mb.metricEbpfProgramRunTime.emit(ils.Metrics())
+	mb.metricEbpfProgramRuns.emit(ils.Metrics())
 	mb.metricEbpfTCPLost.emit(ils.Metrics())
 	mb.metricHTTPServerRoutesFolded.emit(ils.Metrics())
 	mb.metricTCPConnectionActive.emit(ils.Metrics())
@@ -1798,6 +1996,16 @@ func (mb *MetricsBuilder) RecordEbpfMapCapacityDataPoint(ts pcommon.Timestamp, v
 // RecordEbpfMapEntriesDataPoint adds a data point to ebpf.map.entries metric.
 func (mb *MetricsBuilder) RecordEbpfMapEntriesDataPoint(ts pcommon.Timestamp, val int64, ebpfMapAttributeValue AttributeEbpfMap) {
 	mb.metricEbpfMapEntries.recordDataPoint(mb.startTime, ts, val, ebpfMapAttributeValue.String())
+}
+
+// RecordEbpfProgramRunTimeDataPoint adds a data point to ebpf.program.run_time metric.
+func (mb *MetricsBuilder) RecordEbpfProgramRunTimeDataPoint(ts pcommon.Timestamp, val float64, ebpfProgramAttributeValue string) {
+	mb.metricEbpfProgramRunTime.recordDataPoint(mb.startTime, ts, val, ebpfProgramAttributeValue)
+}
+
+// RecordEbpfProgramRunsDataPoint adds a data point to ebpf.program.runs metric.
+func (mb *MetricsBuilder) RecordEbpfProgramRunsDataPoint(ts pcommon.Timestamp, val int64, ebpfProgramAttributeValue string) {
+	mb.metricEbpfProgramRuns.recordDataPoint(mb.startTime, ts, val, ebpfProgramAttributeValue)
 }
 
 // RecordEbpfTCPLostDataPoint adds a data point to ebpf.tcp.lost metric.

@@ -71,6 +71,8 @@ func TestMetricsBuilder(t *testing.T) {
 			aggMap["ebpf.http.lost"] = mb.metricEbpfHTTPLost.config.AggregationStrategy
 			aggMap["ebpf.map.capacity"] = mb.metricEbpfMapCapacity.config.AggregationStrategy
 			aggMap["ebpf.map.entries"] = mb.metricEbpfMapEntries.config.AggregationStrategy
+			aggMap["ebpf.program.run_time"] = mb.metricEbpfProgramRunTime.config.AggregationStrategy
+			aggMap["ebpf.program.runs"] = mb.metricEbpfProgramRuns.config.AggregationStrategy
 			aggMap["ebpf.tcp.lost"] = mb.metricEbpfTCPLost.config.AggregationStrategy
 			aggMap["tcp.connection.active"] = mb.metricTCPConnectionActive.config.AggregationStrategy
 			aggMap["tcp.connection.io"] = mb.metricTCPConnectionIo.config.AggregationStrategy
@@ -118,6 +120,18 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordEbpfMapEntriesDataPoint(ts, 1, AttributeEbpfMapTCPConnections)
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfMapEntriesDataPoint(ts, 3, AttributeEbpfMapTCPFlows)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfProgramRunTimeDataPoint(ts, 1, "ebpf.program-val")
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfProgramRunTimeDataPoint(ts, 3, "ebpf.program-val-2")
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfProgramRunsDataPoint(ts, 1, "ebpf.program-val")
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfProgramRunsDataPoint(ts, 3, "ebpf.program-val-2")
 			}
 			defaultMetricsCount++
 			allMetricsCount++
@@ -180,6 +194,8 @@ func TestMetricsBuilder(t *testing.T) {
 				assert.Empty(t, mb.metricEbpfHTTPLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfMapCapacity.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfMapEntries.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfProgramRunTime.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfProgramRuns.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfTCPLost.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionActive.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionIo.aggDataPoints)
@@ -421,6 +437,94 @@ func TestMetricsBuilder(t *testing.T) {
 							assert.Equal(t, int64(3), dp.IntValue())
 						}
 						_, ok := dp.Attributes().Get("ebpf.map")
+						assert.False(t, ok)
+					}
+				case "ebpf.program.run_time":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.program.run_time"], "Found a duplicate in the metrics slice: ebpf.program.run_time")
+						validatedMetrics["ebpf.program.run_time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the kernel spent running a program of the receiver. Reported only while the kernel keeps BPF statistics (sysctl kernel.bpf_stats_enabled=1).", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						ebpfProgramAttrVal, ok := dp.Attributes().Get("ebpf.program")
+						assert.True(t, ok)
+						assert.Equal(t, "ebpf.program-val", ebpfProgramAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.program.run_time"], "Found a duplicate in the metrics slice: ebpf.program.run_time")
+						validatedMetrics["ebpf.program.run_time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the kernel spent running a program of the receiver. Reported only while the kernel keeps BPF statistics (sysctl kernel.bpf_stats_enabled=1).", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						switch aggMap["ebpf.program.run_time"] {
+						case "sum":
+							assert.InDelta(t, float64(4), dp.DoubleValue(), 0.01)
+						case "avg":
+							assert.InDelta(t, float64(2), dp.DoubleValue(), 0.01)
+						case "min":
+							assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						case "max":
+							assert.InDelta(t, float64(3), dp.DoubleValue(), 0.01)
+						}
+						_, ok := dp.Attributes().Get("ebpf.program")
+						assert.False(t, ok)
+					}
+				case "ebpf.program.runs":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.program.runs"], "Found a duplicate in the metrics slice: ebpf.program.runs")
+						validatedMetrics["ebpf.program.runs"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Times the kernel ran a program of the receiver. Reported only while the kernel keeps BPF statistics (sysctl kernel.bpf_stats_enabled=1).", mi.Description())
+						assert.Equal(t, "{run}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfProgramAttrVal, ok := dp.Attributes().Get("ebpf.program")
+						assert.True(t, ok)
+						assert.Equal(t, "ebpf.program-val", ebpfProgramAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.program.runs"], "Found a duplicate in the metrics slice: ebpf.program.runs")
+						validatedMetrics["ebpf.program.runs"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Times the kernel ran a program of the receiver. Reported only while the kernel keeps BPF statistics (sysctl kernel.bpf_stats_enabled=1).", mi.Description())
+						assert.Equal(t, "{run}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.program.runs"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.program")
 						assert.False(t, ok)
 					}
 				case "ebpf.tcp.lost":
