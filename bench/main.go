@@ -40,6 +40,8 @@ func main() {
 		err = runFloor(os.Args[2])
 	case "run":
 		err = runBench(os.Args[2:])
+	case "chart": // redraw: chart results.json results.png
+		err = redraw(os.Args[2], os.Args[3])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -303,6 +305,18 @@ func runBench(args []string) error {
 		return res.check()
 	}
 	return nil
+}
+
+func redraw(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	return r.chart(to)
 }
 
 // check is the smoke test's verdict: everything ran and saw traffic.

@@ -216,62 +216,32 @@ func (r *results) table() string {
 
 var palette = []color.RGBA{{120, 120, 120, 255}, {90, 150, 220, 255}, {40, 90, 170, 255}, {240, 160, 60, 255}, {200, 60, 50, 255}}
 
-// chart draws two panels, throughput and added CPU per request, with a
-// group of bars per workload, one bar per configuration, and min–max
-// error bars.
+// chart draws one cell per workload (columns) and figure (rows:
+// throughput, added CPU per request), each on its own scale, with one bar
+// per configuration at its median and min–max error bars.
 func (r *results) chart(path string) error {
-	const W, H, panelH = 960, 720, 320
+	const W, H, cellH = 1080, 720, 330
 	img := image.NewRGBA(image.Rect(0, 0, W, H))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
-	panel := func(top int, title string, val func(row) stat) {
-		text(img, 60, top+14, title)
-		x0, y0, x1, y1 := 70, top+30, W-20, top+panelH-30
-		var hi float64
-		for _, rw := range r.Rows {
-			hi = max(hi, val(rw).Max)
-		}
-		if hi <= 0 {
-			hi = 1
-		}
-		lo := 0.0
-		for _, rw := range r.Rows {
-			lo = min(lo, val(rw).Min)
-		}
-		y := func(v float64) int { return y1 - int((v-lo)/(hi-lo)*float64(y1-y0)) }
-		for i := 0; i <= 4; i++ {
-			v := lo + (hi-lo)*float64(i)/4
-			hline(img, x0, x1, y(v), color.RGBA{225, 225, 225, 255})
-			text(img, 5, y(v)+4, fmt.Sprintf("%.3g", v))
-		}
-		hline(img, x0, x1, y(0), color.Black)
-		gw := (x1 - x0) / len(workloads)
-		bw := (gw - 40) / len(configs)
+	figures := []struct {
+		title string
+		val   func(row) stat
+	}{
+		{"req/s", func(rw row) stat { return rw.RPS }},
+		{"added CPU us/req", func(rw row) stat { return rw.AddedCPUUs }},
+	}
+	cellW := W / len(workloads)
+	for fi, fg := range figures {
 		for wi, w := range workloads {
-			text(img, x0+wi*gw+gw/2-len(w.name)*7/2, y1+18, w.name)
-			for ci, c := range configs {
-				var rw row
-				ok := false
-				for _, x := range r.Rows {
-					if x.Workload == w.name && x.Config == c {
-						rw, ok = x, true
-					}
+			var rows []row
+			for _, x := range r.Rows {
+				if x.Workload == w.name {
+					rows = append(rows, x)
 				}
-				if !ok {
-					continue
-				}
-				s := val(rw)
-				bx := x0 + wi*gw + 20 + ci*bw
-				ya, yb := y(s.Med), y(0)
-				draw.Draw(img, image.Rect(bx+2, min(ya, yb), bx+bw-2, max(ya, yb)+1), image.NewUniform(palette[ci]), image.Point{}, draw.Src)
-				mid := bx + bw/2
-				vline(img, mid, y(s.Max), y(s.Min), color.Black)
-				hline(img, mid-4, mid+4, y(s.Max), color.Black)
-				hline(img, mid-4, mid+4, y(s.Min), color.Black)
 			}
+			cell(img, wi*cellW, 10+fi*cellH, cellW, cellH, w.name+": "+fg.title, rows, fg.val)
 		}
 	}
-	panel(10, "requests/s (median, min-max error bars)", func(rw row) stat { return rw.RPS })
-	panel(10+panelH, "added CPU per request, us (vs nothing, same round)", func(rw row) stat { return rw.AddedCPUUs })
 	for ci, c := range configs {
 		x := 70 + ci*160
 		draw.Draw(img, image.Rect(x, H-30, x+14, H-16), image.NewUniform(palette[ci]), image.Point{}, draw.Src)
@@ -286,6 +256,41 @@ func (r *results) chart(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+func cell(img *image.RGBA, left, top, w, h int, title string, rows []row, val func(row) stat) {
+	text(img, left+60, top+14, title)
+	x0, y0, x1, y1 := left+60, top+30, left+w-15, top+h-30
+	lo, hi := 0.0, 0.0
+	for _, rw := range rows {
+		lo, hi = min(lo, val(rw).Min), max(hi, val(rw).Max)
+	}
+	if hi == lo {
+		hi = lo + 1
+	}
+	y := func(v float64) int { return y1 - int((v-lo)/(hi-lo)*float64(y1-y0)) }
+	for i := 0; i <= 4; i++ {
+		v := lo + (hi-lo)*float64(i)/4
+		hline(img, x0, x1, y(v), color.RGBA{225, 225, 225, 255})
+		text(img, left+2, y(v)+4, fmt.Sprintf("%.4g", v))
+	}
+	hline(img, x0, x1, y(0), color.Black)
+	bw := (x1 - x0 - 20) / len(configs)
+	for ci, c := range configs {
+		for _, rw := range rows {
+			if rw.Config != c {
+				continue
+			}
+			s := val(rw)
+			bx := x0 + 10 + ci*bw
+			ya, yb := y(s.Med), y(0)
+			draw.Draw(img, image.Rect(bx+3, min(ya, yb), bx+bw-3, max(ya, yb)+1), image.NewUniform(palette[ci]), image.Point{}, draw.Src)
+			mid := bx + bw/2
+			vline(img, mid, y(s.Max), y(s.Min), color.Black)
+			hline(img, mid-4, mid+4, y(s.Max), color.Black)
+			hline(img, mid-4, mid+4, y(s.Min), color.Black)
+		}
+	}
 }
 
 func text(img *image.RGBA, x, y int, s string) {
