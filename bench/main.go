@@ -74,10 +74,9 @@ var configs = []string{"nothing", "floor1", "floor2", "metrics", "full"}
 
 // agent is the process a configuration runs next to the workload.
 type agent struct {
-	cmd    *exec.Cmd
-	out    *bufio.Reader
-	prefix string // of its BPF program names
-	dir    string
+	cmd *exec.Cmd
+	out *bufio.Reader
+	dir string
 }
 
 func (a *agent) pid() int {
@@ -93,7 +92,7 @@ func startAgent(config, dist, dir string) (*agent, error) {
 	case "nothing":
 		return nil, nil
 	case "floor1", "floor2":
-		a := &agent{cmd: exec.Command(self, "floor", config[5:]), prefix: "f" + config[5:] + "_"}
+		a := &agent{cmd: exec.Command(self, "floor", config[5:])}
 		a.cmd.Stderr = os.Stderr
 		stdout, _ := a.cmd.StdoutPipe()
 		a.out = bufio.NewReader(stdout)
@@ -113,7 +112,7 @@ func startAgent(config, dist, dir string) (*agent, error) {
 		return nil, err
 	}
 	logf, _ := os.Create(filepath.Join(dir, "otelcol.log"))
-	a := &agent{cmd: exec.Command(dist, "--config", path), prefix: "ebr_", dir: dir}
+	a := &agent{cmd: exec.Command(dist, "--config", path), dir: dir}
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
@@ -339,17 +338,17 @@ func (r *results) check() error {
 
 // measure runs every workload once under one configuration.
 func measure(round int, config, dist, dir string, dur time.Duration, addrs map[string]string) ([]sample, error) {
-	before := progIDs()
 	a, err := startAgent(config, dist, dir)
 	if err != nil {
 		return nil, err
 	}
+	own := ownProgIDs(a.pid())
 	var ss []sample
 	for _, w := range workloads {
 		call, done := w.do("http://" + addrs[w.name] + "/")
-		b0, a0, bpf0 := busyTicks(), procTicks(a.pid()), bpfStats(before, a.prefixOr())
+		b0, a0, bpf0 := busyTicks(), procTicks(a.pid()), bpfStats(own)
 		lr := run(w.conc, dur, w.max, call)
-		b1, a1, bpf1 := busyTicks(), procTicks(a.pid()), bpfStats(before, a.prefixOr())
+		b1, a1, bpf1 := busyTicks(), procTicks(a.pid()), bpfStats(own)
 		done()
 		s := sample{Round: round, Config: config, Workload: w.name, Requests: lr.requests, Errors: lr.errors,
 			RPS:   float64(lr.requests) / lr.elapsed.Seconds(),
@@ -398,13 +397,6 @@ func measure(round int, config, dist, dir string, dur time.Duration, addrs map[s
 		}
 	}
 	return ss, nil
-}
-
-func (a *agent) prefixOr() string {
-	if a == nil {
-		return "\x00" // matches nothing
-	}
-	return a.prefix
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

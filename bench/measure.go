@@ -89,38 +89,40 @@ func enableBPFStats() (func(), error) {
 	return func() { os.WriteFile(p, old, 0) }, nil
 }
 
-// progIDs lists the IDs of every loaded BPF program.
-func progIDs() map[ebpf.ProgramID]bool {
-	ids := map[ebpf.ProgramID]bool{}
-	var id ebpf.ProgramID
-	for {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			return ids
-		}
-		ids[next] = true
-		id = next
-	}
-}
-
 // bpfRun is the summed run time and run count of some programs.
 type bpfRun struct{ ns, cnt uint64 }
 
-// bpfStats sums run_time_ns and run_cnt over the programs loaded since
-// before (so only the agent's own) whose names start with prefix.
-func bpfStats(before map[ebpf.ProgramID]bool, prefix string) bpfRun {
-	var r bpfRun
-	for id := range progIDs() {
-		if before[id] {
-			continue
-		}
-		p, err := ebpf.NewProgramFromID(id)
+// ownProgIDs are the BPF programs a process holds through its file
+// descriptors (programs and links), from /proc/PID/fdinfo: only the
+// agent's own, not those of tests that others run at the same time.
+func ownProgIDs(pid int) map[ebpf.ProgramID]bool {
+	ids := map[ebpf.ProgramID]bool{}
+	if pid == 0 {
+		return ids
+	}
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name())
 		if err != nil {
 			continue
 		}
-		info, err := p.Info()
-		if err != nil || !strings.HasPrefix(info.Name, prefix) {
-			p.Close()
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "prog_id:"); ok {
+				n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+				ids[ebpf.ProgramID(n)] = true
+			}
+		}
+	}
+	return ids
+}
+
+// bpfStats sums run_time_ns and run_cnt over the given programs.
+func bpfStats(ids map[ebpf.ProgramID]bool) bpfRun {
+	var r bpfRun
+	for id := range ids {
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
 			continue
 		}
 		st, err := p.Stats()
