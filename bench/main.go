@@ -40,8 +40,8 @@ func main() {
 		err = runFloor(os.Args[2])
 	case "run":
 		err = runBench(os.Args[2:])
-	case "chart": // redraw: chart results.json results.png
-		err = redraw(os.Args[2], os.Args[3])
+	case "report": // report results.json results.png: table and chart again
+		err = report(os.Args[2], os.Args[3])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -306,7 +306,7 @@ func runBench(args []string) error {
 	return nil
 }
 
-func redraw(from, to string) error {
+func report(from, to string) error {
 	b, err := os.ReadFile(from)
 	if err != nil {
 		return err
@@ -315,6 +315,9 @@ func redraw(from, to string) error {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return err
 	}
+	r.Rows, r.Ratios = nil, nil
+	r.summarize()
+	fmt.Print(r.table())
 	return r.chart(to)
 }
 

@@ -154,16 +154,25 @@ func (r *results) summarize() {
 			r.Ratios = append(r.Ratios, ratio{w.name, "throughput metrics / nothing", m.RPS.Med / n.RPS.Med, 0.97, true})
 		}
 		if ok1 && okM {
-			r.Ratios = append(r.Ratios, ratio{w.name, "added CPU/req metrics / floor1", m.AddedCPUUs.Med / f1.AddedCPUUs.Med, 1.5, false})
+			r.Ratios = append(r.Ratios, ratio{w.name, "added CPU/req metrics / floor1", div(m.AddedCPUUs.Med, f1.AddedCPUUs.Med), 1.5, false})
 		}
 		if ok2 && okF {
-			r.Ratios = append(r.Ratios, ratio{w.name, "added CPU/req full / floor2", f.AddedCPUUs.Med / f2.AddedCPUUs.Med, 1.5, false})
+			r.Ratios = append(r.Ratios, ratio{w.name, "added CPU/req full / floor2", div(f.AddedCPUUs.Med, f2.AddedCPUUs.Med), 1.5, false})
 		}
 		if okF {
 			r.Ratios = append(r.Ratios, ratio{w.name, "capture % (full)", f.CapturePct.Med, 99.9, true},
 				ratio{w.name, "event→consumer p99 µs (full)", f.DeliveryP99Us.Med, 2000, false})
 		}
 	}
+}
+
+// div is a/b for added CPU, which noise can push to or below zero; the
+// ratio then means nothing and is NaN.
+func div(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
+		return math.NaN()
+	}
+	return a / b
 }
 
 func (s stat) rng(format string) string {
@@ -202,10 +211,11 @@ func (r *results) table() string {
 		if x.Higher {
 			op, met = "≥", x.Value >= x.Target
 		}
+		verdict, value := map[bool]string{true: "yes", false: "no"}[met], fmt.Sprintf("%.3g", x.Value)
 		if math.IsNaN(x.Value) || math.IsInf(x.Value, 0) {
-			met = false
+			verdict, value = "n/a", "n/a (a median ≤ 0: noise)"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.3g | %s %g | %s |\n", x.Workload, x.Name, x.Value, op, x.Target, map[bool]string{true: "yes", false: "no"}[met])
+		fmt.Fprintf(&b, "| %s | %s | %s | %s %g | %s |\n", x.Workload, x.Name, value, op, x.Target, verdict)
 	}
 	if r.Idle != nil {
 		fmt.Fprintf(&b, "| idle | full receiver RSS with %d idle keep-alive connections, MB | %.0f (peak %.0f) | ≤ 100 | %s |\n",
