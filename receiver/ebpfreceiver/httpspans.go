@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -127,30 +128,38 @@ func (q *spanQueue) close() {
 }
 
 // flush links every pending span and exports those older than the window,
-// or all of them.
+// or all of them. Linking runs outside the lock so that the read loop never
+// waits for it.
 func (q *spanQueue) flush(all bool) {
 	q.mu.Lock()
-	next := q.next
-	if next == nil || len(q.pending) == 0 {
-		q.mu.Unlock()
+	next, pending := q.next, q.pending
+	q.pending = nil
+	q.mu.Unlock()
+	if next == nil || len(pending) == 0 {
 		return
 	}
-	link(q.pending)
+	link(pending)
 	cutoff := time.Now().Add(-q.window)
 	var ready, keep []*span
-	for _, s := range q.pending {
+	for _, s := range pending {
 		if all || s.added.Before(cutoff) {
 			ready = append(ready, s)
 		} else {
 			keep = append(keep, s)
 		}
 	}
-	q.pending = keep
+	q.mu.Lock()
+	if q.next != nil {
+		q.pending = append(keep, q.pending...)
+	}
 	q.mu.Unlock()
 	if len(ready) > 0 {
 		_ = next.ConsumeTraces(context.Background(), q.build(ready))
 	}
 }
+
+// connKey is a connection seen from one end: local then remote.
+type connKey struct{ local, remote netip.AddrPort }
 
 // link sets each span's parent and trace from the spans on this node:
 //   - a server span's parent is the client span of the same connection, seen
@@ -158,25 +167,39 @@ func (q *spanQueue) flush(all bool) {
 //   - a client span's parent is the latest server span of the same process
 //     that encloses it: the request it serves.
 //
-// Ids from traceparent headers win over both.
+// Ids from traceparent headers win over both. Spans are indexed by
+// connection and by process, so linking costs time in proportion to the
+// spans, not their square.
 func link(spans []*span) {
+	clients := make(map[connKey][]*span)
+	servers := make(map[uint32][]*span)
+	for _, s := range spans {
+		if s.x.role == httpflow.Client {
+			k := connKey{s.x.local, s.x.remote}
+			clients[k] = append(clients[k], s)
+		} else {
+			servers[s.x.pid] = append(servers[s.x.pid], s)
+		}
+	}
 	for _, s := range spans {
 		if s.parentSpan != nil || (s.fromHeader && s.x.role == httpflow.Server) {
 			continue
 		}
-		for _, o := range spans {
-			if o == s || o.x.role == s.x.role || !encloses(o, s) {
-				continue
-			}
-			if s.x.role == httpflow.Server {
-				if o.x.local == s.x.remote && o.x.remote == s.x.local {
+		if s.x.role == httpflow.Server {
+			for _, o := range clients[connKey{s.x.remote, s.x.local}] {
+				if encloses(o, s) {
 					s.parentSpan = o
 					break
 				}
-			} else if o.x.pid == s.x.pid && (s.parentSpan == nil || o.x.RequestStart > s.parentSpan.x.RequestStart) {
-				if !s.fromHeader || o.traceID == s.traceID {
-					s.parentSpan = o
-				}
+			}
+			continue
+		}
+		for _, o := range servers[s.x.pid] {
+			if !encloses(o, s) || (s.fromHeader && o.traceID != s.traceID) {
+				continue
+			}
+			if s.parentSpan == nil || o.x.RequestStart > s.parentSpan.x.RequestStart {
+				s.parentSpan = o
 			}
 		}
 	}
