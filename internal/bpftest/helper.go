@@ -282,7 +282,7 @@ func tcpServer(args []string) error {
 				errs <- fmt.Errorf("read request: %w", err)
 				return
 			}
-			if _, err := c.Write(payload(*send)); err != nil {
+			if _, err := c.Write(payload(*send)); *send > 0 && err != nil {
 				errs <- fmt.Errorf("write reply: %w", err)
 				return
 			}

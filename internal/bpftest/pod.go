@@ -254,6 +254,14 @@ func (c *Container) Remove(t testing.TB) {
 	}
 }
 
+// RemoveCgroup kills what runs in the pod's container and removes its
+// cgroup at once, as the kubelet does when a pod ends.
+func (p *Pod) RemoveCgroup(t testing.TB) {
+	t.Helper()
+	p.cgroupFD.Close()
+	removeCgroup(t, p.CgroupPath)
+}
+
 func randomBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

@@ -1,0 +1,77 @@
+//go:build linux
+
+package ebpfreceiver
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
+	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
+)
+
+// 10,000 short-lived processes and 100,000 connections in fake pods whose
+// cgroups are then removed: the kernel maps return to their baseline and
+// the receiver's own state stays bounded.
+func TestChurnReturnsToBaseline(t *testing.T) {
+	bpftest.RequireBPF(t)
+	bpftest.RequireTool(t, "bash")
+	sink, cfg := startAttributionReceiverConfig(t)
+	coresMu.Lock()
+	c := cores[cfg]
+	coresMu.Unlock()
+	var snap tcpconn.Snapshot
+	require.NoError(t, c.tcp.Snapshot(&snap))
+	baseConns := snap.Conns
+
+	node := bpftest.NewNode(t)
+	const processes, conns = 10_000, 100_000
+	server := netip.AddrPortFrom(node.IP, 8080)
+	srv := node.StartTCPServer(t, bpftest.ServerOptions{Port: server.Port(), Conns: conns})
+	start := time.Now()
+
+	// 10,000 processes, each making one connection, in one pod.
+	a := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
+	cmd := a.Command(context.Background(), "bash", "-c", fmt.Sprintf(
+		"for i in $(seq %d); do (exec 3<>/dev/tcp/%s/%d) || exit 1; done", processes, server.Addr(), server.Port()))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	// The other 90,000 connections from a second pod, one process.
+	b := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
+	// An abortive close leaves no TIME_WAIT socket holding the client port.
+	b.RunTCPClient(t, bpftest.ClientOptions{Addr: server, Conns: conns - processes, Reset: true})
+	srv.Wait(t)
+	t.Logf("churn took %v", time.Since(start).Round(time.Second))
+
+	// Remove the pods' cgroups, as the kubelet does.
+	for _, p := range []*bpftest.Pod{a, b} {
+		p.RemoveCgroup(t)
+	}
+	// Two collections: one exports the removed pods' flows, the next runs
+	// after they were dropped.
+	latest(t, sink)
+	latest(t, sink)
+
+	require.NoError(t, c.tcp.Snapshot(&snap))
+	for f := range snap.Flows {
+		assert.NotEqual(t, a.CgroupID, f.CgroupId, "flow of removed pod A left in the kernel")
+		assert.NotEqual(t, b.CgroupID, f.CgroupId, "flow of removed pod B left in the kernel")
+	}
+	assert.Zero(t, snap.Lost, "nothing lost at this size")
+	// Connections of other tests may be open too; ours have all closed.
+	assert.LessOrEqual(t, snap.Conns, baseConns+100, "tracked connections back to the baseline %d", baseConns)
+	assert.Less(t, c.cgroups.Len(), 10_000, "cgroup cache bounded")
+
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("receiver heap in use after churn: %d MiB", ms.HeapInuse>>20)
+	assert.Less(t, ms.HeapInuse, uint64(200<<20), "heap stays bounded")
+}
