@@ -80,7 +80,7 @@ run:
 	./$(DIST) --config testdata/otelcol.yaml
 
 ## test: check generated files, vet, unit and kernel tests, fuzz, e2e (as root)
-test: deps check-generated vet unit fuzz e2e e2e-k8s test-deploy
+test: deps check-generated vet unit fuzz e2e e2e-k8s test-deploy bench-smoke
 
 vet:
 	$(GO) vet ./...
@@ -114,8 +114,10 @@ e2e-k8s: build kube-apiserver
 	$(require_root)
 	KUBE_APISERVER=$(KUBE_APISERVER) $(GO) test -count=1 -tags e2e -run 'K8s|Cluster' -v ./receiver/ebpfreceiver/ ./internal/k8stest/
 
+## bench: the Go benchmarks of the hot paths, then the system benchmark
 bench:
-	$(GO) test -run '^$$' -bench . ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(MAKE) bench-system
 
 clean:
 	rm -rf _build out
