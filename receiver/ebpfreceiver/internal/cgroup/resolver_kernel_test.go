@@ -101,6 +101,9 @@ func TestResolverLearnAndRemove(t *testing.T) {
 	require.NoError(t, r.Refresh(slices.Values([]uint64{1})))
 	_, ok = r.Path(id)
 	assert.False(t, ok, "evicted once no longer in use")
+	assert.True(t, r.IsRemoved(id), "still known as removed, for late data")
+	r.Learn(id, "/reused")
+	assert.False(t, r.IsRemoved(id), "a new cgroup with the id")
 	assert.Less(t, r.Len(), 1<<20)
 }
 

@@ -29,7 +29,14 @@ type Resolver struct {
 	// removed holds the removed cgroups still cached, with the number of
 	// Refreshes that did not use them.
 	removed map[uint64]int
+	// gone remembers removed cgroups after their path is evicted, oldest
+	// first, so that data arriving late for them is still known as theirs.
+	gone    map[uint64]struct{}
+	goneIDs []uint64
 }
+
+// maxGone bounds the removed cgroups remembered.
+const maxGone = 1 << 16
 
 // NewResolver returns a Resolver over the cgroup v2 hierarchy mounted at
 // root, or found in /proc/self/mountinfo when root is empty. The mount must
@@ -49,7 +56,7 @@ func NewResolver(root string) (*Resolver, error) {
 	if st.Type != cgroup2SuperMagic {
 		return nil, fmt.Errorf("cgroup v2 root %s: not a cgroup2 file system", root)
 	}
-	return &Resolver{root: root, paths: make(map[uint64]string), removed: make(map[uint64]int)}, nil
+	return &Resolver{root: root, paths: make(map[uint64]string), removed: make(map[uint64]int), gone: make(map[uint64]struct{})}, nil
 }
 
 // Root is the cgroup v2 mount the Resolver reads.
@@ -68,6 +75,7 @@ func (r *Resolver) Learn(id uint64, path string) {
 	defer r.mu.Unlock()
 	r.paths[id] = path
 	delete(r.removed, id)
+	delete(r.gone, id) // a new cgroup reusing the id
 }
 
 // MarkRemoved records that a cgroup was removed. Its path stays known while
@@ -78,14 +86,22 @@ func (r *Resolver) MarkRemoved(id uint64) {
 	if _, ok := r.paths[id]; ok {
 		r.removed[id] = 0
 	}
+	if _, ok := r.gone[id]; !ok {
+		if len(r.goneIDs) >= maxGone {
+			delete(r.gone, r.goneIDs[0])
+			r.goneIDs = r.goneIDs[1:]
+		}
+		r.gone[id] = struct{}{}
+		r.goneIDs = append(r.goneIDs, id)
+	}
 }
 
-// IsRemoved reports whether the cgroup was removed and is only cached
-// because its data is still exported.
+// IsRemoved reports whether the cgroup was removed, also after its path
+// was evicted.
 func (r *Resolver) IsRemoved(id uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.removed[id]
+	_, ok := r.gone[id]
 	return ok
 }
 
