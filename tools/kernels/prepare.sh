@@ -28,8 +28,13 @@ done
 if [ -n "$missing" ]; then
 	log "installing$missing"
 	[ "$(id -u)" -eq 0 ] || { log "need root to install$missing"; exit 1; }
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+	# Quiet unless it fails: dpkg's progress would bury the test output.
+	mkdir -p "$cache"
+	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $missing; } >"$cache/apt.log" 2>&1; then
+		cat "$cache/apt.log" >&2
+		exit 1
+	fi
 fi
 
 # A metapackage depends on exactly one linux-image-<version> package.
