@@ -255,22 +255,14 @@ func (p *httpPipeline) countLost(reason string, n uint64) {
 	p.lost[reason] += n
 }
 
-// deliveryBuckets bound the delivery histogram: 1 µs to about 8 s.
+// deliveryBuckets is the delivery histogram's bucket count: one more than
+// pow2MicrosecondBounds.
 const deliveryBuckets = 24
 
 func deliveryBucket(d time.Duration) int {
 	us := max(d.Microseconds(), 1)
 	return min(bits.Len64(uint64(us))-1, deliveryBuckets-1)
 }
-
-// deliveryBounds are the delivery histogram's bounds in seconds.
-var deliveryBounds = func() []float64 {
-	b := make([]float64, deliveryBuckets-1)
-	for i := range b {
-		b[i] = float64(uint64(2)<<i) / 1e6
-	}
-	return b
-}()
 
 // httpCounters is the pipeline's totals, kernel side included.
 type httpCounters struct {
@@ -324,18 +316,13 @@ func (s httpSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricS
 		return
 	}
 	s.mb.RecordEbpfHTTPEventsDataPoint(now, int64(c.events))
-	m := histograms.AppendEmpty()
-	m.SetName("ebpf.http.delivery.duration")
-	m.SetDescription("Time from a syscall in the kernel to its record reaching the receiver's parser.")
-	m.SetUnit("s")
-	h := m.SetEmptyHistogram()
-	h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	dp := h.DataPoints().AppendEmpty()
+	dp := newDurationHistogram(histograms, "ebpf.http.delivery.duration",
+		"Time from a syscall in the kernel to its record reaching the receiver's parser.").AppendEmpty()
 	dp.SetStartTimestamp(s.p.red.start)
 	dp.SetTimestamp(now)
 	dp.SetCount(c.events)
 	dp.SetSum(c.delaySum.Seconds())
-	dp.ExplicitBounds().FromRaw(deliveryBounds)
+	dp.ExplicitBounds().FromRaw(pow2MicrosecondBounds)
 	dp.BucketCounts().FromRaw(c.delivery[:])
 	for _, reason := range slices.Sorted(maps.Keys(c.lost)) {
 		s.mb.RecordEbpfHTTPLostDataPoint(now, int64(c.lost[reason]), metadata.MapAttributeEbpfLostReason[reason])

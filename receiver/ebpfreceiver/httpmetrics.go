@@ -14,6 +14,17 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
 )
 
+// pow2MicrosecondBounds are the bounds in seconds of the histograms counted
+// in power-of-two microsecond buckets: 2 µs, 4 µs, … about 8.4 s. The
+// kernel's RTT buckets (tcpconn.RTTBuckets) are these.
+var pow2MicrosecondBounds = func() []float64 {
+	b := make([]float64, 23)
+	for i := range b {
+		b[i] = float64(uint64(2)<<i) / 1e6
+	}
+	return b
+}()
+
 // durationBounds are the semantic conventions' advice for HTTP durations.
 var durationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
@@ -200,6 +211,8 @@ func (r *redMetrics) appendHistograms(id uint64, now pcommon.Timestamp, ms pmetr
 	return len(r.folded[id])
 }
 
+// newDurationHistogram appends a cumulative histogram in seconds and
+// returns its data points.
 func newDurationHistogram(ms pmetric.MetricSlice, name, description string) pmetric.HistogramDataPointSlice {
 	m := ms.AppendEmpty()
 	m.SetName(name)

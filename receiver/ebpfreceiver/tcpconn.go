@@ -237,16 +237,6 @@ func compareFlows(a, b tcpconn.Flow) int {
 	)
 }
 
-// rttBounds are the histogram's explicit bounds in seconds: the kernel's
-// power-of-two microsecond buckets.
-var rttBounds = func() []float64 {
-	bounds := make([]float64, tcpconn.RTTBuckets-1)
-	for i := range bounds {
-		bounds[i] = float64(uint64(2)<<i) / 1e6
-	}
-	return bounds
-}()
-
 // appendRTT adds the tcp.connection.rtt histogram of the series recorded
 // since the last call.
 func (b *tcpBuilder) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestamp) {
@@ -254,20 +244,16 @@ func (b *tcpBuilder) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestam
 		return
 	}
 	defer func() { b.rtt = b.rtt[:0] }()
-	m := metrics.AppendEmpty()
-	m.SetName("tcp.connection.rtt")
-	m.SetDescription("Smoothed round-trip time of TCP connections, sampled at most once per connection per tcp.rtt_sample_interval.")
-	m.SetUnit("s")
-	h := m.SetEmptyHistogram()
-	h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dps := newDurationHistogram(metrics, "tcp.connection.rtt",
+		"Smoothed round-trip time of TCP connections, sampled at most once per connection per tcp.rtt_sample_interval.")
 	for i := range b.rtt {
 		s := &b.rtt[i]
-		dp := h.DataPoints().AppendEmpty()
+		dp := dps.AppendEmpty()
 		dp.SetStartTimestamp(b.start)
 		dp.SetTimestamp(now)
 		dp.SetCount(s.stats.RttCount)
 		dp.SetSum(float64(s.stats.RttSumUs) / 1e6)
-		dp.ExplicitBounds().FromRaw(rttBounds)
+		dp.ExplicitBounds().FromRaw(pow2MicrosecondBounds)
 		dp.BucketCounts().FromRaw(s.stats.RttBuckets[:])
 		attrs := dp.Attributes()
 		attrs.PutStr("tcp.connection.direction", directions[s.direction].String())
