@@ -80,7 +80,7 @@ run:
 	./$(DIST) --config testdata/otelcol.yaml
 
 ## test: check generated files, vet, unit and kernel tests, fuzz, e2e (as root)
-test: deps check-generated vet unit fuzz e2e e2e-k8s test-deploy bench-smoke
+test: deps check-generated vet unit test-kernels fuzz e2e e2e-k8s test-deploy bench-smoke
 
 vet:
 	$(GO) vet ./...

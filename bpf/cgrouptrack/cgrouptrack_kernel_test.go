@@ -12,15 +12,18 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
 )
 
-const unified = "/sys/fs/cgroup/unified"
-
 // Making and removing real cgroups gives one event each, with the id the
-// kernel gives the directory; a v1 hierarchy's cgroups give none.
+// kernel gives the directory; a v1 hierarchy's cgroups give none. The v2
+// hierarchy is /sys/fs/cgroup on a pure v2 node (make test-kernels' guest)
+// and /sys/fs/cgroup/unified on a hybrid one; only a hybrid node has a v1
+// memory hierarchy to check.
 func TestTrackerEvents(t *testing.T) {
-	var st syscall.Statfs_t
-	require.NoError(t, syscall.Statfs(unified, &st), "cgroup v2 must be mounted at %s", unified)
+	bpftest.RequireBPF(t)
+	unified := bpftest.CgroupRoot(t)
 	tr, err := Load()
 	require.NoError(t, err)
 	events := make(chan Event, 64)
@@ -41,9 +44,11 @@ func TestTrackerEvents(t *testing.T) {
 	require.NoError(t, os.MkdirAll(v2, 0o755))
 	var inner syscall.Stat_t
 	require.NoError(t, syscall.Stat(v2, &inner))
-	v1 := filepath.Join("/sys/fs/cgroup/memory", name)
-	require.NoError(t, os.Mkdir(v1, 0o755), "the v1 memory hierarchy must be mounted")
-	require.NoError(t, os.Remove(v1))
+	if unified != "/sys/fs/cgroup" {
+		v1 := filepath.Join("/sys/fs/cgroup/memory", name)
+		require.NoError(t, os.Mkdir(v1, 0o755), "a hybrid node's v1 memory hierarchy must be mounted")
+		require.NoError(t, os.Remove(v1))
+	}
 	require.NoError(t, os.Remove(v2))
 	require.NoError(t, os.Remove(filepath.Dir(v2)))
 

@@ -261,6 +261,11 @@ static __always_inline void on_state(const struct sock *sk, int oldstate, int ne
 	struct tcp_conn *c = conn_of(sk, oldstate);
 	if (!c)
 		return;
+	/* Before Linux 6.x a child socket enters SYN_RECV before it has its
+	 * peer's address (inet_csk_clone_lock sets the state first): read the
+	 * peer again once the handshake is done. */
+	if (c->key.direction == DIRECTION_SERVER && oldstate == TCP_SYN_RECV)
+		read_peer(sk, &c->key);
 	struct tcp_flow_stats *s = flow_stats(&c->key);
 	if (s) {
 		if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {

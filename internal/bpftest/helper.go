@@ -28,6 +28,12 @@ import (
 
 const helperEnv = "BPFTEST_HELPER"
 
+// oneCPUEnv asks a helper to bind itself to one CPU: the binding that it
+// inherits does not survive a clone into a cgroup whose cpuset controller is
+// enabled (a pure cgroup v2 node's pods), which resets the affinity to the
+// cpuset's CPUs.
+const oneCPUEnv = "BPFTEST_ONE_CPU"
+
 // helperTimeout bounds every helper process and each of its connections;
 // generous, so that a loaded machine slows tests down rather than fails them.
 const helperTimeout = 5 * time.Minute
@@ -57,6 +63,12 @@ func RunHelperIfRequested(extra map[string]HelperFunc) {
 	if fn == nil {
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", name)
 		os.Exit(2)
+	}
+	if os.Getenv(oneCPUEnv) != "" {
+		if err := bindToOneCPU(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			os.Exit(1)
+		}
 	}
 	if err := fn(os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
@@ -100,7 +112,7 @@ func (s *Sandbox) StartHelper(t testing.TB, ready bool, name string, args ...str
 	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
 	p := &Proc{name: name, cancel: cancel, lines: make(chan string, 64)}
 	p.cmd = s.Command(ctx, testBinary(), args...)
-	p.cmd.Env = append(os.Environ(), helperEnv+"="+name)
+	p.cmd.Env = append(os.Environ(), helperEnv+"="+name, oneCPUEnv+"=1")
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -163,6 +175,43 @@ func startOnOneCPU(cmd *exec.Cmd) error {
 		runtime.UnlockOSThread()
 	}
 	return err
+}
+
+// bindToOneCPU binds every thread of the process to the first CPU it may
+// run on. Affinity is per thread and a new thread inherits its creator's, so
+// it goes over the threads until a pass finds none left to bind.
+func bindToOneCPU() error {
+	var all, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		return err
+	}
+	for cpu := 0; cpu < len(all)*64; cpu++ {
+		if all.IsSet(cpu) {
+			one.Set(cpu)
+			break
+		}
+	}
+	bound := make(map[int]bool)
+	for {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		n := len(bound)
+		for _, task := range tasks {
+			tid, err := strconv.Atoi(task.Name())
+			if err != nil || bound[tid] {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &one); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("bind thread %d: %w", tid, err)
+			}
+			bound[tid] = true
+		}
+		if len(bound) == n {
+			return nil
+		}
+	}
 }
 
 // Pid returns the helper's process id.

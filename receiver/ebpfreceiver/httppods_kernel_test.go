@@ -100,7 +100,10 @@ func TestHTTPTraceAcrossPods(t *testing.T) {
 	bpftest.RequireBPF(t)
 	for _, propagate := range []bool{false, true} {
 		t.Run(fmt.Sprintf("propagate=%v", propagate), func(t *testing.T) {
-			traces, _ := httpReceivers(t, createDefaultConfig())
+			traces, _, ok := httpReceivers(t, createDefaultConfig())
+			if !ok {
+				return
+			}
 			node := bpftest.NewNode(t)
 			a := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
 			b := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
