@@ -204,11 +204,6 @@ type Snapshot struct {
 	Conns uint64
 }
 
-// Capacity returns the sizes of the connections and flows maps.
-func (t *Tracer) Capacity() (conns, flows uint32) {
-	return t.maps.Maps[bpfMapConns].MaxEntries(), t.maps.Maps[bpfMapFlows].MaxEntries()
-}
-
 // DeleteFlows removes flows from the kernel map, such as those of a removed
 // cgroup once exported. A flow updated again afterwards starts from zero.
 func (t *Tracer) DeleteFlows(flows []Flow) error {
