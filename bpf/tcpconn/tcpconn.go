@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -26,6 +28,13 @@ type Options struct {
 	// AttachTo renames the tracepoint a program attaches to, by program
 	// name. Tests use it to force a hook to be missing.
 	AttachTo map[string]string
+	// KernelBTF is the path of a BTF file to resolve CO-RE relocations
+	// against instead of the running kernel's; empty means the running
+	// kernel's. Hooks are still found in the running kernel's BTF.
+	KernelBTF string
+	// RejectProgram, for tests only, replaces the named program's
+	// instructions with ones the verifier rejects.
+	RejectProgram string
 }
 
 // The parts of the TCP metrics. Each needs its own hooks; a part whose
@@ -66,6 +75,7 @@ type Tracer struct {
 	maps     *ebpf.Collection
 	progs    []*ebpf.Program
 	links    []link.Link
+	types    *btf.Spec
 	disabled map[string]error
 	ncpu     int
 }
@@ -90,6 +100,17 @@ func Load(opts Options) (*Tracer, error) {
 	if err := spec.Variables[bpfVarRttSampleIntervalNs].Set(uint64(opts.RTTSampleInterval)); err != nil {
 		return nil, fmt.Errorf("set rtt sample interval: %w", err)
 	}
+	if opts.RejectProgram != "" {
+		ps := spec.Programs[opts.RejectProgram]
+		if ps == nil {
+			return nil, fmt.Errorf("tcpconn: no program %q to reject", opts.RejectProgram)
+		}
+		reject(ps)
+	}
+	types, err := kernelTypes(opts.KernelBTF)
+	if err != nil {
+		return nil, err
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
@@ -104,7 +125,7 @@ func Load(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create tcpconn maps: %w", err)
 	}
-	t := &Tracer{maps: coll, disabled: make(map[string]error), ncpu: ncpu}
+	t := &Tracer{maps: coll, types: types, disabled: make(map[string]error), ncpu: ncpu}
 	for _, p := range programs {
 		if t.disabled[p.part] != nil {
 			continue
@@ -114,6 +135,9 @@ func Load(opts Options) (*Tracer, error) {
 			ps.AttachTo = to
 		}
 		if err := t.attach(spec, ps); err != nil {
+			if opts.KernelBTF != "" {
+				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
+			}
 			t.disabled[p.part] = fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
 		}
 	}
@@ -128,7 +152,10 @@ func Load(opts Options) (*Tracer, error) {
 func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
 	one := spec.Copy()
 	one.Programs = map[string]*ebpf.ProgramSpec{ps.Name: ps}
-	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: t.maps.Maps})
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{
+		MapReplacements: t.maps.Maps,
+		Programs:        ebpf.ProgramOptions{KernelTypes: t.types},
+	})
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -146,6 +173,29 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
 	t.progs = append(t.progs, prog)
 	t.links = append(t.links, l)
 	return nil
+}
+
+// kernelTypes reads the BTF file at path, or returns nil for the running
+// kernel's BTF.
+func kernelTypes(path string) (*btf.Spec, error) {
+	if path == "" {
+		return nil, nil
+	}
+	spec, err := btf.LoadSpec(path)
+	if err != nil {
+		return nil, fmt.Errorf("kernel BTF %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// reject makes the verifier reject ps: its new instructions read R2, which
+// no program starts with. They keep the function's name and BTF.
+func reject(ps *ebpf.ProgramSpec) {
+	first := &ps.Instructions[0]
+	ps.Instructions = asm.Instructions{
+		btf.WithFuncMetadata(asm.Mov.Reg(asm.R0, asm.R2).WithSymbol(first.Symbol()), btf.FuncMetadata(first)),
+		asm.Return(),
+	}
 }
 
 // Disabled returns the parts that could not run, with why.

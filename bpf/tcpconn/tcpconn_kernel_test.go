@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
@@ -464,4 +466,113 @@ func TestHostProcess(t *testing.T) {
 		serverFlow(b.CgroupID, node.IP, port): {Opened: opened(2, 0), Closed: 2, BytesSent: 2 * reply, BytesReceived: 2 * request},
 		serverFlow(b.CgroupID, a.IP, port):    {Opened: opened(1, 0), Closed: 1, BytesSent: reply, BytesReceived: request},
 	})
+}
+
+// writeBTF writes a valid BTF file that has none of the kernel's types.
+func writeBTF(t *testing.T, path string) {
+	t.Helper()
+	var b btf.Builder
+	if _, err := b.Add(&btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.Marshal(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKernelBTF loads with kernel BTF files that cannot serve: each fails
+// Load with the path and the reason, as every part needs CO-RE. The running
+// kernel's file, named or not, still serves in the same process.
+func TestKernelBTF(t *testing.T) {
+	bpftest.RequireBPF(t)
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("no BTF in here, only text"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.btf")
+	writeBTF(t, empty)
+	for _, c := range []struct {
+		name, path, reason string
+	}{
+		{"missing", filepath.Join(dir, "missing"), "no such file or directory"},
+		{"directory", dir, "is a directory"},
+		{"garbage", garbage, "no valid BTF header"},
+		// The file parses, but CO-RE finds no struct sock in it.
+		{"no kernel types", empty, "ebr_tcp_state on sock:inet_sock_set_state: kernel BTF " + empty + ": verifier: load program: bad CO-RE relocation"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			opts := testOptions
+			opts.KernelBTF = c.path
+			tr, err := Load(opts)
+			if err == nil {
+				tr.Close()
+				t.Fatal("loaded")
+			}
+			if !strings.Contains(err.Error(), "kernel BTF "+c.path+": ") || !strings.Contains(err.Error(), c.reason) {
+				t.Errorf("error %q, want the path %s and %q", err, c.path, c.reason)
+			}
+		})
+	}
+	opts := testOptions
+	opts.KernelBTF = "/sys/kernel/btf/vmlinux"
+	tr, err := Load(opts)
+	if err != nil {
+		t.Fatalf("load with %s: %v", opts.KernelBTF, err)
+	}
+	checkDisabled(t, tr.Disabled())
+	tr.Close()
+	load(t)
+}
+
+// TestRejectProgram makes the verifier reject one program for real: its part
+// is disabled with the verifier's reason, and the other parts still count
+// real traffic. Rejecting a connections program fails Load.
+func TestRejectProgram(t *testing.T) {
+	bpftest.RequireBPF(t)
+	opts := testOptions
+	opts.RejectProgram = "ebr_tcp_state"
+	if tr, err := Load(opts); err == nil {
+		tr.Close()
+		t.Fatal("loaded without ebr_tcp_state")
+	} else if !strings.HasPrefix(err.Error(), "ebr_tcp_state on sock:inet_sock_set_state: verifier: ") {
+		t.Errorf("error %q, want the program and the verifier", err)
+	}
+	opts.RejectProgram = "ebr_no_such_program"
+	if tr, err := Load(opts); err == nil {
+		tr.Close()
+		t.Fatal("loaded with an unknown program to reject")
+	}
+
+	opts.RejectProgram = "ebr_tcp_probe"
+	tr, err := Load(opts)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	d := tr.Disabled()
+	var verr *ebpf.VerifierError
+	if err := d[PartRTT]; !errors.As(err, &verr) || !strings.HasPrefix(err.Error(), "ebr_tcp_probe on tcp:tcp_probe: verifier: ") {
+		t.Errorf("tcp.rtt disabled by %v, want a verifier error naming ebr_tcp_probe", err)
+	}
+	delete(d, PartRTT)
+	checkDisabled(t, d)
+
+	_, a, b := newPods(t, bpftest.PodOptions{})
+	const port, conns, request, reply = 8080, 3, 10_000, 20_000
+	srv := b.StartTCPServer(t, bpftest.ServerOptions{Port: port, Conns: conns, Recv: request, Send: reply})
+	a.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, port), Conns: conns, Send: request, Recv: reply})
+	srv.Wait(t)
+
+	s := snapshot(t, tr)
+	compareFlows(t, flowsOf(t, s, a.CgroupID, b.CgroupID), map[Flow]FlowStats{
+		clientFlow(a.CgroupID, b.IP, port): {Opened: opened(conns, 0), Closed: conns, BytesSent: conns * request, BytesReceived: conns * reply},
+		serverFlow(b.CgroupID, a.IP, port): {Opened: opened(conns, 0), Closed: conns, BytesSent: conns * reply, BytesReceived: conns * request},
+	})
+	checkRTT(t, s, clientFlow(a.CgroupID, b.IP, port), 0)
+	checkRTT(t, s, serverFlow(b.CgroupID, a.IP, port), 0)
 }
