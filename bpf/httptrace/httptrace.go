@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -24,6 +26,13 @@ type Options struct {
 	// PollInterval bounds how long a record waits in the ring buffer: the
 	// programs do not wake the reader per record.
 	PollInterval time.Duration
+	// KernelBTF is the path of a BTF file to resolve CO-RE relocations
+	// against instead of the running kernel's; empty means the running
+	// kernel's. Hooks are still found in the running kernel's BTF.
+	KernelBTF string
+	// RejectProgram, for tests only, replaces the named program's
+	// instructions with ones the verifier rejects.
+	RejectProgram string
 }
 
 // Tracer is the loaded and attached programs and their ring buffer.
@@ -53,14 +62,28 @@ func Load(opts Options) (*Tracer, error) {
 	if err := spec.Variables[bpfVarCaptureLen].Set(opts.CaptureBytes); err != nil {
 		return nil, err
 	}
+	if opts.RejectProgram != "" {
+		ps := spec.Programs[opts.RejectProgram]
+		if ps == nil {
+			return nil, fmt.Errorf("no program %q to reject", opts.RejectProgram)
+		}
+		reject(ps)
+	}
+	types, err := kernelTypes(opts.KernelBTF)
+	if err != nil {
+		return nil, err
+	}
 	// Without Variables, cilium does not mmap the data sections, which
 	// would keep their maps alive after Close until a GC runs.
 	spec.Variables = nil
 	t := &Tracer{poll: opts.PollInterval}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: types}}); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load httptrace programs: %w", verr)
+			err = fmt.Errorf("verifier: %w", err)
+		}
+		if opts.KernelBTF != "" {
+			err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
 		}
 		return nil, fmt.Errorf("load httptrace programs: %w", err)
 	}
@@ -78,6 +101,29 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	t.reader.SetDeadline(time.Now().Add(t.poll))
 	return t, nil
+}
+
+// kernelTypes reads the BTF file at path, or returns nil for the running
+// kernel's BTF.
+func kernelTypes(path string) (*btf.Spec, error) {
+	if path == "" {
+		return nil, nil
+	}
+	spec, err := btf.LoadSpec(path)
+	if err != nil {
+		return nil, fmt.Errorf("kernel BTF %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// reject makes the verifier reject ps: its new instructions read R2, which
+// no program starts with. They keep the function's name and BTF.
+func reject(ps *ebpf.ProgramSpec) {
+	first := &ps.Instructions[0]
+	ps.Instructions = asm.Instructions{
+		btf.WithFuncMetadata(asm.Mov.Reg(asm.R0, asm.R2).WithSymbol(first.Symbol()), btf.FuncMetadata(first)),
+		asm.Return(),
+	}
 }
 
 // Read blocks until the next event and decodes it into e. It returns

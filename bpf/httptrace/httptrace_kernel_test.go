@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -160,4 +161,75 @@ func TestCaptureIgnoresOtherProtocols(t *testing.T) {
 		assert.NotEqual(t, port, e.Local.Port(), "no event for a connection that began as TLS: %+v", e)
 		assert.NotEqual(t, port, e.Remote.Port(), "no event for a connection that began as TLS: %+v", e)
 	}
+}
+
+// hasHooks reports whether the kernel has every hook: the sock_*_length
+// tracepoints came in Linux 6.3.
+func hasHooks(t *testing.T) bool {
+	return bpftest.HasTracepoint(t, "sock", "sock_send_length") && bpftest.HasTracepoint(t, "sock", "sock_recv_length")
+}
+
+// writeBTF writes a valid BTF file that has none of the kernel's types.
+func writeBTF(t *testing.T, path string) {
+	t.Helper()
+	var b btf.Builder
+	_, err := b.Add(&btf.Int{Name: "int", Size: 4, Encoding: btf.Signed})
+	require.NoError(t, err)
+	raw, err := b.Marshal(nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, raw, 0o644))
+}
+
+// Kernel BTF files that cannot serve each fail Load with the path and the
+// reason; the running kernel's file, named or not, still serves in the same
+// process. The programs load in their struct's order, so a file without
+// the kernel's types fails ebr_http_close, before 6.1's missing hooks.
+func TestKernelBTF(t *testing.T) {
+	bpftest.RequireBPF(t)
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	require.NoError(t, os.WriteFile(garbage, []byte("no BTF in here, only text"), 0o644))
+	empty := filepath.Join(dir, "empty.btf")
+	writeBTF(t, empty)
+	for _, c := range []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "missing"), "kernel BTF " + dir + "/missing: open " + dir + "/missing: no such file or directory"},
+		{"directory", dir, "kernel BTF " + dir + ": read raw BTF: read " + dir + ": is a directory"},
+		{"garbage", garbage, "kernel BTF " + garbage + ": parsing .BTF header: no valid BTF header"},
+		{"no kernel types", empty, "load httptrace programs: kernel BTF " + empty + ": verifier: assign values: field EbrHttpClose: program ebr_http_close: load program: bad CO-RE relocation"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, KernelBTF: c.path})
+			if err == nil {
+				tr.Close()
+			}
+			require.ErrorContains(t, err, c.want)
+		})
+	}
+	tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, KernelBTF: "/sys/kernel/btf/vmlinux"})
+	if hasHooks(t) {
+		require.NoError(t, err)
+		require.NoError(t, tr.Close())
+	} else {
+		require.ErrorIs(t, err, ebpf.ErrNotSupported)
+	}
+	startTracer(t)
+}
+
+// A program the verifier rejects fails Load, naming the program. The
+// programs load in their struct's order, so ebr_http_enter is rejected
+// before 6.1's missing hooks fail ebr_http_recv.
+func TestRejectProgram(t *testing.T) {
+	bpftest.RequireBPF(t)
+	tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, RejectProgram: "ebr_http_enter"})
+	if err == nil {
+		tr.Close()
+	}
+	var verr *ebpf.VerifierError
+	require.ErrorAs(t, err, &verr)
+	require.Regexp(t, `^load httptrace programs: verifier: assign values: field EbrHttpEnter: program ebr_http_enter: load program: permission denied: .*R2 !read_ok`, err.Error())
+	_, err = Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, RejectProgram: "ebr_no_such_program"})
+	require.ErrorContains(t, err, `no program "ebr_no_such_program" to reject`)
+	startTracer(t)
 }
