@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -28,10 +30,50 @@ type Tracker struct {
 	record ringbuf.Record
 }
 
-// Load loads and attaches the programs. The caller must Close the Tracker.
+// Options change how the programs load.
+type Options struct {
+	// KernelBTF is the path of a BTF file to resolve CO-RE relocations
+	// against instead of the running kernel's; empty means the running
+	// kernel's. Hooks are still found in the running kernel's BTF.
+	KernelBTF string
+	// RejectProgram, for tests only, replaces the named program's
+	// instructions with ones the verifier rejects.
+	RejectProgram string
+}
+
+// Load loads and attaches the programs with the zero Options. The caller
+// must Close the Tracker.
 func Load() (*Tracker, error) {
+	return LoadWith(Options{})
+}
+
+// LoadWith loads and attaches the programs. The caller must Close the
+// Tracker.
+func LoadWith(opts Options) (*Tracker, error) {
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("load cgrouptrack spec: %w", err)
+	}
+	if opts.RejectProgram != "" {
+		ps := spec.Programs[opts.RejectProgram]
+		if ps == nil {
+			return nil, fmt.Errorf("no program %q to reject", opts.RejectProgram)
+		}
+		reject(ps)
+	}
+	types, err := kernelTypes(opts.KernelBTF)
+	if err != nil {
+		return nil, err
+	}
 	t := &Tracker{}
-	if err := loadBpfObjects(&t.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: types}}); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			err = fmt.Errorf("verifier: %w", err)
+		}
+		if opts.KernelBTF != "" {
+			err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
+		}
 		return nil, fmt.Errorf("load cgrouptrack programs: %w", err)
 	}
 	for _, p := range t.Programs() {
@@ -49,6 +91,29 @@ func Load() (*Tracker, error) {
 	}
 	t.reader = rd
 	return t, nil
+}
+
+// kernelTypes reads the BTF file at path, or returns nil for the running
+// kernel's BTF.
+func kernelTypes(path string) (*btf.Spec, error) {
+	if path == "" {
+		return nil, nil
+	}
+	spec, err := btf.LoadSpec(path)
+	if err != nil {
+		return nil, fmt.Errorf("kernel BTF %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// reject makes the verifier reject ps: its new instructions read R2, which
+// no program starts with. They keep the function's name and BTF.
+func reject(ps *ebpf.ProgramSpec) {
+	first := &ps.Instructions[0]
+	ps.Instructions = asm.Instructions{
+		btf.WithFuncMetadata(asm.Mov.Reg(asm.R0, asm.R2).WithSymbol(first.Symbol()), btf.FuncMetadata(first)),
+		asm.Return(),
+	}
 }
 
 // Read blocks until the next event and decodes it into e. It returns

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -79,4 +81,65 @@ func TestTrackerEvents(t *testing.T) {
 	assert.Zero(t, lost)
 	require.NoError(t, tr.Close())
 	assert.ErrorIs(t, <-done, os.ErrClosed)
+}
+
+// writeBTF writes a valid BTF file that has none of the kernel's types.
+func writeBTF(t *testing.T, path string) {
+	t.Helper()
+	var b btf.Builder
+	_, err := b.Add(&btf.Int{Name: "int", Size: 4, Encoding: btf.Signed})
+	require.NoError(t, err)
+	raw, err := b.Marshal(nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, raw, 0o644))
+}
+
+// Kernel BTF files that cannot serve each fail Load with the path and the
+// reason; the running kernel's file, named or not, still serves in the same
+// process.
+func TestKernelBTF(t *testing.T) {
+	bpftest.RequireBPF(t)
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	require.NoError(t, os.WriteFile(garbage, []byte("no BTF in here, only text"), 0o644))
+	empty := filepath.Join(dir, "empty.btf")
+	writeBTF(t, empty)
+	for _, c := range []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "missing"), "kernel BTF " + dir + "/missing: open " + dir + "/missing: no such file or directory"},
+		{"directory", dir, "kernel BTF " + dir + ": read raw BTF: read " + dir + ": is a directory"},
+		{"garbage", garbage, "kernel BTF " + garbage + ": parsing .BTF header: no valid BTF header"},
+		// The programs load in their struct's order.
+		{"no kernel types", empty, "load cgrouptrack programs: kernel BTF " + empty + ": verifier: assign values: field EbrCgroupMkdir: program ebr_cgroup_mkdir: load program: bad CO-RE relocation"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr, err := LoadWith(Options{KernelBTF: c.path})
+			if err == nil {
+				tr.Close()
+			}
+			require.ErrorContains(t, err, c.want)
+		})
+	}
+	for _, opts := range []Options{{KernelBTF: "/sys/kernel/btf/vmlinux"}, {}} {
+		tr, err := LoadWith(opts)
+		require.NoError(t, err, "kernel BTF %q", opts.KernelBTF)
+		require.NoError(t, tr.Close())
+	}
+}
+
+// A program the verifier rejects fails Load, naming the program.
+func TestRejectProgram(t *testing.T) {
+	bpftest.RequireBPF(t)
+	for _, name := range []string{"ebr_cgroup_mkdir", "ebr_cgroup_rmdir"} {
+		tr, err := LoadWith(Options{RejectProgram: name})
+		if err == nil {
+			tr.Close()
+		}
+		var verr *ebpf.VerifierError
+		require.ErrorAs(t, err, &verr)
+		require.Regexp(t, `^load cgrouptrack programs: verifier: assign values: field \w+: program `+name+`: load program: permission denied: .*R2 !read_ok`, err.Error())
+	}
+	_, err := LoadWith(Options{RejectProgram: "ebr_no_such_program"})
+	require.ErrorContains(t, err, `no program "ebr_no_such_program" to reject`)
 }
