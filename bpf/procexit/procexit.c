@@ -1,0 +1,304 @@
+//go:build ignore
+
+// Failed process exits, deaths by signal and OOM kills, counted per cgroup
+// in per-CPU hash maps that user space reads at each collection interval.
+// Deaths by signal and OOM kills also send a record to a ring buffer, for
+// logs. Tracepoints only: no kprobes, no fentry.
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_tracing.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+#define PF_KTHREAD 0x00200000
+#define EEXIST 17
+#define NSEC_PER_SEC 1000000000ULL
+
+enum event_kind {
+	EVENT_SIGNALED = 0, /* the process died by a signal */
+	EVENT_OOM_KILL = 1, /* the OOM killer killed the process */
+};
+
+/* Kernel-side losses, one per-CPU counter each. */
+enum counter {
+	COUNTER_SERIES_FULL = 0,  /* a series did not fit; counted in overflow */
+	COUNTER_RATE_LIMITED = 1, /* a signal record refused by the rate limit */
+	COUNTER_RINGBUF_FULL = 2, /* a record the ring buffer had no room for */
+	COUNTER_COUNT = 3,
+};
+
+/* The series maps, indexing overflow. */
+enum series {
+	SERIES_EXITS = 0,
+	SERIES_OOM_KILLS = 1,
+	SERIES_COUNT = 2,
+};
+
+struct exit_key {
+	__u64 cgroup_id; /* cgroup v2 id of the exiting task */
+	__u8 status;     /* exit status; 0 when killed by a signal */
+	__u8 signal;     /* the signal that killed it, or 0 */
+	__u8 pad[6];
+};
+
+/* What oom:mark_victim tells of a victim. The figures are in kB and exist
+ * only since Linux 6.8; before, has_figures is 0 and they are zero. */
+struct oom_victim {
+	__u64 total_vm_kb;
+	__u64 anon_rss_kb;
+	__u64 file_rss_kb;
+	__u64 shmem_rss_kb;
+	__u64 pgtables_kb;
+	__u32 uid;
+	__s16 oom_score_adj;
+	__u8 has_figures;
+	__u8 pad;
+};
+
+struct event {
+	__u64 time_ns; /* bpf_ktime_get_ns */
+	__u64 cgroup_id;
+	struct oom_victim oom; /* EVENT_OOM_KILL only */
+	char comm[16];
+	__u32 pid; /* tgid */
+	__u32 tid;
+	__u8 kind; /* enum event_kind */
+	__u8 status;
+	__u8 signal;
+	__u8 core_dumped;
+	__u8 pad[4];
+};
+
+/* Per-second window of the signal records' rate limit. */
+struct rate_window {
+	__u64 second; /* bpf_ktime_get_ns() / NSEC_PER_SEC */
+	__u64 sent;
+};
+
+/* Identifies a process for its whole life: pids are reused, not with the
+ * same start time. */
+struct proc_key {
+	__u64 start_time;
+	__u32 tgid;
+	__u32 pad;
+};
+
+/* Sizes are set by the loader from the receiver's config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct exit_key);
+	__type(value, __u64);
+} exits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64); /* cgroup id */
+	__type(value, __u64);
+} oom_kills SEC(".maps");
+
+/* What did not fit in exits or oom_kills, by enum series. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SERIES_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} overflow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* OOM victims between oom:mark_victim and their exit, by thread id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct oom_victim);
+} victims SEC(".maps");
+
+/* Processes already counted. Two threads that exit at once may both see
+ * signal->live at zero; the first to insert its process here counts it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct proc_key);
+	__type(value, __u8);
+} counted SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rate_window);
+} rate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__type(value, struct event);
+} events SEC(".maps");
+
+/* Keep the enums in BTF so that bpf2go emits them as Go constants. */
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum counter *unused_counter __attribute__((unused));
+const enum series *unused_series __attribute__((unused));
+
+/* Signal records sent per second over the node, at most. */
+const volatile __u32 logs_per_second = 100;
+/* Wake the reader only once this much is waiting; it polls otherwise. */
+const volatile __u64 wakeup_bytes = 64 * 1024;
+
+static const __u64 zero;
+static const __u8 one = 1;
+
+static __always_inline void count(__u32 counter)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &counter);
+	if (v)
+		*v += 1;
+}
+
+/* Adds one to key's series in m, or to overflow when m is full. */
+static __always_inline void bump(void *m, const void *key, __u32 series)
+{
+	__u64 *v = bpf_map_lookup_elem(m, key);
+	if (!v) {
+		long err = bpf_map_update_elem(m, key, &zero, BPF_NOEXIST);
+		if (err == 0 || err == -EEXIST)
+			v = bpf_map_lookup_elem(m, key);
+	}
+	if (!v) {
+		count(COUNTER_SERIES_FULL);
+		v = bpf_map_lookup_elem(&overflow, &series);
+		if (!v)
+			return;
+	}
+	*v += 1;
+}
+
+/* Whether one more signal record fits in this second's window. Races
+ * between CPUs make it approximate. */
+static __always_inline bool rate_allows(void)
+{
+	__u32 k = 0;
+	struct rate_window *w = bpf_map_lookup_elem(&rate, &k);
+	if (!w)
+		return false;
+	__u64 second = bpf_ktime_get_ns() / NSEC_PER_SEC;
+	if (w->second != second) {
+		w->second = second;
+		w->sent = 0;
+	}
+	if (w->sent >= logs_per_second)
+		return false;
+	__sync_fetch_and_add(&w->sent, 1);
+	return true;
+}
+
+static __always_inline void submit(const struct task_struct *p, struct event *e)
+{
+	e->time_ns = bpf_ktime_get_ns();
+	e->pid = BPF_CORE_READ(p, tgid);
+	e->tid = BPF_CORE_READ(p, pid);
+	BPF_CORE_READ_INTO(&e->comm, p, comm);
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+			      BPF_RB_FORCE_WAKEUP :
+			      BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
+		count(COUNTER_RINGBUF_FULL);
+}
+
+/* Counts a process once, when its last thread exits with a failure. */
+static __always_inline void on_group_exit(const struct task_struct *p, __u64 cgroup_id)
+{
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return;
+	int code = BPF_CORE_READ(p, exit_code);
+	struct exit_key key = {
+		.cgroup_id = cgroup_id,
+		.status = (code >> 8) & 0xff,
+		.signal = code & 0x7f,
+	};
+	if (key.status == 0 && key.signal == 0)
+		return;
+	struct proc_key pk = {
+		.start_time = BPF_CORE_READ(p, group_leader, start_time),
+		.tgid = BPF_CORE_READ(p, tgid),
+	};
+	if (bpf_map_update_elem(&counted, &pk, &one, BPF_NOEXIST))
+		return;
+	bump(&exits, &key, SERIES_EXITS);
+	if (!key.signal)
+		return;
+	if (!rate_allows()) {
+		count(COUNTER_RATE_LIMITED);
+		return;
+	}
+	struct event e = {
+		.cgroup_id = cgroup_id,
+		.kind = EVENT_SIGNALED,
+		.signal = key.signal,
+		.core_dumped = (code & 0x80) != 0,
+	};
+	submit(p, &e);
+}
+
+/* Sends the OOM record of a victim thread as it exits. */
+static __always_inline void on_victim_exit(const struct task_struct *p, __u64 cgroup_id)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	struct oom_victim *v = bpf_map_lookup_elem(&victims, &tid);
+	if (!v)
+		return;
+	/* A stale entry of a reused thread id has no OOM mm. */
+	if (BPF_CORE_READ(p, signal, oom_mm)) {
+		bump(&oom_kills, &cgroup_id, SERIES_OOM_KILLS);
+		struct event e = {
+			.cgroup_id = cgroup_id,
+			.kind = EVENT_OOM_KILL,
+			.oom = *v,
+		};
+		submit(p, &e);
+	}
+	bpf_map_delete_elem(&victims, &tid);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ebr_proc_exit, struct task_struct *p)
+{
+	if (BPF_CORE_READ(p, flags) & PF_KTHREAD)
+		return 0;
+	__u64 cgroup_id = BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
+	on_victim_exit(p, cgroup_id);
+	on_group_exit(p, cgroup_id);
+	return 0;
+}
+
+/* Fires in the allocating task, which need not be the victim. */
+SEC("tp/oom/mark_victim")
+int ebr_oom_victim(struct trace_event_raw_mark_victim *ctx)
+{
+	__u32 tid = BPF_CORE_READ(ctx, pid);
+	struct oom_victim v = {};
+	if (bpf_core_field_exists(ctx->total_vm)) {
+		v.total_vm_kb = BPF_CORE_READ(ctx, total_vm);
+		v.anon_rss_kb = BPF_CORE_READ(ctx, anon_rss);
+		v.file_rss_kb = BPF_CORE_READ(ctx, file_rss);
+		v.shmem_rss_kb = BPF_CORE_READ(ctx, shmem_rss);
+		v.pgtables_kb = BPF_CORE_READ(ctx, pgtables);
+		v.uid = BPF_CORE_READ(ctx, uid);
+		v.oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
+		v.has_figures = 1;
+	}
+	bpf_map_update_elem(&victims, &tid, &v, BPF_ANY);
+	return 0;
+}
