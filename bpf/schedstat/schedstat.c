@@ -1,0 +1,192 @@
+//go:build ignore
+
+// Scheduler metrics per cgroup v2: run-queue latency (wakeup or preemption
+// to running), on-CPU time and involuntary context switches, aggregated in a
+// per-CPU hash map that user space reads at each collection interval.
+//
+// sched_switch fires on every context switch of every CPU: it does one task
+// storage lookup per side and one stats lookup per cgroup, and nothing else.
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_tracing.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+#define EEXIST 17
+#define TASK_RUNNING 0
+
+/* Kernel-side losses, one per-CPU counter each. */
+enum counter {
+	COUNTER_CGROUPS_FULL = 0, /* a cgroup did not fit; counted in overflow */
+	COUNTER_COUNT = 1,
+};
+
+/* Bucket i counts [2^i, 2^(i+1)) µs; bucket 0 is [0, 2) µs; the last is open. */
+#define SCHED_BUCKETS 24
+
+struct sched_stats {
+	__u64 oncpu_ns;
+	__u64 involuntary;
+	__u64 runq_count;
+	__u64 runq_sum_ns;
+	__u64 runq_buckets[SCHED_BUCKETS];
+};
+
+/* Per task, freed with it. */
+struct task_times {
+	__u64 enqueued_ns; /* when it became runnable; 0: not waiting */
+	__u64 oncpu_ns;    /* when it last started running; 0: unknown */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_times);
+} tasks SEC(".maps");
+
+/* Sized by the loader from the receiver's config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64); /* cgroup v2 id */
+	__type(value, struct sched_stats);
+} cgroups SEC(".maps");
+
+/* What did not fit in cgroups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sched_stats);
+} overflow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Keep the enum in BTF so that bpf2go emits it as Go constants. */
+const enum counter *unused_counter __attribute__((unused));
+
+static const struct sched_stats zero_stats;
+
+static __always_inline struct task_times *times_of(struct task_struct *p)
+{
+	return bpf_task_storage_get(&tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
+
+static __always_inline __u64 cgroup_of(struct task_struct *p)
+{
+	return BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
+}
+
+static __always_inline struct sched_stats *stats_of(__u64 id)
+{
+	struct sched_stats *s = bpf_map_lookup_elem(&cgroups, &id);
+	if (s)
+		return s;
+	long err = bpf_map_update_elem(&cgroups, &id, &zero_stats, BPF_NOEXIST);
+	if (err == 0 || err == -EEXIST) {
+		s = bpf_map_lookup_elem(&cgroups, &id);
+		if (s)
+			return s;
+	}
+	__u32 key = COUNTER_CGROUPS_FULL;
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
+	if (n)
+		*n += 1;
+	key = 0;
+	return bpf_map_lookup_elem(&overflow, &key);
+}
+
+static __always_inline __u32 log2_bucket(__u32 v)
+{
+	__u32 r = 0;
+	if (v >= 1 << 16) { v >>= 16; r += 16; }
+	if (v >= 1 << 8) { v >>= 8; r += 8; }
+	if (v >= 1 << 4) { v >>= 4; r += 4; }
+	if (v >= 1 << 2) { v >>= 2; r += 2; }
+	if (v >= 1 << 1) { r += 1; }
+	return r < SCHED_BUCKETS ? r : SCHED_BUCKETS - 1;
+}
+
+static __always_inline void wakeup(struct task_struct *p)
+{
+	struct task_times *t = times_of(p);
+	if (t)
+		t->enqueued_ns = bpf_ktime_get_ns();
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(ebr_sched_wakeup, struct task_struct *p)
+{
+	wakeup(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(ebr_sched_wakeup_new, struct task_struct *p)
+{
+	wakeup(p);
+	return 0;
+}
+
+/* prev_state is the state prev had when it called into the scheduler, or
+ * TASK_RUNNING when it stays on the run queue: preempted, yielding, or (from
+ * 6.13) woken by a pending signal. preempt is set when it was preempted in
+ * any state. Both 6.1 and 6.18 pass it this way; the kernel counts the same
+ * switches in nivcsw. */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(ebr_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 prev_cgroup = 0;
+	struct sched_stats *prev_stats = NULL;
+
+	if (prev->pid) {
+		struct task_times *t = times_of(prev);
+		if (t) {
+			bool runnable = preempt || prev_state == TASK_RUNNING;
+			__u64 start = t->oncpu_ns;
+			t->oncpu_ns = 0;
+			t->enqueued_ns = runnable ? now : 0;
+			if (start || runnable) {
+				prev_cgroup = cgroup_of(prev);
+				prev_stats = stats_of(prev_cgroup);
+				if (prev_stats) {
+					if (start)
+						prev_stats->oncpu_ns += now - start;
+					if (runnable)
+						prev_stats->involuntary++;
+				}
+			}
+		}
+	}
+
+	if (next->pid) {
+		struct task_times *t = times_of(next);
+		if (!t)
+			return 0;
+		__u64 enqueued = t->enqueued_ns;
+		t->enqueued_ns = 0;
+		t->oncpu_ns = now;
+		if (!enqueued || enqueued > now)
+			return 0;
+		__u64 cgroup = cgroup_of(next);
+		struct sched_stats *s = cgroup == prev_cgroup && prev_stats ? prev_stats : stats_of(cgroup);
+		if (!s)
+			return 0;
+		__u64 delay = now - enqueued;
+		__u64 us = delay / 1000;
+		s->runq_count++;
+		s->runq_sum_ns += delay;
+		s->runq_buckets[log2_bucket(us > 0xffffffff ? 0xffffffff : us)]++;
+	}
+	return 0;
+}
