@@ -1,0 +1,210 @@
+//go:build linux
+
+package blockio
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Options size the kernel maps.
+type Options struct {
+	// MaxInflight bounds the requests tracked between issue and completion;
+	// a request that does not fit is not counted (Lost.InflightFull).
+	MaxInflight uint32
+	// MaxSeries bounds the series aggregated at once; what does not fit is
+	// counted in Snapshot.Overflow.
+	MaxSeries uint32
+}
+
+// Hooks are the tracepoints the programs attach to.
+var Hooks = []string{"block:block_rq_issue", "block:block_rq_complete"}
+
+// Tracer is the loaded and attached programs and their maps.
+type Tracer struct {
+	coll  *ebpf.Collection
+	links []link.Link
+	ncpu  int
+}
+
+// Load loads the programs and maps and attaches the programs. The caller
+// must Close the Tracer.
+func Load(opts Options) (*Tracer, error) {
+	if opts.MaxInflight == 0 || opts.MaxSeries == 0 {
+		return nil, fmt.Errorf("blockio: MaxInflight (%d) and MaxSeries (%d) must be positive", opts.MaxInflight, opts.MaxSeries)
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("load blockio spec: %w", err)
+	}
+	spec.Maps[bpfMapInflight].MaxEntries = opts.MaxInflight
+	spec.Maps[bpfMapSeries].MaxEntries = opts.MaxSeries
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	// Without Variables, cilium does not mmap the data sections: such a
+	// mapping would keep the maps alive after Close until a GC runs.
+	spec.Variables = nil
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load blockio objects: verifier: %w", verr)
+		}
+		return nil, fmt.Errorf("load blockio objects: %w", err)
+	}
+	t := &Tracer{coll: coll, ncpu: ncpu}
+	for _, name := range []string{bpfProgEbrBlockRqIssue, bpfProgEbrBlockRqComplete} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[name]})
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attach %s: %w", name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return t, nil
+}
+
+// Programs returns the loaded programs, for their kernel ids and stats.
+func (t *Tracer) Programs() []*ebpf.Program {
+	return slices.Collect(maps.Values(t.coll.Programs))
+}
+
+// Maps returns the loaded maps, for their kernel ids and fill.
+func (t *Tracer) Maps() []*ebpf.Map {
+	return slices.Collect(maps.Values(t.coll.Maps))
+}
+
+// Close detaches the programs and frees the maps.
+func (t *Tracer) Close() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	t.coll.Close()
+	return errors.Join(errs...)
+}
+
+// Lost counts what the kernel side could not keep.
+type Lost struct {
+	// InflightFull counts requests that could not be tracked because the
+	// inflight map was full: they are not counted at all.
+	InflightFull uint64
+	// SeriesFull counts series updates that did not fit in the series map
+	// and went to Overflow instead.
+	SeriesFull uint64
+}
+
+// Snapshot is the content of the maps at one moment.
+type Snapshot struct {
+	// Series maps each series to its counters, summed over CPUs.
+	Series map[Key]Stats
+	// Overflow holds what did not fit in the series map, by Op.
+	Overflow [opCount]Stats
+	// Lost counts the kernel side's losses.
+	Lost Lost
+	// Inflight is the number of requests tracked now: issued, not yet
+	// completed.
+	Inflight uint64
+}
+
+// Snapshot reads the maps into s, reusing its storage.
+func (t *Tracer) Snapshot(s *Snapshot) error {
+	if s.Series == nil {
+		s.Series = make(map[Key]Stats)
+	}
+	clear(s.Series)
+	perCPU := make([]Stats, t.ncpu)
+	var key Key
+	it := t.coll.Maps[bpfMapSeries].Iterate()
+	for it.Next(&key, &perCPU) {
+		s.Series[key] = sum(perCPU)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read series: %w", err)
+	}
+	for op := range s.Overflow {
+		if err := t.coll.Maps[bpfMapOverflow].Lookup(uint32(op), &perCPU); err != nil {
+			return fmt.Errorf("read overflow: %w", err)
+		}
+		s.Overflow[op] = sum(perCPU)
+	}
+	counters := make([]uint64, t.ncpu)
+	var inserted, deleted uint64
+	for c, dst := range map[bpfCounter]*uint64{
+		bpfCounterCOUNTER_INFLIGHT_FULL:     &s.Lost.InflightFull,
+		bpfCounterCOUNTER_SERIES_FULL:       &s.Lost.SeriesFull,
+		bpfCounterCOUNTER_INFLIGHT_INSERTED: &inserted,
+		bpfCounterCOUNTER_INFLIGHT_DELETED:  &deleted,
+	} {
+		if err := t.coll.Maps[bpfMapCounters].Lookup(uint32(c), &counters); err != nil {
+			return fmt.Errorf("read counters: %w", err)
+		}
+		*dst = 0
+		for _, v := range counters {
+			*dst += v
+		}
+	}
+	s.Inflight = inserted - deleted
+	return nil
+}
+
+// DeleteCgroups removes every series of the cgroups ids from the kernel
+// map, such as those of removed cgroups once exported. A series updated
+// again afterwards starts from zero.
+func (t *Tracer) DeleteCgroups(ids []uint64) error {
+	m := t.coll.Maps[bpfMapSeries]
+	var doomed []Key
+	var key Key
+	perCPU := make([]Stats, t.ncpu)
+	it := m.Iterate()
+	for it.Next(&key, &perCPU) {
+		if slices.Contains(ids, key.CgroupId) {
+			doomed = append(doomed, key)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read series: %w", err)
+	}
+	var errs []error
+	for _, k := range doomed {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func sum(perCPU []Stats) Stats {
+	var total Stats
+	for i := range perCPU {
+		total.Add(&perCPU[i])
+	}
+	return total
+}
+
+// DeviceName returns the kernel's name of the disk dev (major << 20 |
+// minor), such as "sda" or "loop0", from /sys/dev/block; "<major>:<minor>"
+// if it has none.
+func DeviceName(dev uint32) string {
+	id := fmt.Sprintf("%d:%d", Major(dev), Minor(dev))
+	uevent, err := os.ReadFile("/sys/dev/block/" + id + "/uevent")
+	if err != nil {
+		return id
+	}
+	for line := range strings.Lines(string(uevent)) {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "DEVNAME="); ok && name != "" {
+			return name
+		}
+	}
+	return id
+}
