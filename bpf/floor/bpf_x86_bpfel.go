@@ -26,30 +26,33 @@ type bpfFloorEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapEvents              = "events"
-	bpfMapLost                = "lost"
-	bpfProgF1CgroupMkdir      = "f1_cgroup_mkdir"
-	bpfProgF1CgroupRmdir      = "f1_cgroup_rmdir"
-	bpfProgF1InetSockSetState = "f1_inet_sock_set_state"
-	bpfProgF1SockRecvLength   = "f1_sock_recv_length"
-	bpfProgF1SockSendLength   = "f1_sock_send_length"
-	bpfProgF1SysEnter         = "f1_sys_enter"
-	bpfProgF1TcpDestroySock   = "f1_tcp_destroy_sock"
-	bpfProgF1TcpProbe         = "f1_tcp_probe"
-	bpfProgF1TcpReceiveReset  = "f1_tcp_receive_reset"
-	bpfProgF1TcpRetransmitSkb = "f1_tcp_retransmit_skb"
-	bpfProgF1TcpSendReset     = "f1_tcp_send_reset"
-	bpfProgF2CgroupMkdir      = "f2_cgroup_mkdir"
-	bpfProgF2CgroupRmdir      = "f2_cgroup_rmdir"
-	bpfProgF2InetSockSetState = "f2_inet_sock_set_state"
-	bpfProgF2SockRecvLength   = "f2_sock_recv_length"
-	bpfProgF2SockSendLength   = "f2_sock_send_length"
-	bpfProgF2SysEnter         = "f2_sys_enter"
-	bpfProgF2TcpDestroySock   = "f2_tcp_destroy_sock"
-	bpfProgF2TcpProbe         = "f2_tcp_probe"
-	bpfProgF2TcpReceiveReset  = "f2_tcp_receive_reset"
-	bpfProgF2TcpRetransmitSkb = "f2_tcp_retransmit_skb"
-	bpfProgF2TcpSendReset     = "f2_tcp_send_reset"
+	bpfMapEvents                = "events"
+	bpfMapLost                  = "lost"
+	bpfProgF1CgroupMkdir        = "f1_cgroup_mkdir"
+	bpfProgF1CgroupRmdir        = "f1_cgroup_rmdir"
+	bpfProgF1InetSockSetState   = "f1_inet_sock_set_state"
+	bpfProgF1SockRecvLength     = "f1_sock_recv_length"
+	bpfProgF1SockSendLength     = "f1_sock_send_length"
+	bpfProgF1SysEnter           = "f1_sys_enter"
+	bpfProgF1TcpDestroySock     = "f1_tcp_destroy_sock"
+	bpfProgF1TcpProbe           = "f1_tcp_probe"
+	bpfProgF1TcpReceiveReset    = "f1_tcp_receive_reset"
+	bpfProgF1TcpRetransmitSkb   = "f1_tcp_retransmit_skb"
+	bpfProgF1TcpSendReset       = "f1_tcp_send_reset"
+	bpfProgF2CgroupMkdir        = "f2_cgroup_mkdir"
+	bpfProgF2CgroupRmdir        = "f2_cgroup_rmdir"
+	bpfProgF2InetSockSetState   = "f2_inet_sock_set_state"
+	bpfProgF2SockRecvLength     = "f2_sock_recv_length"
+	bpfProgF2SockSendLength     = "f2_sock_send_length"
+	bpfProgF2SysEnter           = "f2_sys_enter"
+	bpfProgF2TcpDestroySock     = "f2_tcp_destroy_sock"
+	bpfProgF2TcpProbe           = "f2_tcp_probe"
+	bpfProgF2TcpReceiveReset    = "f2_tcp_receive_reset"
+	bpfProgF2TcpRetransmitSkb   = "f2_tcp_retransmit_skb"
+	bpfProgF2TcpSendReset       = "f2_tcp_send_reset"
+	bpfProgFloor1SchedSwitch    = "floor1_sched_switch"
+	bpfProgFloor1SchedWakeup    = "floor1_sched_wakeup"
+	bpfProgFloor1SchedWakeupNew = "floor1_sched_wakeup_new"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -94,28 +97,31 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	F1CgroupMkdir      *ebpf.ProgramSpec `ebpf:"f1_cgroup_mkdir"`
-	F1CgroupRmdir      *ebpf.ProgramSpec `ebpf:"f1_cgroup_rmdir"`
-	F1InetSockSetState *ebpf.ProgramSpec `ebpf:"f1_inet_sock_set_state"`
-	F1SockRecvLength   *ebpf.ProgramSpec `ebpf:"f1_sock_recv_length"`
-	F1SockSendLength   *ebpf.ProgramSpec `ebpf:"f1_sock_send_length"`
-	F1SysEnter         *ebpf.ProgramSpec `ebpf:"f1_sys_enter"`
-	F1TcpDestroySock   *ebpf.ProgramSpec `ebpf:"f1_tcp_destroy_sock"`
-	F1TcpProbe         *ebpf.ProgramSpec `ebpf:"f1_tcp_probe"`
-	F1TcpReceiveReset  *ebpf.ProgramSpec `ebpf:"f1_tcp_receive_reset"`
-	F1TcpRetransmitSkb *ebpf.ProgramSpec `ebpf:"f1_tcp_retransmit_skb"`
-	F1TcpSendReset     *ebpf.ProgramSpec `ebpf:"f1_tcp_send_reset"`
-	F2CgroupMkdir      *ebpf.ProgramSpec `ebpf:"f2_cgroup_mkdir"`
-	F2CgroupRmdir      *ebpf.ProgramSpec `ebpf:"f2_cgroup_rmdir"`
-	F2InetSockSetState *ebpf.ProgramSpec `ebpf:"f2_inet_sock_set_state"`
-	F2SockRecvLength   *ebpf.ProgramSpec `ebpf:"f2_sock_recv_length"`
-	F2SockSendLength   *ebpf.ProgramSpec `ebpf:"f2_sock_send_length"`
-	F2SysEnter         *ebpf.ProgramSpec `ebpf:"f2_sys_enter"`
-	F2TcpDestroySock   *ebpf.ProgramSpec `ebpf:"f2_tcp_destroy_sock"`
-	F2TcpProbe         *ebpf.ProgramSpec `ebpf:"f2_tcp_probe"`
-	F2TcpReceiveReset  *ebpf.ProgramSpec `ebpf:"f2_tcp_receive_reset"`
-	F2TcpRetransmitSkb *ebpf.ProgramSpec `ebpf:"f2_tcp_retransmit_skb"`
-	F2TcpSendReset     *ebpf.ProgramSpec `ebpf:"f2_tcp_send_reset"`
+	F1CgroupMkdir        *ebpf.ProgramSpec `ebpf:"f1_cgroup_mkdir"`
+	F1CgroupRmdir        *ebpf.ProgramSpec `ebpf:"f1_cgroup_rmdir"`
+	F1InetSockSetState   *ebpf.ProgramSpec `ebpf:"f1_inet_sock_set_state"`
+	F1SockRecvLength     *ebpf.ProgramSpec `ebpf:"f1_sock_recv_length"`
+	F1SockSendLength     *ebpf.ProgramSpec `ebpf:"f1_sock_send_length"`
+	F1SysEnter           *ebpf.ProgramSpec `ebpf:"f1_sys_enter"`
+	F1TcpDestroySock     *ebpf.ProgramSpec `ebpf:"f1_tcp_destroy_sock"`
+	F1TcpProbe           *ebpf.ProgramSpec `ebpf:"f1_tcp_probe"`
+	F1TcpReceiveReset    *ebpf.ProgramSpec `ebpf:"f1_tcp_receive_reset"`
+	F1TcpRetransmitSkb   *ebpf.ProgramSpec `ebpf:"f1_tcp_retransmit_skb"`
+	F1TcpSendReset       *ebpf.ProgramSpec `ebpf:"f1_tcp_send_reset"`
+	F2CgroupMkdir        *ebpf.ProgramSpec `ebpf:"f2_cgroup_mkdir"`
+	F2CgroupRmdir        *ebpf.ProgramSpec `ebpf:"f2_cgroup_rmdir"`
+	F2InetSockSetState   *ebpf.ProgramSpec `ebpf:"f2_inet_sock_set_state"`
+	F2SockRecvLength     *ebpf.ProgramSpec `ebpf:"f2_sock_recv_length"`
+	F2SockSendLength     *ebpf.ProgramSpec `ebpf:"f2_sock_send_length"`
+	F2SysEnter           *ebpf.ProgramSpec `ebpf:"f2_sys_enter"`
+	F2TcpDestroySock     *ebpf.ProgramSpec `ebpf:"f2_tcp_destroy_sock"`
+	F2TcpProbe           *ebpf.ProgramSpec `ebpf:"f2_tcp_probe"`
+	F2TcpReceiveReset    *ebpf.ProgramSpec `ebpf:"f2_tcp_receive_reset"`
+	F2TcpRetransmitSkb   *ebpf.ProgramSpec `ebpf:"f2_tcp_retransmit_skb"`
+	F2TcpSendReset       *ebpf.ProgramSpec `ebpf:"f2_tcp_send_reset"`
+	Floor1SchedSwitch    *ebpf.ProgramSpec `ebpf:"floor1_sched_switch"`
+	Floor1SchedWakeup    *ebpf.ProgramSpec `ebpf:"floor1_sched_wakeup"`
+	Floor1SchedWakeupNew *ebpf.ProgramSpec `ebpf:"floor1_sched_wakeup_new"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -173,28 +179,31 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	F1CgroupMkdir      *ebpf.Program `ebpf:"f1_cgroup_mkdir"`
-	F1CgroupRmdir      *ebpf.Program `ebpf:"f1_cgroup_rmdir"`
-	F1InetSockSetState *ebpf.Program `ebpf:"f1_inet_sock_set_state"`
-	F1SockRecvLength   *ebpf.Program `ebpf:"f1_sock_recv_length"`
-	F1SockSendLength   *ebpf.Program `ebpf:"f1_sock_send_length"`
-	F1SysEnter         *ebpf.Program `ebpf:"f1_sys_enter"`
-	F1TcpDestroySock   *ebpf.Program `ebpf:"f1_tcp_destroy_sock"`
-	F1TcpProbe         *ebpf.Program `ebpf:"f1_tcp_probe"`
-	F1TcpReceiveReset  *ebpf.Program `ebpf:"f1_tcp_receive_reset"`
-	F1TcpRetransmitSkb *ebpf.Program `ebpf:"f1_tcp_retransmit_skb"`
-	F1TcpSendReset     *ebpf.Program `ebpf:"f1_tcp_send_reset"`
-	F2CgroupMkdir      *ebpf.Program `ebpf:"f2_cgroup_mkdir"`
-	F2CgroupRmdir      *ebpf.Program `ebpf:"f2_cgroup_rmdir"`
-	F2InetSockSetState *ebpf.Program `ebpf:"f2_inet_sock_set_state"`
-	F2SockRecvLength   *ebpf.Program `ebpf:"f2_sock_recv_length"`
-	F2SockSendLength   *ebpf.Program `ebpf:"f2_sock_send_length"`
-	F2SysEnter         *ebpf.Program `ebpf:"f2_sys_enter"`
-	F2TcpDestroySock   *ebpf.Program `ebpf:"f2_tcp_destroy_sock"`
-	F2TcpProbe         *ebpf.Program `ebpf:"f2_tcp_probe"`
-	F2TcpReceiveReset  *ebpf.Program `ebpf:"f2_tcp_receive_reset"`
-	F2TcpRetransmitSkb *ebpf.Program `ebpf:"f2_tcp_retransmit_skb"`
-	F2TcpSendReset     *ebpf.Program `ebpf:"f2_tcp_send_reset"`
+	F1CgroupMkdir        *ebpf.Program `ebpf:"f1_cgroup_mkdir"`
+	F1CgroupRmdir        *ebpf.Program `ebpf:"f1_cgroup_rmdir"`
+	F1InetSockSetState   *ebpf.Program `ebpf:"f1_inet_sock_set_state"`
+	F1SockRecvLength     *ebpf.Program `ebpf:"f1_sock_recv_length"`
+	F1SockSendLength     *ebpf.Program `ebpf:"f1_sock_send_length"`
+	F1SysEnter           *ebpf.Program `ebpf:"f1_sys_enter"`
+	F1TcpDestroySock     *ebpf.Program `ebpf:"f1_tcp_destroy_sock"`
+	F1TcpProbe           *ebpf.Program `ebpf:"f1_tcp_probe"`
+	F1TcpReceiveReset    *ebpf.Program `ebpf:"f1_tcp_receive_reset"`
+	F1TcpRetransmitSkb   *ebpf.Program `ebpf:"f1_tcp_retransmit_skb"`
+	F1TcpSendReset       *ebpf.Program `ebpf:"f1_tcp_send_reset"`
+	F2CgroupMkdir        *ebpf.Program `ebpf:"f2_cgroup_mkdir"`
+	F2CgroupRmdir        *ebpf.Program `ebpf:"f2_cgroup_rmdir"`
+	F2InetSockSetState   *ebpf.Program `ebpf:"f2_inet_sock_set_state"`
+	F2SockRecvLength     *ebpf.Program `ebpf:"f2_sock_recv_length"`
+	F2SockSendLength     *ebpf.Program `ebpf:"f2_sock_send_length"`
+	F2SysEnter           *ebpf.Program `ebpf:"f2_sys_enter"`
+	F2TcpDestroySock     *ebpf.Program `ebpf:"f2_tcp_destroy_sock"`
+	F2TcpProbe           *ebpf.Program `ebpf:"f2_tcp_probe"`
+	F2TcpReceiveReset    *ebpf.Program `ebpf:"f2_tcp_receive_reset"`
+	F2TcpRetransmitSkb   *ebpf.Program `ebpf:"f2_tcp_retransmit_skb"`
+	F2TcpSendReset       *ebpf.Program `ebpf:"f2_tcp_send_reset"`
+	Floor1SchedSwitch    *ebpf.Program `ebpf:"floor1_sched_switch"`
+	Floor1SchedWakeup    *ebpf.Program `ebpf:"floor1_sched_wakeup"`
+	Floor1SchedWakeupNew *ebpf.Program `ebpf:"floor1_sched_wakeup_new"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -221,6 +230,9 @@ func (p *bpfPrograms) Close() error {
 		p.F2TcpReceiveReset,
 		p.F2TcpRetransmitSkb,
 		p.F2TcpSendReset,
+		p.Floor1SchedSwitch,
+		p.Floor1SchedWakeup,
+		p.Floor1SchedWakeupNew,
 	)
 }
 

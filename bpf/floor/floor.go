@@ -29,11 +29,31 @@ func Open(level int) (*Floor, error) {
 	if level != 1 && level != 2 {
 		return nil, fmt.Errorf("floor level %d: want 1 or 2", level)
 	}
+	f, err := open(fmt.Sprintf("f%d_", level))
+	if err != nil {
+		return nil, err
+	}
+	if level == 2 {
+		if f.rd, err = ringbuf.NewReader(f.coll.Maps["events"]); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open ring buffer: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// OpenSched loads and attaches the empty programs on the hooks of package
+// schedstat: sched_wakeup, sched_wakeup_new and sched_switch.
+func OpenSched() (*Floor, error) {
+	return open("floor1_sched_")
+}
+
+// open loads and attaches the programs whose names start with keep.
+func open(keep string) (*Floor, error) {
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("load floor spec: %w", err)
 	}
-	keep := fmt.Sprintf("f%d_", level)
 	for name := range spec.Programs {
 		if !strings.HasPrefix(name, keep) {
 			delete(spec.Programs, name)
@@ -52,12 +72,6 @@ func Open(level int) (*Floor, error) {
 		}
 		f.links = append(f.links, l)
 	}
-	if level == 2 {
-		if f.rd, err = ringbuf.NewReader(coll.Maps["events"]); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("open ring buffer: %w", err)
-		}
-	}
 	return f, nil
 }
 
@@ -66,7 +80,7 @@ func (f *Floor) Programs() map[string]*ebpf.Program { return f.coll.Programs }
 
 // Drain reads the ring buffer of level 2 until stop is closed: it takes
 // whatever is there, then sleeps 1 ms. It returns the records read. On
-// level 1 it waits for stop and returns 0.
+// other floors it waits for stop and returns 0.
 func (f *Floor) Drain(stop <-chan struct{}) (uint64, error) {
 	if f.rd == nil {
 		<-stop
