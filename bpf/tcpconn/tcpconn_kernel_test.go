@@ -569,7 +569,13 @@ func TestRejectProgram(t *testing.T) {
 	srv.Wait(t)
 
 	s := snapshot(t, tr)
-	compareFlows(t, flowsOf(t, s, a.CgroupID, b.CgroupID), map[Flow]FlowStats{
+	got := flowsOf(t, s, a.CgroupID, b.CgroupID)
+	// A slow machine (6.1 under TCG) may retransmit now and then.
+	for f, st := range got {
+		st.Retransmits = 0
+		got[f] = st
+	}
+	compareFlows(t, got, map[Flow]FlowStats{
 		clientFlow(a.CgroupID, b.IP, port): {Opened: opened(conns, 0), Closed: conns, BytesSent: conns * request, BytesReceived: conns * reply},
 		serverFlow(b.CgroupID, a.IP, port): {Opened: opened(conns, 0), Closed: conns, BytesSent: conns * reply, BytesReceived: conns * request},
 	})
