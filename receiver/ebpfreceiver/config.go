@@ -27,6 +27,11 @@ var (
 	errMaxPendingSpans    = errors.New("http.max_pending_spans must be between 1 and 1048576")
 	errPort               = errors.New("http.ports: a port must be between 1 and 65535")
 	errCgroupPrefix       = errors.New("http.cgroups: a prefix must start with /")
+	errSchedCgroups       = errors.New("sched.max_cgroups must be between 1 and 1048576")
+	errProcessSeries      = errors.New("process.max_series must be between 1 and 1048576")
+	errLogsPerSecond      = errors.New("process.logs_per_second must be between 1 and 100000")
+	errDiskSeries         = errors.New("disk.max_series must be between 1 and 1048576")
+	errDiskInflight       = errors.New("disk.max_inflight must be between 1 and 1048576")
 )
 
 const (
@@ -35,6 +40,8 @@ const (
 	maxHTTPConnsLimit   = 1 << 20
 	maxPendingLimit     = 1 << 20
 	maxLinkWindow       = time.Minute
+	maxSeriesLimit      = 1 << 20
+	maxLogsPerSecond    = 100000
 )
 
 // Config is the receiver's configuration.
@@ -51,6 +58,20 @@ type Config struct {
 
 	// HTTP configures HTTP/1.x tracing and RED metrics.
 	HTTP HTTPConfig `mapstructure:"http"`
+
+	// Sched configures the scheduler metrics: on-CPU time, involuntary
+	// switches and run-queue latency.
+	Sched SchedConfig `mapstructure:"sched"`
+
+	// Process configures the counts and log records of failed exits,
+	// deaths by signal and OOM kills.
+	Process ProcessConfig `mapstructure:"process"`
+
+	// Disk configures the block I/O metrics.
+	Disk DiskConfig `mapstructure:"disk"`
+
+	// Events turns each log record (event) on or off.
+	Events metadata.EventsConfig `mapstructure:"events"`
 
 	// tcpAttachTo renames the tracepoints of tcpconn programs. Tests use it
 	// to make a hook missing for real; it cannot be configured.
@@ -109,6 +130,49 @@ type HTTPConfig struct {
 	MaxPendingSpans int `mapstructure:"max_pending_spans"`
 }
 
+// SchedConfig configures the scheduler metrics.
+type SchedConfig struct {
+	// Enabled turns the scheduler hooks on. They run at every context
+	// switch on the node.
+	Enabled bool `mapstructure:"enabled"`
+	// Required makes the receiver fail to start when they cannot run.
+	Required bool `mapstructure:"required"`
+	// MaxCgroups bounds the cgroups aggregated in the kernel at once; the
+	// rest go to the node's overflow series.
+	MaxCgroups uint32 `mapstructure:"max_cgroups"`
+	// RunQueueHistogram enables the sched.run_queue.latency histogram.
+	RunQueueHistogram bool `mapstructure:"run_queue_histogram"`
+}
+
+// ProcessConfig configures the process exit and OOM kill data.
+type ProcessConfig struct {
+	// Enabled turns the process exit and OOM kill hooks on.
+	Enabled bool `mapstructure:"enabled"`
+	// Required makes the receiver fail to start when any part cannot run.
+	Required bool `mapstructure:"required"`
+	// MaxSeries bounds the (cgroup, exit status or signal) series kept in
+	// the kernel, and the cgroups with OOM kills.
+	MaxSeries uint32 `mapstructure:"max_series"`
+	// LogsPerSecond caps the death-by-signal log records over the node;
+	// the rest are counted in ebpf.process.lost and in process.exits.
+	LogsPerSecond uint32 `mapstructure:"logs_per_second"`
+}
+
+// DiskConfig configures the block I/O metrics.
+type DiskConfig struct {
+	// Enabled turns the block request hooks on.
+	Enabled bool `mapstructure:"enabled"`
+	// Required makes the receiver fail to start when they cannot run.
+	Required bool `mapstructure:"required"`
+	// MaxSeries bounds the (cgroup, device, direction) series kept in the
+	// kernel; the rest go to the node's overflow series.
+	MaxSeries uint32 `mapstructure:"max_series"`
+	// MaxInflight bounds the requests timed at once.
+	MaxInflight uint32 `mapstructure:"max_inflight"`
+	// LatencyHistogram enables the disk.io.latency histogram.
+	LatencyHistogram bool `mapstructure:"latency_histogram"`
+}
+
 // CgroupFilter selects cgroup paths by prefix.
 type CgroupFilter struct {
 	Include []string `mapstructure:"include"`
@@ -153,6 +217,10 @@ func createDefaultConfig() *Config {
 			LinkWindow:           time.Second,
 			MaxPendingSpans:      65536,
 		},
+		Sched:   SchedConfig{Enabled: true, MaxCgroups: 8192, RunQueueHistogram: true},
+		Process: ProcessConfig{Enabled: true, MaxSeries: 4096, LogsPerSecond: 50},
+		Disk:    DiskConfig{Enabled: true, MaxSeries: 4096, MaxInflight: 16384, LatencyHistogram: true},
+		Events:  metadata.DefaultEventsConfig(),
 	}
 }
 
@@ -179,6 +247,21 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%w, got %s", errRTTSampleInterval, t.RTTSampleInterval))
 	}
 	errs = append(errs, cfg.HTTP.validate()...)
+	if n := cfg.Sched.MaxCgroups; n < 1 || n > maxSeriesLimit {
+		errs = append(errs, fmt.Errorf("%w, got %d", errSchedCgroups, n))
+	}
+	if n := cfg.Process.MaxSeries; n < 1 || n > maxSeriesLimit {
+		errs = append(errs, fmt.Errorf("%w, got %d", errProcessSeries, n))
+	}
+	if n := cfg.Process.LogsPerSecond; n < 1 || n > maxLogsPerSecond {
+		errs = append(errs, fmt.Errorf("%w, got %d", errLogsPerSecond, n))
+	}
+	if n := cfg.Disk.MaxSeries; n < 1 || n > maxSeriesLimit {
+		errs = append(errs, fmt.Errorf("%w, got %d", errDiskSeries, n))
+	}
+	if n := cfg.Disk.MaxInflight; n < 1 || n > maxSeriesLimit {
+		errs = append(errs, fmt.Errorf("%w, got %d", errDiskInflight, n))
+	}
 	return errors.Join(errs...)
 }
 

@@ -49,6 +49,11 @@ func TestLoadConfig(t *testing.T) {
 		assert.True(t, cfg.Metrics.TCPConnectionOpened.Enabled)
 		assert.False(t, cfg.ResourceAttributes.CgroupPath.Enabled)
 		assert.True(t, cfg.ResourceAttributes.ContainerID.Enabled)
+		assert.Equal(t, SchedConfig{Enabled: false, MaxCgroups: 100, RunQueueHistogram: true}, cfg.Sched)
+		assert.Equal(t, ProcessConfig{Enabled: true, Required: true, MaxSeries: 64, LogsPerSecond: 5}, cfg.Process)
+		assert.Equal(t, DiskConfig{Enabled: true, MaxSeries: 32, MaxInflight: 128, LatencyHistogram: false}, cfg.Disk)
+		assert.False(t, cfg.Events.ProcessSignalDeath.Enabled)
+		assert.True(t, cfg.Events.ProcessOomKill.Enabled)
 	})
 }
 
@@ -77,6 +82,13 @@ func TestValidate(t *testing.T) {
 		{name: "no pending spans", modify: func(c *Config) { c.HTTP.MaxPendingSpans = 0 }, errs: []error{errMaxPendingSpans}},
 		{name: "bad port", modify: func(c *Config) { c.HTTP.Ports.Exclude = []int{0} }, errs: []error{errPort}},
 		{name: "bad cgroup prefix", modify: func(c *Config) { c.HTTP.Cgroups.Include = []string{"kubepods"} }, errs: []error{errCgroupPrefix}},
+		{name: "no sched cgroups", modify: func(c *Config) { c.Sched.MaxCgroups = 0 }, errs: []error{errSchedCgroups}},
+		{name: "too many sched cgroups", modify: func(c *Config) { c.Sched.MaxCgroups = maxSeriesLimit + 1 }, errs: []error{errSchedCgroups}},
+		{name: "no process series", modify: func(c *Config) { c.Process.MaxSeries = 0 }, errs: []error{errProcessSeries}},
+		{name: "no logs", modify: func(c *Config) { c.Process.LogsPerSecond = 0 }, errs: []error{errLogsPerSecond}},
+		{name: "too many logs", modify: func(c *Config) { c.Process.LogsPerSecond = maxLogsPerSecond + 1 }, errs: []error{errLogsPerSecond}},
+		{name: "no disk series", modify: func(c *Config) { c.Disk.MaxSeries = 0 }, errs: []error{errDiskSeries}},
+		{name: "no disk inflight", modify: func(c *Config) { c.Disk.MaxInflight = 0 }, errs: []error{errDiskInflight}},
 		{
 			name: "every error at once",
 			modify: func(c *Config) {

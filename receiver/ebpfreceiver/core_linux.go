@@ -13,8 +13,11 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/blockio"
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/cgrouptrack"
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/httptrace"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/procexit"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/schedstat"
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 )
@@ -34,6 +37,13 @@ type core struct {
 	tcp *tcpconn.Tracer
 	// http is nil when HTTP capture is disabled.
 	http *httpPipeline
+	// sched is nil when the scheduler metrics are disabled.
+	sched *schedstat.Tracer
+	// proc and procLogs are nil when process exits are disabled.
+	proc     *procexit.Tracer
+	procLogs *processLogs
+	// disk is nil when the block I/O metrics are disabled.
+	disk *blockio.Tracer
 	// capabilities holds every capability's status, in a stable order.
 	capabilities []capability
 }
@@ -94,6 +104,15 @@ func (c *core) programs() []*ebpf.Program {
 	if c.http != nil {
 		progs = append(progs, c.http.tracer.Programs()...)
 	}
+	if c.sched != nil {
+		progs = append(progs, c.sched.Programs()...)
+	}
+	if c.proc != nil {
+		progs = append(progs, c.proc.Programs()...)
+	}
+	if c.disk != nil {
+		progs = append(progs, c.disk.Programs()...)
+	}
 	return progs
 }
 
@@ -109,6 +128,16 @@ func (c *core) close() error {
 	if c.http != nil {
 		errs = append(errs, c.http.tracer.Close())
 		c.http.close()
+	}
+	if c.sched != nil {
+		errs = append(errs, c.sched.Close())
+	}
+	if c.proc != nil {
+		errs = append(errs, c.proc.Close())
+		c.procLogs.close()
+	}
+	if c.disk != nil {
+		errs = append(errs, c.disk.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -162,9 +191,11 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 		c.close()
 		return nil, err
 	}
-	if err := c.loadHTTP(cfg, logger); err != nil {
-		c.close()
-		return nil, err
+	for _, load := range []func(*Config, *zap.Logger) error{c.loadHTTP, c.loadSched, c.loadProcess, c.loadDisk} {
+		if err := load(cfg, logger); err != nil {
+			c.close()
+			return nil, err
+		}
 	}
 	for _, cp := range c.capabilities {
 		if cp.err == nil {
@@ -240,6 +271,80 @@ func (c *core) loadHTTP(cfg *Config, logger *zap.Logger) error {
 	c.http = newHTTPPipeline(tr, cfg.HTTP, res, logger)
 	return nil
 }
+
+// loadSched loads the scheduler metrics. It fails only when they are
+// required and cannot run.
+func (c *core) loadSched(cfg *Config, _ *zap.Logger) error {
+	cp := capability{name: "sched", hooks: schedstat.Hooks}
+	defer func() { c.capabilities = append(c.capabilities, cp) }()
+	if !cfg.Sched.Enabled {
+		cp.err = errDisabledInConfig
+		return nil
+	}
+	c.sched, cp.err = schedstat.Load(schedstat.Options{MaxCgroups: cfg.Sched.MaxCgroups})
+	if cp.err != nil && cfg.Sched.Required {
+		return fmt.Errorf("sched is required but cannot run on %s: %w", strings.Join(cp.hooks, ", "), cp.err)
+	}
+	return nil
+}
+
+// loadDisk loads the block I/O metrics. It fails only when they are
+// required and cannot run.
+func (c *core) loadDisk(cfg *Config, _ *zap.Logger) error {
+	cp := capability{name: "disk", hooks: blockio.Hooks}
+	defer func() { c.capabilities = append(c.capabilities, cp) }()
+	if !cfg.Disk.Enabled {
+		cp.err = errDisabledInConfig
+		return nil
+	}
+	c.disk, cp.err = blockio.Load(blockio.Options{MaxSeries: cfg.Disk.MaxSeries, MaxInflight: cfg.Disk.MaxInflight})
+	if cp.err != nil && cfg.Disk.Required {
+		return fmt.Errorf("disk is required but cannot run on %s: %w", strings.Join(cp.hooks, ", "), cp.err)
+	}
+	return nil
+}
+
+// loadProcess loads the process exit and OOM kill hooks and records the
+// status of each part. It fails only when they are required and a part
+// cannot run.
+func (c *core) loadProcess(cfg *Config, logger *zap.Logger) error {
+	hooks := procexit.Hooks()
+	disabled := make(map[string]error)
+	if !cfg.Process.Enabled {
+		for _, part := range procexit.Parts() {
+			c.capabilities = append(c.capabilities, capability{name: part, hooks: hooks[part], err: errDisabledInConfig})
+		}
+		return nil
+	}
+	tr, err := procexit.Load(procexit.Options{
+		MaxSeries:     cfg.Process.MaxSeries,
+		LogsPerSecond: cfg.Process.LogsPerSecond,
+		PollInterval:  processPollInterval,
+	})
+	if err != nil {
+		for _, part := range procexit.Parts() {
+			disabled[part] = err
+		}
+	} else {
+		c.proc = tr
+		disabled = tr.Disabled()
+		res := resources{rac: cfg.ResourceAttributes, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}
+		c.procLogs = newProcessLogs(tr, res, logger)
+	}
+	for _, part := range procexit.Parts() {
+		err := disabled[part]
+		if err != nil && cfg.Process.Required {
+			return fmt.Errorf("process exits are required but %s cannot run on %s: %w",
+				part, strings.Join(hooks[part], ", "), err)
+		}
+		c.capabilities = append(c.capabilities, capability{name: part, hooks: hooks[part], err: err})
+	}
+	return nil
+}
+
+// processPollInterval bounds how long a process record waits in the
+// kernel's ring buffer before the receiver reads it.
+const processPollInterval = 100 * time.Millisecond
 
 // httpPollInterval bounds how long an HTTP record waits in the kernel's
 // ring buffer before the receiver reads it.

@@ -274,6 +274,8 @@ exporters:
     path: %s
   file/traces:
     path: %s
+  file/logs:
+    path: %s
 extensions:
   health_check:
     endpoint: %s
@@ -281,7 +283,7 @@ service:
   telemetry:
     metrics:
       level: none
-`, out, filepath.Join(dir, "traces.json"), health), 0o644); err != nil {
+`, out, filepath.Join(dir, "traces.json"), filepath.Join(dir, "logs.json"), health), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c := &e2eCollector{log: filepath.Join(dir, "collector.log"), health: health, done: make(chan struct{})}

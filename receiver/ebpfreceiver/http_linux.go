@@ -318,12 +318,7 @@ func (s httpSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricS
 	s.mb.RecordEbpfHTTPEventsDataPoint(now, int64(c.events))
 	dp := newDurationHistogram(histograms, "ebpf.http.delivery.duration",
 		"Time from a syscall in the kernel to its record reaching the receiver's parser.").AppendEmpty()
-	dp.SetStartTimestamp(s.p.red.start)
-	dp.SetTimestamp(now)
-	dp.SetCount(c.events)
-	dp.SetSum(c.delaySum.Seconds())
-	dp.ExplicitBounds().FromRaw(pow2MicrosecondBounds)
-	dp.BucketCounts().FromRaw(c.delivery[:])
+	setPow2Histogram(dp, s.p.red.start, now, c.events, uint64(c.delaySum), c.delivery[:])
 	for _, reason := range slices.Sorted(maps.Keys(c.lost)) {
 		s.mb.RecordEbpfHTTPLostDataPoint(now, int64(c.lost[reason]), metadata.MapAttributeEbpfLostReason[reason])
 	}

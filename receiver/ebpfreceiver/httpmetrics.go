@@ -223,6 +223,17 @@ func newDurationHistogram(ms pmetric.MetricSlice, name, description string) pmet
 	return h.DataPoints()
 }
 
+// setPow2Histogram fills dp from a kernel histogram counted in power-of-two
+// microsecond buckets, with its sum in nanoseconds.
+func setPow2Histogram(dp pmetric.HistogramDataPoint, start, now pcommon.Timestamp, count, sumNS uint64, buckets []uint64) {
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(now)
+	dp.SetCount(count)
+	dp.SetSum(float64(sumNS) / 1e9)
+	dp.ExplicitBounds().FromRaw(pow2MicrosecondBounds)
+	dp.BucketCounts().FromRaw(buckets)
+}
+
 func (k redKey) putAttributes(a pcommon.Map) {
 	a.PutStr("http.request.method", k.method)
 	if k.status != 0 {

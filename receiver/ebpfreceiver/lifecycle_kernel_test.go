@@ -41,6 +41,11 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 	} else {
 		require.Nil(t, c.http, "http capture cannot load without sock_*_length")
 	}
+	require.NotNil(t, c.sched, "sched must load on this kernel")
+	require.NotNil(t, c.proc, "process exits must load on this kernel")
+	require.NotNil(t, c.disk, "disk must load on this kernel")
+	all = slices.Concat(all, c.sched.Programs(), c.proc.Programs(), c.disk.Programs())
+	allMaps = slices.Concat(allMaps, c.sched.Maps(), c.proc.Maps(), c.disk.Maps())
 	for _, p := range all {
 		info, err := p.Info()
 		require.NoError(t, err)
@@ -59,13 +64,15 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 	return progs, maps
 }
 
-// wantPrograms is the number of programs a default config loads: without
-// sock_*_length, none of http's 4 and 2 fewer of tcp's 8.
+// wantPrograms is the number of programs a default config loads: 2 for
+// cgroup tracking, 8 for tcp, 4 for http, 3 for sched, 2 for process exits
+// and 2 for disk; without sock_*_length, none of http's and 2 fewer of
+// tcp's.
 func wantPrograms(t *testing.T) int {
 	if hasSockLength(t) {
-		return 14
+		return 21
 	}
-	return 8
+	return 15
 }
 
 // requireFreed waits until the kernel has freed every given program and map.

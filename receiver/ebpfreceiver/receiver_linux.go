@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/receiver"
@@ -42,6 +43,19 @@ type metricsScraper struct {
 	tcp  *tcpBuilder
 	snap tcpconn.Snapshot
 	lost tcpconn.Lost
+	// kernel holds the sources read from a kernel snapshot at each
+	// collection, whose removed cgroups are deleted once exported.
+	kernel []kernelSource
+}
+
+// kernelSource is a source whose data is a snapshot of kernel maps kept per
+// cgroup.
+type kernelSource interface {
+	source
+	load() error
+	// takeStale returns the removed cgroups exported since the last call.
+	takeStale() []uint64
+	deleteCgroups(ids []uint64) error
 }
 
 func (s *metricsScraper) start(context.Context, component.Host) error {
@@ -60,6 +74,19 @@ func (s *metricsScraper) start(context.Context, component.Host) error {
 	if c.http != nil {
 		s.coll.sources = append(s.coll.sources, httpSource{p: c.http, mb: s.mb, removed: c.cgroups.IsRemoved})
 	}
+	if c.sched != nil {
+		s.kernel = append(s.kernel, newSchedSource(c.sched, s.mb, start, s.cfg.Sched, c.cgroups.IsRemoved))
+	}
+	if c.proc != nil {
+		s.kernel = append(s.kernel, &processSource{tracer: c.proc, logs: c.procLogs, mb: s.mb,
+			capacity: int64(s.cfg.Process.MaxSeries), removed: c.cgroups.IsRemoved})
+	}
+	if c.disk != nil {
+		s.kernel = append(s.kernel, newDiskSource(c.disk, s.mb, start, s.cfg.Disk, c.cgroups.IsRemoved))
+	}
+	for _, k := range s.kernel {
+		s.coll.sources = append(s.coll.sources, k)
+	}
 	return nil
 }
 
@@ -70,6 +97,11 @@ func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
 		}
 		s.warnLost()
 		s.tcp.load(&s.snap)
+	}
+	for _, k := range s.kernel {
+		if err := k.load(); err != nil {
+			return pmetric.NewMetrics(), err
+		}
 	}
 	out, err := s.coll.collect(pcommon.NewTimestampFromTime(time.Now()), func(now pcommon.Timestamp) {
 		s.recordCapabilities(now)
@@ -82,6 +114,11 @@ func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	if s.tcp != nil {
 		if err := s.core.tcp.DeleteFlows(s.tcp.takeStale()); err != nil {
 			s.set.Logger.Warn("cannot drop the flows of removed cgroups", zap.Error(err))
+		}
+	}
+	for _, k := range s.kernel {
+		if err := k.deleteCgroups(k.takeStale()); err != nil {
+			s.set.Logger.Warn("cannot drop the data of removed cgroups", zap.Error(err))
 		}
 	}
 	return out, nil
@@ -198,6 +235,62 @@ func (r *tracesReceiver) Shutdown(context.Context) error {
 	}
 	if r.core.http != nil {
 		r.core.http.spans.setConsumer(nil)
+	}
+	r.core = nil
+	return releaseCore(r.cfg)
+}
+
+func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
+	obs, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
+		ReceiverID:             set.ID,
+		Transport:              "ebpf",
+		ReceiverCreateSettings: set,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &logsReceiver{cfg: cfg.(*Config), set: set, next: next, obs: obs}, nil
+}
+
+// logsReceiver exports the log records of deaths by signal and OOM kills.
+type logsReceiver struct {
+	cfg  *Config
+	set  receiver.Settings
+	next consumer.Logs
+	obs  *receiverhelper.ObsReport
+	core *core
+}
+
+func (r *logsReceiver) Start(context.Context, component.Host) error {
+	c, err := acquireCore(r.cfg, r.set.Logger)
+	if err != nil {
+		return err
+	}
+	r.core = c
+	if c.procLogs == nil {
+		r.set.Logger.Warn("no logs: process exits are disabled; see the capability log lines")
+		return nil
+	}
+	next, err := consumer.NewLogs(func(ctx context.Context, ld plog.Logs) error {
+		ctx = r.obs.StartLogsOp(ctx)
+		err := r.next.ConsumeLogs(ctx, ld)
+		r.obs.EndLogsOp(ctx, metadata.Type.String(), ld.LogRecordCount(), err)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	lbc := metadata.LogsBuilderConfig{Events: r.cfg.Events, ResourceAttributes: r.cfg.ResourceAttributes}
+	c.procLogs.setConsumer(next, lbc, r.set)
+	return nil
+}
+
+func (r *logsReceiver) Shutdown(context.Context) error {
+	if r.core == nil {
+		return nil
+	}
+	if r.core.procLogs != nil {
+		r.core.procLogs.setConsumer(nil, metadata.LogsBuilderConfig{}, r.set)
 	}
 	r.core = nil
 	return releaseCore(r.cfg)

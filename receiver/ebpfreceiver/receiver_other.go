@@ -20,3 +20,7 @@ func createMetrics(context.Context, receiver.Settings, component.Config, consume
 func createTraces(context.Context, receiver.Settings, component.Config, consumer.Traces) (receiver.Traces, error) {
 	return nil, errNotLinux
 }
+
+func createLogs(context.Context, receiver.Settings, component.Config, consumer.Logs) (receiver.Logs, error) {
+	return nil, errNotLinux
+}

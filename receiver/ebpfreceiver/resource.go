@@ -74,9 +74,9 @@ func (r resources) setNode(rb *metadata.ResourceBuilder) {
 func omitUnset(md pmetric.Metrics) {
 	unset := func(k string, v pcommon.Value) bool {
 		switch k {
-		case "network.peer.address", "ebpf.capability.reason":
+		case "network.peer.address", "ebpf.capability.reason", "system.device", "process.exit.signal":
 			return v.Str() == ""
-		case "network.peer.port", "network.local.port":
+		case "network.peer.port", "network.local.port", "process.exit.code":
 			return v.Int() == 0
 		case "otel.metric.overflow":
 			return !v.Bool()

@@ -249,12 +249,7 @@ func (b *tcpBuilder) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestam
 	for i := range b.rtt {
 		s := &b.rtt[i]
 		dp := dps.AppendEmpty()
-		dp.SetStartTimestamp(b.start)
-		dp.SetTimestamp(now)
-		dp.SetCount(s.stats.RttCount)
-		dp.SetSum(float64(s.stats.RttSumUs) / 1e6)
-		dp.ExplicitBounds().FromRaw(pow2MicrosecondBounds)
-		dp.BucketCounts().FromRaw(s.stats.RttBuckets[:])
+		setPow2Histogram(dp, b.start, now, s.stats.RttCount, s.stats.RttSumUs*1000, s.stats.RttBuckets[:])
 		attrs := dp.Attributes()
 		attrs.PutStr("tcp.connection.direction", directions[s.direction].String())
 		if s.peer != "" {

@@ -5,6 +5,7 @@ package ebpfreceiver
 import (
 	"iter"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -180,6 +181,9 @@ func buildTCP(b *tcpBuilder, snap *tcpconn.Snapshot, now pcommon.Timestamp) pmet
 
 func compareGolden(t *testing.T, path string, got pmetric.Metrics) {
 	t.Helper()
+	if os.Getenv("WRITE_GOLDEN") != "" {
+		golden.WriteMetrics(t, path, got)
+	}
 	want, err := golden.ReadMetrics(path)
 	require.NoError(t, err)
 	require.NoError(t, pmetrictest.CompareMetrics(want, got,

@@ -9,6 +9,106 @@ import (
 	"go.opentelemetry.io/collector/filter"
 )
 
+// DiskIoMetricAttributeKey specifies the key of an attribute for the disk.io metric.
+type DiskIoMetricAttributeKey string
+
+const (
+	DiskIoMetricAttributeKeySystemDevice       DiskIoMetricAttributeKey = "system.device"
+	DiskIoMetricAttributeKeyDiskIoDirection    DiskIoMetricAttributeKey = "disk.io.direction"
+	DiskIoMetricAttributeKeyOtelMetricOverflow DiskIoMetricAttributeKey = "otel.metric.overflow"
+)
+
+// DiskIoMetricConfig provides config for the disk.io metric.
+type DiskIoMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                     `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []DiskIoMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *DiskIoMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *DiskIoMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow:
+		default:
+			return fmt.Errorf("metric disk.io doesn't have an attribute %v, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// DiskOperationsMetricAttributeKey specifies the key of an attribute for the disk.operations metric.
+type DiskOperationsMetricAttributeKey string
+
+const (
+	DiskOperationsMetricAttributeKeySystemDevice       DiskOperationsMetricAttributeKey = "system.device"
+	DiskOperationsMetricAttributeKeyDiskIoDirection    DiskOperationsMetricAttributeKey = "disk.io.direction"
+	DiskOperationsMetricAttributeKeyOtelMetricOverflow DiskOperationsMetricAttributeKey = "otel.metric.overflow"
+)
+
+// DiskOperationsMetricConfig provides config for the disk.operations metric.
+type DiskOperationsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                             `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []DiskOperationsMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *DiskOperationsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *DiskOperationsMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case DiskOperationsMetricAttributeKeySystemDevice, DiskOperationsMetricAttributeKeyDiskIoDirection, DiskOperationsMetricAttributeKeyOtelMetricOverflow:
+		default:
+			return fmt.Errorf("metric disk.operations doesn't have an attribute %v, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfCapabilityEnabledMetricAttributeKey specifies the key of an attribute for the ebpf.capability.enabled metric.
 type EbpfCapabilityEnabledMetricAttributeKey string
 
@@ -95,6 +195,54 @@ func (ms *EbpfCgroupsCachedMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	}
 
 	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// EbpfDiskLostMetricAttributeKey specifies the key of an attribute for the ebpf.disk.lost metric.
+type EbpfDiskLostMetricAttributeKey string
+
+const (
+	EbpfDiskLostMetricAttributeKeyEbpfLostReason EbpfDiskLostMetricAttributeKey = "ebpf.lost.reason"
+)
+
+// EbpfDiskLostMetricConfig provides config for the ebpf.disk.lost metric.
+type EbpfDiskLostMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                           `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfDiskLostMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfDiskLostMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfDiskLostMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfDiskLostMetricAttributeKeyEbpfLostReason:
+		default:
+			return fmt.Errorf("metric ebpf.disk.lost doesn't have an attribute %v, valid attributes: [ebpf.lost.reason]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
 	return nil
 }
 
@@ -262,6 +410,74 @@ func (ms *EbpfMapEntriesMetricConfig) Validate() error {
 	return nil
 }
 
+// EbpfProcessEventsMetricConfig provides config for the ebpf.process.events metric.
+type EbpfProcessEventsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *EbpfProcessEventsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// EbpfProcessLostMetricAttributeKey specifies the key of an attribute for the ebpf.process.lost metric.
+type EbpfProcessLostMetricAttributeKey string
+
+const (
+	EbpfProcessLostMetricAttributeKeyEbpfLostReason EbpfProcessLostMetricAttributeKey = "ebpf.lost.reason"
+)
+
+// EbpfProcessLostMetricConfig provides config for the ebpf.process.lost metric.
+type EbpfProcessLostMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                              `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfProcessLostMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfProcessLostMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfProcessLostMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfProcessLostMetricAttributeKeyEbpfLostReason:
+		default:
+			return fmt.Errorf("metric ebpf.process.lost doesn't have an attribute %v, valid attributes: [ebpf.lost.reason]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfProgramRunTimeMetricAttributeKey specifies the key of an attribute for the ebpf.program.run_time metric.
 type EbpfProgramRunTimeMetricAttributeKey string
 
@@ -358,6 +574,54 @@ func (ms *EbpfProgramRunsMetricConfig) Validate() error {
 	return nil
 }
 
+// EbpfSchedLostMetricAttributeKey specifies the key of an attribute for the ebpf.sched.lost metric.
+type EbpfSchedLostMetricAttributeKey string
+
+const (
+	EbpfSchedLostMetricAttributeKeyEbpfLostReason EbpfSchedLostMetricAttributeKey = "ebpf.lost.reason"
+)
+
+// EbpfSchedLostMetricConfig provides config for the ebpf.sched.lost metric.
+type EbpfSchedLostMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                            `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfSchedLostMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfSchedLostMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfSchedLostMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfSchedLostMetricAttributeKeyEbpfLostReason:
+		default:
+			return fmt.Errorf("metric ebpf.sched.lost doesn't have an attribute %v, valid attributes: [ebpf.lost.reason]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfTCPLostMetricAttributeKey specifies the key of an attribute for the ebpf.tcp.lost metric.
 type EbpfTCPLostMetricAttributeKey string
 
@@ -423,6 +687,200 @@ func (ms *HTTPServerRoutesFoldedMetricConfig) Unmarshal(parser *confmap.Conf) er
 	}
 
 	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// ProcessExitsMetricAttributeKey specifies the key of an attribute for the process.exits metric.
+type ProcessExitsMetricAttributeKey string
+
+const (
+	ProcessExitsMetricAttributeKeyProcessExitCode    ProcessExitsMetricAttributeKey = "process.exit.code"
+	ProcessExitsMetricAttributeKeyProcessExitSignal  ProcessExitsMetricAttributeKey = "process.exit.signal"
+	ProcessExitsMetricAttributeKeyOtelMetricOverflow ProcessExitsMetricAttributeKey = "otel.metric.overflow"
+)
+
+// ProcessExitsMetricConfig provides config for the process.exits metric.
+type ProcessExitsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                           `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []ProcessExitsMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *ProcessExitsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *ProcessExitsMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case ProcessExitsMetricAttributeKeyProcessExitCode, ProcessExitsMetricAttributeKeyProcessExitSignal, ProcessExitsMetricAttributeKeyOtelMetricOverflow:
+		default:
+			return fmt.Errorf("metric process.exits doesn't have an attribute %v, valid attributes: [process.exit.code, process.exit.signal, otel.metric.overflow]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// ProcessOomKillsMetricAttributeKey specifies the key of an attribute for the process.oom_kills metric.
+type ProcessOomKillsMetricAttributeKey string
+
+const (
+	ProcessOomKillsMetricAttributeKeyOtelMetricOverflow ProcessOomKillsMetricAttributeKey = "otel.metric.overflow"
+)
+
+// ProcessOomKillsMetricConfig provides config for the process.oom_kills metric.
+type ProcessOomKillsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                              `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []ProcessOomKillsMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *ProcessOomKillsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *ProcessOomKillsMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case ProcessOomKillsMetricAttributeKeyOtelMetricOverflow:
+		default:
+			return fmt.Errorf("metric process.oom_kills doesn't have an attribute %v, valid attributes: [otel.metric.overflow]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// SchedCPUTimeMetricAttributeKey specifies the key of an attribute for the sched.cpu.time metric.
+type SchedCPUTimeMetricAttributeKey string
+
+const (
+	SchedCPUTimeMetricAttributeKeyOtelMetricOverflow SchedCPUTimeMetricAttributeKey = "otel.metric.overflow"
+)
+
+// SchedCPUTimeMetricConfig provides config for the sched.cpu.time metric.
+type SchedCPUTimeMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                           `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []SchedCPUTimeMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *SchedCPUTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *SchedCPUTimeMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case SchedCPUTimeMetricAttributeKeyOtelMetricOverflow:
+		default:
+			return fmt.Errorf("metric sched.cpu.time doesn't have an attribute %v, valid attributes: [otel.metric.overflow]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// SchedSwitchesInvoluntaryMetricAttributeKey specifies the key of an attribute for the sched.switches.involuntary metric.
+type SchedSwitchesInvoluntaryMetricAttributeKey string
+
+const (
+	SchedSwitchesInvoluntaryMetricAttributeKeyOtelMetricOverflow SchedSwitchesInvoluntaryMetricAttributeKey = "otel.metric.overflow"
+)
+
+// SchedSwitchesInvoluntaryMetricConfig provides config for the sched.switches.involuntary metric.
+type SchedSwitchesInvoluntaryMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                                       `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []SchedSwitchesInvoluntaryMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *SchedSwitchesInvoluntaryMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *SchedSwitchesInvoluntaryMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case SchedSwitchesInvoluntaryMetricAttributeKeyOtelMetricOverflow:
+		default:
+			return fmt.Errorf("metric sched.switches.involuntary doesn't have an attribute %v, valid attributes: [otel.metric.overflow]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
 	return nil
 }
 
@@ -739,17 +1197,27 @@ func (ms *TCPConnectionRetransmitsMetricConfig) Validate() error {
 
 // MetricsConfig provides config for ebpf metrics.
 type MetricsConfig struct {
+	DiskIo                   DiskIoMetricConfig                   `mapstructure:"disk.io"`
+	DiskOperations           DiskOperationsMetricConfig           `mapstructure:"disk.operations"`
 	EbpfCapabilityEnabled    EbpfCapabilityEnabledMetricConfig    `mapstructure:"ebpf.capability.enabled"`
 	EbpfCgroupEventsLost     EbpfCgroupEventsLostMetricConfig     `mapstructure:"ebpf.cgroup.events.lost"`
 	EbpfCgroupsCached        EbpfCgroupsCachedMetricConfig        `mapstructure:"ebpf.cgroups.cached"`
+	EbpfDiskLost             EbpfDiskLostMetricConfig             `mapstructure:"ebpf.disk.lost"`
 	EbpfHTTPEvents           EbpfHTTPEventsMetricConfig           `mapstructure:"ebpf.http.events"`
 	EbpfHTTPLost             EbpfHTTPLostMetricConfig             `mapstructure:"ebpf.http.lost"`
 	EbpfMapCapacity          EbpfMapCapacityMetricConfig          `mapstructure:"ebpf.map.capacity"`
 	EbpfMapEntries           EbpfMapEntriesMetricConfig           `mapstructure:"ebpf.map.entries"`
+	EbpfProcessEvents        EbpfProcessEventsMetricConfig        `mapstructure:"ebpf.process.events"`
+	EbpfProcessLost          EbpfProcessLostMetricConfig          `mapstructure:"ebpf.process.lost"`
 	EbpfProgramRunTime       EbpfProgramRunTimeMetricConfig       `mapstructure:"ebpf.program.run_time"`
 	EbpfProgramRuns          EbpfProgramRunsMetricConfig          `mapstructure:"ebpf.program.runs"`
+	EbpfSchedLost            EbpfSchedLostMetricConfig            `mapstructure:"ebpf.sched.lost"`
 	EbpfTCPLost              EbpfTCPLostMetricConfig              `mapstructure:"ebpf.tcp.lost"`
 	HTTPServerRoutesFolded   HTTPServerRoutesFoldedMetricConfig   `mapstructure:"http.server.routes.folded"`
+	ProcessExits             ProcessExitsMetricConfig             `mapstructure:"process.exits"`
+	ProcessOomKills          ProcessOomKillsMetricConfig          `mapstructure:"process.oom_kills"`
+	SchedCPUTime             SchedCPUTimeMetricConfig             `mapstructure:"sched.cpu.time"`
+	SchedSwitchesInvoluntary SchedSwitchesInvoluntaryMetricConfig `mapstructure:"sched.switches.involuntary"`
 	TCPConnectionActive      TCPConnectionActiveMetricConfig      `mapstructure:"tcp.connection.active"`
 	TCPConnectionIo          TCPConnectionIoMetricConfig          `mapstructure:"tcp.connection.io"`
 	TCPConnectionOpened      TCPConnectionOpenedMetricConfig      `mapstructure:"tcp.connection.opened"`
@@ -760,6 +1228,16 @@ type MetricsConfig struct {
 
 func DefaultMetricsConfig() MetricsConfig {
 	return MetricsConfig{
+		DiskIo: DiskIoMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []DiskIoMetricAttributeKey{DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow},
+		},
+		DiskOperations: DiskOperationsMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []DiskOperationsMetricAttributeKey{DiskOperationsMetricAttributeKeySystemDevice, DiskOperationsMetricAttributeKeyDiskIoDirection, DiskOperationsMetricAttributeKeyOtelMetricOverflow},
+		},
 		EbpfCapabilityEnabled: EbpfCapabilityEnabledMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategyAvg,
@@ -770,6 +1248,11 @@ func DefaultMetricsConfig() MetricsConfig {
 		},
 		EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
 			Enabled: true,
+		},
+		EbpfDiskLost: EbpfDiskLostMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfDiskLostMetricAttributeKey{EbpfDiskLostMetricAttributeKeyEbpfLostReason},
 		},
 		EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
 			Enabled: true,
@@ -789,6 +1272,14 @@ func DefaultMetricsConfig() MetricsConfig {
 			AggregationStrategy: AggregationStrategyAvg,
 			EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
 		},
+		EbpfProcessEvents: EbpfProcessEventsMetricConfig{
+			Enabled: true,
+		},
+		EbpfProcessLost: EbpfProcessLostMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfProcessLostMetricAttributeKey{EbpfProcessLostMetricAttributeKeyEbpfLostReason},
+		},
 		EbpfProgramRunTime: EbpfProgramRunTimeMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
@@ -799,6 +1290,11 @@ func DefaultMetricsConfig() MetricsConfig {
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []EbpfProgramRunsMetricAttributeKey{EbpfProgramRunsMetricAttributeKeyEbpfProgram},
 		},
+		EbpfSchedLost: EbpfSchedLostMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfSchedLostMetricAttributeKey{EbpfSchedLostMetricAttributeKeyEbpfLostReason},
+		},
 		EbpfTCPLost: EbpfTCPLostMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
@@ -806,6 +1302,26 @@ func DefaultMetricsConfig() MetricsConfig {
 		},
 		HTTPServerRoutesFolded: HTTPServerRoutesFoldedMetricConfig{
 			Enabled: true,
+		},
+		ProcessExits: ProcessExitsMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []ProcessExitsMetricAttributeKey{ProcessExitsMetricAttributeKeyProcessExitCode, ProcessExitsMetricAttributeKeyProcessExitSignal, ProcessExitsMetricAttributeKeyOtelMetricOverflow},
+		},
+		ProcessOomKills: ProcessOomKillsMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []ProcessOomKillsMetricAttributeKey{ProcessOomKillsMetricAttributeKeyOtelMetricOverflow},
+		},
+		SchedCPUTime: SchedCPUTimeMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []SchedCPUTimeMetricAttributeKey{SchedCPUTimeMetricAttributeKeyOtelMetricOverflow},
+		},
+		SchedSwitchesInvoluntary: SchedSwitchesInvoluntaryMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []SchedSwitchesInvoluntaryMetricAttributeKey{SchedSwitchesInvoluntaryMetricAttributeKeyOtelMetricOverflow},
 		},
 		TCPConnectionActive: TCPConnectionActiveMetricConfig{
 			Enabled:             true,
@@ -840,6 +1356,42 @@ func DefaultMetricsConfig() MetricsConfig {
 	}
 }
 
+// EventConfig provides common config for a particular event.
+type EventConfig struct {
+	Enabled bool `mapstructure:"enabled"`
+
+	enabledSetByUser bool
+}
+
+func (ec *EventConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+	err := parser.Unmarshal(ec)
+	if err != nil {
+		return err
+	}
+	ec.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// EventsConfig provides config for ebpf events.
+type EventsConfig struct {
+	ProcessOomKill     EventConfig `mapstructure:"process.oom_kill"`
+	ProcessSignalDeath EventConfig `mapstructure:"process.signal_death"`
+}
+
+func DefaultEventsConfig() EventsConfig {
+	return EventsConfig{
+		ProcessOomKill: EventConfig{
+			Enabled: true,
+		},
+		ProcessSignalDeath: EventConfig{
+			Enabled: true,
+		},
+	}
+}
+
 // ResourceAttributeConfig provides common config for a particular resource attribute.
 type ResourceAttributeConfig struct {
 	Enabled bool `mapstructure:"enabled"`
@@ -850,6 +1402,13 @@ type ResourceAttributeConfig struct {
 	// If the list is not empty, metrics with matching resource attribute values will not be emitted.
 	// MetricsInclude has higher priority than MetricsExclude.
 	MetricsExclude []filter.Config `mapstructure:"metrics_exclude"`
+	// Experimental: EventsInclude defines a list of filters for attribute values.
+	// If the list is not empty, only events with matching resource attribute values will be emitted.
+	EventsInclude []filter.Config `mapstructure:"events_include"`
+	// Experimental: EventsExclude defines a list of filters for attribute values.
+	// If the list is not empty, events with matching resource attribute values will not be emitted.
+	// EventsInclude has higher priority than EventsExclude.
+	EventsExclude []filter.Config `mapstructure:"events_exclude"`
 
 	enabledSetByUser bool
 }
@@ -919,4 +1478,17 @@ func NewDefaultMetricsBuilderConfig() MetricsBuilderConfig {
 // Deprecated: Use NewDefaultMetricsBuilderConfig.
 func DefaultMetricsBuilderConfig() MetricsBuilderConfig {
 	return NewDefaultMetricsBuilderConfig()
+}
+
+// LogsBuilderConfig is a configuration for ebpf logs builder.
+type LogsBuilderConfig struct {
+	Events             EventsConfig             `mapstructure:"events"`
+	ResourceAttributes ResourceAttributesConfig `mapstructure:"resource_attributes"`
+}
+
+func DefaultLogsBuilderConfig() LogsBuilderConfig {
+	return LogsBuilderConfig{
+		Events:             DefaultEventsConfig(),
+		ResourceAttributes: DefaultResourceAttributesConfig(),
+	}
 }

@@ -26,6 +26,16 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "all_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
+					DiskIo: DiskIoMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []DiskIoMetricAttributeKey{DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow},
+					},
+					DiskOperations: DiskOperationsMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []DiskOperationsMetricAttributeKey{DiskOperationsMetricAttributeKeySystemDevice, DiskOperationsMetricAttributeKeyDiskIoDirection, DiskOperationsMetricAttributeKeyOtelMetricOverflow},
+					},
 					EbpfCapabilityEnabled: EbpfCapabilityEnabledMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategyAvg,
@@ -36,6 +46,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					},
 					EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
 						Enabled: true,
+					},
+					EbpfDiskLost: EbpfDiskLostMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfDiskLostMetricAttributeKey{EbpfDiskLostMetricAttributeKeyEbpfLostReason},
 					},
 					EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
 						Enabled: true,
@@ -55,6 +70,14 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
 					},
+					EbpfProcessEvents: EbpfProcessEventsMetricConfig{
+						Enabled: true,
+					},
+					EbpfProcessLost: EbpfProcessLostMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfProcessLostMetricAttributeKey{EbpfProcessLostMetricAttributeKeyEbpfLostReason},
+					},
 					EbpfProgramRunTime: EbpfProgramRunTimeMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
@@ -65,6 +88,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfProgramRunsMetricAttributeKey{EbpfProgramRunsMetricAttributeKeyEbpfProgram},
 					},
+					EbpfSchedLost: EbpfSchedLostMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfSchedLostMetricAttributeKey{EbpfSchedLostMetricAttributeKeyEbpfLostReason},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
@@ -72,6 +100,26 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					},
 					HTTPServerRoutesFolded: HTTPServerRoutesFoldedMetricConfig{
 						Enabled: true,
+					},
+					ProcessExits: ProcessExitsMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ProcessExitsMetricAttributeKey{ProcessExitsMetricAttributeKeyProcessExitCode, ProcessExitsMetricAttributeKeyProcessExitSignal, ProcessExitsMetricAttributeKeyOtelMetricOverflow},
+					},
+					ProcessOomKills: ProcessOomKillsMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ProcessOomKillsMetricAttributeKey{ProcessOomKillsMetricAttributeKeyOtelMetricOverflow},
+					},
+					SchedCPUTime: SchedCPUTimeMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []SchedCPUTimeMetricAttributeKey{SchedCPUTimeMetricAttributeKeyOtelMetricOverflow},
+					},
+					SchedSwitchesInvoluntary: SchedSwitchesInvoluntaryMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []SchedSwitchesInvoluntaryMetricAttributeKey{SchedSwitchesInvoluntaryMetricAttributeKeyOtelMetricOverflow},
 					},
 					TCPConnectionActive: TCPConnectionActiveMetricConfig{
 						Enabled:             true,
@@ -119,6 +167,16 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "none_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
+					DiskIo: DiskIoMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []DiskIoMetricAttributeKey{DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow},
+					},
+					DiskOperations: DiskOperationsMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []DiskOperationsMetricAttributeKey{DiskOperationsMetricAttributeKeySystemDevice, DiskOperationsMetricAttributeKeyDiskIoDirection, DiskOperationsMetricAttributeKeyOtelMetricOverflow},
+					},
 					EbpfCapabilityEnabled: EbpfCapabilityEnabledMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategyAvg,
@@ -129,6 +187,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					},
 					EbpfCgroupsCached: EbpfCgroupsCachedMetricConfig{
 						Enabled: false,
+					},
+					EbpfDiskLost: EbpfDiskLostMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfDiskLostMetricAttributeKey{EbpfDiskLostMetricAttributeKeyEbpfLostReason},
 					},
 					EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
 						Enabled: false,
@@ -148,6 +211,14 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
 					},
+					EbpfProcessEvents: EbpfProcessEventsMetricConfig{
+						Enabled: false,
+					},
+					EbpfProcessLost: EbpfProcessLostMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfProcessLostMetricAttributeKey{EbpfProcessLostMetricAttributeKeyEbpfLostReason},
+					},
 					EbpfProgramRunTime: EbpfProgramRunTimeMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
@@ -158,6 +229,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfProgramRunsMetricAttributeKey{EbpfProgramRunsMetricAttributeKeyEbpfProgram},
 					},
+					EbpfSchedLost: EbpfSchedLostMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfSchedLostMetricAttributeKey{EbpfSchedLostMetricAttributeKeyEbpfLostReason},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
@@ -165,6 +241,26 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					},
 					HTTPServerRoutesFolded: HTTPServerRoutesFoldedMetricConfig{
 						Enabled: false,
+					},
+					ProcessExits: ProcessExitsMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ProcessExitsMetricAttributeKey{ProcessExitsMetricAttributeKeyProcessExitCode, ProcessExitsMetricAttributeKeyProcessExitSignal, ProcessExitsMetricAttributeKeyOtelMetricOverflow},
+					},
+					ProcessOomKills: ProcessOomKillsMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ProcessOomKillsMetricAttributeKey{ProcessOomKillsMetricAttributeKeyOtelMetricOverflow},
+					},
+					SchedCPUTime: SchedCPUTimeMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []SchedCPUTimeMetricAttributeKey{SchedCPUTimeMetricAttributeKeyOtelMetricOverflow},
+					},
+					SchedSwitchesInvoluntary: SchedSwitchesInvoluntaryMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []SchedSwitchesInvoluntaryMetricAttributeKey{SchedSwitchesInvoluntaryMetricAttributeKeyOtelMetricOverflow},
 					},
 					TCPConnectionActive: TCPConnectionActiveMetricConfig{
 						Enabled:             false,
@@ -212,11 +308,35 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(DiskIoMetricConfig{}, DiskOperationsMetricConfig{}, EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfDiskLostMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfProcessEventsMetricConfig{}, EbpfProcessLostMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfSchedLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, ProcessExitsMetricConfig{}, ProcessOomKillsMetricConfig{}, SchedCPUTimeMetricConfig{}, SchedSwitchesInvoluntaryMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
 }
+func TestDiskIoMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().DiskIo
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []DiskIoMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric disk.io doesn't have an attribute invalid, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]")
+
+	cfg = DefaultMetricsConfig().DiskIo
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestDiskOperationsMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().DiskOperations
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []DiskOperationsMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric disk.operations doesn't have an attribute invalid, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]")
+
+	cfg = DefaultMetricsConfig().DiskOperations
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
 func TestEbpfCapabilityEnabledMetricsConfig_Validate(t *testing.T) {
 	cfg := DefaultMetricsConfig().EbpfCapabilityEnabled
 	require.NoError(t, cfg.Validate())
@@ -225,6 +345,18 @@ func TestEbpfCapabilityEnabledMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.capability.enabled doesn't have an attribute invalid, valid attributes: [ebpf.capability, ebpf.capability.reason]")
 
 	cfg = DefaultMetricsConfig().EbpfCapabilityEnabled
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfDiskLostMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfDiskLost
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfDiskLostMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.disk.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
+
+	cfg = DefaultMetricsConfig().EbpfDiskLost
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
@@ -265,6 +397,18 @@ func TestEbpfMapEntriesMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
 
+func TestEbpfProcessLostMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfProcessLost
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfProcessLostMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.process.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
+
+	cfg = DefaultMetricsConfig().EbpfProcessLost
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
 func TestEbpfProgramRunTimeMetricsConfig_Validate(t *testing.T) {
 	cfg := DefaultMetricsConfig().EbpfProgramRunTime
 	require.NoError(t, cfg.Validate())
@@ -289,6 +433,18 @@ func TestEbpfProgramRunsMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
 
+func TestEbpfSchedLostMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfSchedLost
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfSchedLostMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.sched.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
+
+	cfg = DefaultMetricsConfig().EbpfSchedLost
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
 func TestEbpfTCPLostMetricsConfig_Validate(t *testing.T) {
 	cfg := DefaultMetricsConfig().EbpfTCPLost
 	require.NoError(t, cfg.Validate())
@@ -297,6 +453,54 @@ func TestEbpfTCPLostMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.tcp.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
 
 	cfg = DefaultMetricsConfig().EbpfTCPLost
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestProcessExitsMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().ProcessExits
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []ProcessExitsMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric process.exits doesn't have an attribute invalid, valid attributes: [process.exit.code, process.exit.signal, otel.metric.overflow]")
+
+	cfg = DefaultMetricsConfig().ProcessExits
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestProcessOomKillsMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().ProcessOomKills
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []ProcessOomKillsMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric process.oom_kills doesn't have an attribute invalid, valid attributes: [otel.metric.overflow]")
+
+	cfg = DefaultMetricsConfig().ProcessOomKills
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestSchedCPUTimeMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().SchedCPUTime
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []SchedCPUTimeMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric sched.cpu.time doesn't have an attribute invalid, valid attributes: [otel.metric.overflow]")
+
+	cfg = DefaultMetricsConfig().SchedCPUTime
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestSchedSwitchesInvoluntaryMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().SchedSwitchesInvoluntary
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []SchedSwitchesInvoluntaryMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric sched.switches.involuntary doesn't have an attribute invalid, valid attributes: [otel.metric.overflow]")
+
+	cfg = DefaultMetricsConfig().SchedSwitchesInvoluntary
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
@@ -379,6 +583,16 @@ func loadMetricsBuilderConfig(t *testing.T, name string) MetricsBuilderConfig {
 	sub, err := cm.Sub(name)
 	require.NoError(t, err)
 	cfg := NewDefaultMetricsBuilderConfig()
+	require.NoError(t, sub.Unmarshal(&cfg, confmap.WithIgnoreUnused()))
+	return cfg
+}
+
+func loadLogsBuilderConfig(t *testing.T, name string) LogsBuilderConfig {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	sub, err := cm.Sub(name)
+	require.NoError(t, err)
+	cfg := DefaultLogsBuilderConfig()
 	require.NoError(t, sub.Unmarshal(&cfg, confmap.WithIgnoreUnused()))
 	return cfg
 }

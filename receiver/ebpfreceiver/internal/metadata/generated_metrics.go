@@ -19,6 +19,32 @@ const (
 	AggregationStrategyMax = "max"
 )
 
+// AttributeDiskIoDirection specifies the value disk.io.direction attribute.
+type AttributeDiskIoDirection int
+
+const (
+	_ AttributeDiskIoDirection = iota
+	AttributeDiskIoDirectionRead
+	AttributeDiskIoDirectionWrite
+)
+
+// String returns the string representation of the AttributeDiskIoDirection.
+func (av AttributeDiskIoDirection) String() string {
+	switch av {
+	case AttributeDiskIoDirectionRead:
+		return "read"
+	case AttributeDiskIoDirectionWrite:
+		return "write"
+	}
+	return ""
+}
+
+// MapAttributeDiskIoDirection is a helper map of string to AttributeDiskIoDirection attribute value.
+var MapAttributeDiskIoDirection = map[string]AttributeDiskIoDirection{
+	"read":  AttributeDiskIoDirectionRead,
+	"write": AttributeDiskIoDirectionWrite,
+}
+
 // AttributeEbpfLostReason specifies the value ebpf.lost.reason attribute.
 type AttributeEbpfLostReason int
 
@@ -31,6 +57,11 @@ const (
 	AttributeEbpfLostReasonRequestsDropped
 	AttributeEbpfLostReasonConnectionTableFull
 	AttributeEbpfLostReasonSpanQueueFull
+	AttributeEbpfLostReasonCgroupsMapFull
+	AttributeEbpfLostReasonSeriesMapFull
+	AttributeEbpfLostReasonInflightMapFull
+	AttributeEbpfLostReasonRateLimited
+	AttributeEbpfLostReasonLogsRefused
 )
 
 // String returns the string representation of the AttributeEbpfLostReason.
@@ -50,6 +81,16 @@ func (av AttributeEbpfLostReason) String() string {
 		return "connection_table_full"
 	case AttributeEbpfLostReasonSpanQueueFull:
 		return "span_queue_full"
+	case AttributeEbpfLostReasonCgroupsMapFull:
+		return "cgroups_map_full"
+	case AttributeEbpfLostReasonSeriesMapFull:
+		return "series_map_full"
+	case AttributeEbpfLostReasonInflightMapFull:
+		return "inflight_map_full"
+	case AttributeEbpfLostReasonRateLimited:
+		return "rate_limited"
+	case AttributeEbpfLostReasonLogsRefused:
+		return "logs_refused"
 	}
 	return ""
 }
@@ -63,6 +104,11 @@ var MapAttributeEbpfLostReason = map[string]AttributeEbpfLostReason{
 	"requests_dropped":      AttributeEbpfLostReasonRequestsDropped,
 	"connection_table_full": AttributeEbpfLostReasonConnectionTableFull,
 	"span_queue_full":       AttributeEbpfLostReasonSpanQueueFull,
+	"cgroups_map_full":      AttributeEbpfLostReasonCgroupsMapFull,
+	"series_map_full":       AttributeEbpfLostReasonSeriesMapFull,
+	"inflight_map_full":     AttributeEbpfLostReasonInflightMapFull,
+	"rate_limited":          AttributeEbpfLostReasonRateLimited,
+	"logs_refused":          AttributeEbpfLostReasonLogsRefused,
 }
 
 // AttributeEbpfMap specifies the value ebpf.map attribute.
@@ -72,6 +118,11 @@ const (
 	_ AttributeEbpfMap = iota
 	AttributeEbpfMapTCPConnections
 	AttributeEbpfMapTCPFlows
+	AttributeEbpfMapSchedCgroups
+	AttributeEbpfMapProcessExits
+	AttributeEbpfMapProcessOomKills
+	AttributeEbpfMapDiskSeries
+	AttributeEbpfMapDiskInflight
 )
 
 // String returns the string representation of the AttributeEbpfMap.
@@ -81,14 +132,29 @@ func (av AttributeEbpfMap) String() string {
 		return "tcp_connections"
 	case AttributeEbpfMapTCPFlows:
 		return "tcp_flows"
+	case AttributeEbpfMapSchedCgroups:
+		return "sched_cgroups"
+	case AttributeEbpfMapProcessExits:
+		return "process_exits"
+	case AttributeEbpfMapProcessOomKills:
+		return "process_oom_kills"
+	case AttributeEbpfMapDiskSeries:
+		return "disk_series"
+	case AttributeEbpfMapDiskInflight:
+		return "disk_inflight"
 	}
 	return ""
 }
 
 // MapAttributeEbpfMap is a helper map of string to AttributeEbpfMap attribute value.
 var MapAttributeEbpfMap = map[string]AttributeEbpfMap{
-	"tcp_connections": AttributeEbpfMapTCPConnections,
-	"tcp_flows":       AttributeEbpfMapTCPFlows,
+	"tcp_connections":   AttributeEbpfMapTCPConnections,
+	"tcp_flows":         AttributeEbpfMapTCPFlows,
+	"sched_cgroups":     AttributeEbpfMapSchedCgroups,
+	"process_exits":     AttributeEbpfMapProcessExits,
+	"process_oom_kills": AttributeEbpfMapProcessOomKills,
+	"disk_series":       AttributeEbpfMapDiskSeries,
+	"disk_inflight":     AttributeEbpfMapDiskInflight,
 }
 
 // AttributeNetworkIoDirection specifies the value network.io.direction attribute.
@@ -186,6 +252,14 @@ var MapAttributeTCPConnectionOutcome = map[string]AttributeTCPConnectionOutcome{
 }
 
 var MetricsInfo = metricsInfo{
+	DiskIo: metricInfo{
+		Name:       "disk.io",
+		Attributes: []string{"system.device", "disk.io.direction", "otel.metric.overflow"},
+	},
+	DiskOperations: metricInfo{
+		Name:       "disk.operations",
+		Attributes: []string{"system.device", "disk.io.direction", "otel.metric.overflow"},
+	},
 	EbpfCapabilityEnabled: metricInfo{
 		Name:       "ebpf.capability.enabled",
 		Attributes: []string{"ebpf.capability", "ebpf.capability.reason"},
@@ -195,6 +269,10 @@ var MetricsInfo = metricsInfo{
 	},
 	EbpfCgroupsCached: metricInfo{
 		Name: "ebpf.cgroups.cached",
+	},
+	EbpfDiskLost: metricInfo{
+		Name:       "ebpf.disk.lost",
+		Attributes: []string{"ebpf.lost.reason"},
 	},
 	EbpfHTTPEvents: metricInfo{
 		Name: "ebpf.http.events",
@@ -211,6 +289,13 @@ var MetricsInfo = metricsInfo{
 		Name:       "ebpf.map.entries",
 		Attributes: []string{"ebpf.map"},
 	},
+	EbpfProcessEvents: metricInfo{
+		Name: "ebpf.process.events",
+	},
+	EbpfProcessLost: metricInfo{
+		Name:       "ebpf.process.lost",
+		Attributes: []string{"ebpf.lost.reason"},
+	},
 	EbpfProgramRunTime: metricInfo{
 		Name:       "ebpf.program.run_time",
 		Attributes: []string{"ebpf.program"},
@@ -219,12 +304,32 @@ var MetricsInfo = metricsInfo{
 		Name:       "ebpf.program.runs",
 		Attributes: []string{"ebpf.program"},
 	},
+	EbpfSchedLost: metricInfo{
+		Name:       "ebpf.sched.lost",
+		Attributes: []string{"ebpf.lost.reason"},
+	},
 	EbpfTCPLost: metricInfo{
 		Name:       "ebpf.tcp.lost",
 		Attributes: []string{"ebpf.lost.reason"},
 	},
 	HTTPServerRoutesFolded: metricInfo{
 		Name: "http.server.routes.folded",
+	},
+	ProcessExits: metricInfo{
+		Name:       "process.exits",
+		Attributes: []string{"process.exit.code", "process.exit.signal", "otel.metric.overflow"},
+	},
+	ProcessOomKills: metricInfo{
+		Name:       "process.oom_kills",
+		Attributes: []string{"otel.metric.overflow"},
+	},
+	SchedCPUTime: metricInfo{
+		Name:       "sched.cpu.time",
+		Attributes: []string{"otel.metric.overflow"},
+	},
+	SchedSwitchesInvoluntary: metricInfo{
+		Name:       "sched.switches.involuntary",
+		Attributes: []string{"otel.metric.overflow"},
 	},
 	TCPConnectionActive: metricInfo{
 		Name:       "tcp.connection.active",
@@ -253,17 +358,27 @@ var MetricsInfo = metricsInfo{
 }
 
 type metricsInfo struct {
+	DiskIo                   metricInfo
+	DiskOperations           metricInfo
 	EbpfCapabilityEnabled    metricInfo
 	EbpfCgroupEventsLost     metricInfo
 	EbpfCgroupsCached        metricInfo
+	EbpfDiskLost             metricInfo
 	EbpfHTTPEvents           metricInfo
 	EbpfHTTPLost             metricInfo
 	EbpfMapCapacity          metricInfo
 	EbpfMapEntries           metricInfo
+	EbpfProcessEvents        metricInfo
+	EbpfProcessLost          metricInfo
 	EbpfProgramRunTime       metricInfo
 	EbpfProgramRuns          metricInfo
+	EbpfSchedLost            metricInfo
 	EbpfTCPLost              metricInfo
 	HTTPServerRoutesFolded   metricInfo
+	ProcessExits             metricInfo
+	ProcessOomKills          metricInfo
+	SchedCPUTime             metricInfo
+	SchedSwitchesInvoluntary metricInfo
 	TCPConnectionActive      metricInfo
 	TCPConnectionIo          metricInfo
 	TCPConnectionOpened      metricInfo
@@ -275,6 +390,200 @@ type metricsInfo struct {
 type metricInfo struct {
 	Name       string
 	Attributes []string
+}
+
+type metricDiskIo struct {
+	data          pmetric.Metric     // data buffer for generated metric.
+	config        DiskIoMetricConfig // metric config provided by user.
+	capacity      int                // max observed number of data points added to the metric.
+	aggDataPoints []int64            // slice containing number of aggregated datapoints at each index
+}
+
+// init fills disk.io metric with initial data.
+func (m *metricDiskIo) init() {
+	m.data.SetName("disk.io")
+	m.data.SetDescription("Bytes of block read and write requests completed, attributed to the cgroup of the task that issued each request, at issue time. Writeback of page cache is issued by kernel threads and counts on the node's Resource.")
+	m.data.SetUnit("By")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricDiskIo) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue string, otelMetricOverflowAttributeValue bool) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, DiskIoMetricAttributeKeySystemDevice) {
+		dp.Attributes().PutStr("system.device", systemDeviceAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, DiskIoMetricAttributeKeyDiskIoDirection) {
+		dp.Attributes().PutStr("disk.io.direction", diskIoDirectionAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, DiskIoMetricAttributeKeyOtelMetricOverflow) {
+		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricDiskIo) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricDiskIo) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricDiskIo(cfg DiskIoMetricConfig) metricDiskIo {
+	m := metricDiskIo{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricDiskOperations struct {
+	data          pmetric.Metric             // data buffer for generated metric.
+	config        DiskOperationsMetricConfig // metric config provided by user.
+	capacity      int                        // max observed number of data points added to the metric.
+	aggDataPoints []int64                    // slice containing number of aggregated datapoints at each index
+}
+
+// init fills disk.operations metric with initial data.
+func (m *metricDiskOperations) init() {
+	m.data.SetName("disk.operations")
+	m.data.SetDescription("Block read and write requests completed, attributed like disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.")
+	m.data.SetUnit("{operation}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricDiskOperations) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue string, otelMetricOverflowAttributeValue bool) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, DiskOperationsMetricAttributeKeySystemDevice) {
+		dp.Attributes().PutStr("system.device", systemDeviceAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, DiskOperationsMetricAttributeKeyDiskIoDirection) {
+		dp.Attributes().PutStr("disk.io.direction", diskIoDirectionAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, DiskOperationsMetricAttributeKeyOtelMetricOverflow) {
+		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricDiskOperations) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricDiskOperations) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricDiskOperations(cfg DiskOperationsMetricConfig) metricDiskOperations {
+	m := metricDiskOperations{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
 }
 
 type metricEbpfCapabilityEnabled struct {
@@ -463,6 +772,97 @@ func (m *metricEbpfCgroupsCached) emit(metrics pmetric.MetricSlice) {
 
 func newMetricEbpfCgroupsCached(cfg EbpfCgroupsCachedMetricConfig) metricEbpfCgroupsCached {
 	m := metricEbpfCgroupsCached{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfDiskLost struct {
+	data          pmetric.Metric           // data buffer for generated metric.
+	config        EbpfDiskLostMetricConfig // metric config provided by user.
+	capacity      int                      // max observed number of data points added to the metric.
+	aggDataPoints []int64                  // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.disk.lost metric with initial data.
+func (m *metricEbpfDiskLost) init() {
+	m.data.SetName("ebpf.disk.lost")
+	m.data.SetDescription("Block requests the kernel side could not keep, by reason: inflight_map_full (requests not timed nor counted), series_map_full (requests counted in the node's overflow series).")
+	m.data.SetUnit("{request}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfDiskLost) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfDiskLostMetricAttributeKeyEbpfLostReason) {
+		dp.Attributes().PutStr("ebpf.lost.reason", ebpfLostReasonAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfDiskLost) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfDiskLost) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfDiskLost(cfg EbpfDiskLostMetricConfig) metricEbpfDiskLost {
+	m := metricEbpfDiskLost{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -792,6 +1192,149 @@ func newMetricEbpfMapEntries(cfg EbpfMapEntriesMetricConfig) metricEbpfMapEntrie
 	return m
 }
 
+type metricEbpfProcessEvents struct {
+	data     pmetric.Metric                // data buffer for generated metric.
+	config   EbpfProcessEventsMetricConfig // metric config provided by user.
+	capacity int                           // max observed number of data points added to the metric.
+}
+
+// init fills ebpf.process.events metric with initial data.
+func (m *metricEbpfProcessEvents) init() {
+	m.data.SetName("ebpf.process.events")
+	m.data.SetDescription("Death-by-signal and OOM kill records read from the kernel, each turned into a log record.")
+	m.data.SetUnit("{event}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricEbpfProcessEvents) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfProcessEvents) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfProcessEvents) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfProcessEvents(cfg EbpfProcessEventsMetricConfig) metricEbpfProcessEvents {
+	m := metricEbpfProcessEvents{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfProcessLost struct {
+	data          pmetric.Metric              // data buffer for generated metric.
+	config        EbpfProcessLostMetricConfig // metric config provided by user.
+	capacity      int                         // max observed number of data points added to the metric.
+	aggDataPoints []int64                     // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.process.lost metric with initial data.
+func (m *metricEbpfProcessLost) init() {
+	m.data.SetName("ebpf.process.lost")
+	m.data.SetDescription("Process exit data not kept, by reason: rate_limited (death-by-signal log records over process.logs_per_second; their counts are kept), ring_buffer_full (records the kernel had no room for), series_map_full (exits counted in the node's overflow series), logs_refused (log records the next consumer refused).")
+	m.data.SetUnit("{event}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfProcessLost) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfProcessLostMetricAttributeKeyEbpfLostReason) {
+		dp.Attributes().PutStr("ebpf.lost.reason", ebpfLostReasonAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfProcessLost) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfProcessLost) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfProcessLost(cfg EbpfProcessLostMetricConfig) metricEbpfProcessLost {
+	m := metricEbpfProcessLost{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricEbpfProgramRunTime struct {
 	data          pmetric.Metric                 // data buffer for generated metric.
 	config        EbpfProgramRunTimeMetricConfig // metric config provided by user.
@@ -974,6 +1517,97 @@ func newMetricEbpfProgramRuns(cfg EbpfProgramRunsMetricConfig) metricEbpfProgram
 	return m
 }
 
+type metricEbpfSchedLost struct {
+	data          pmetric.Metric            // data buffer for generated metric.
+	config        EbpfSchedLostMetricConfig // metric config provided by user.
+	capacity      int                       // max observed number of data points added to the metric.
+	aggDataPoints []int64                   // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.sched.lost metric with initial data.
+func (m *metricEbpfSchedLost) init() {
+	m.data.SetName("ebpf.sched.lost")
+	m.data.SetDescription("Scheduler updates of cgroups that did not fit in the kernel map (cgroups_map_full); they are counted in the node's overflow series.")
+	m.data.SetUnit("{update}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfSchedLost) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfSchedLostMetricAttributeKeyEbpfLostReason) {
+		dp.Attributes().PutStr("ebpf.lost.reason", ebpfLostReasonAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfSchedLost) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfSchedLost) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfSchedLost(cfg EbpfSchedLostMetricConfig) metricEbpfSchedLost {
+	m := metricEbpfSchedLost{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricEbpfTCPLost struct {
 	data          pmetric.Metric          // data buffer for generated metric.
 	config        EbpfTCPLostMetricConfig // metric config provided by user.
@@ -1109,6 +1743,376 @@ func (m *metricHTTPServerRoutesFolded) emit(metrics pmetric.MetricSlice) {
 
 func newMetricHTTPServerRoutesFolded(cfg HTTPServerRoutesFoldedMetricConfig) metricHTTPServerRoutesFolded {
 	m := metricHTTPServerRoutesFolded{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricProcessExits struct {
+	data          pmetric.Metric           // data buffer for generated metric.
+	config        ProcessExitsMetricConfig // metric config provided by user.
+	capacity      int                      // max observed number of data points added to the metric.
+	aggDataPoints []int64                  // slice containing number of aggregated datapoints at each index
+}
+
+// init fills process.exits metric with initial data.
+func (m *metricProcessExits) init() {
+	m.data.SetName("process.exits")
+	m.data.SetDescription("Processes that exited with a non-zero status or died by a signal, counted once per process (thread group) in the kernel. Successful exits are not counted.")
+	m.data.SetUnit("{process}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricProcessExits) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, processExitCodeAttributeValue int64, processExitSignalAttributeValue string, otelMetricOverflowAttributeValue bool) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, ProcessExitsMetricAttributeKeyProcessExitCode) {
+		dp.Attributes().PutInt("process.exit.code", processExitCodeAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, ProcessExitsMetricAttributeKeyProcessExitSignal) {
+		dp.Attributes().PutStr("process.exit.signal", processExitSignalAttributeValue)
+	}
+	if slices.Contains(m.config.EnabledAttributes, ProcessExitsMetricAttributeKeyOtelMetricOverflow) {
+		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricProcessExits) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricProcessExits) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricProcessExits(cfg ProcessExitsMetricConfig) metricProcessExits {
+	m := metricProcessExits{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricProcessOomKills struct {
+	data          pmetric.Metric              // data buffer for generated metric.
+	config        ProcessOomKillsMetricConfig // metric config provided by user.
+	capacity      int                         // max observed number of data points added to the metric.
+	aggDataPoints []int64                     // slice containing number of aggregated datapoints at each index
+}
+
+// init fills process.oom_kills metric with initial data.
+func (m *metricProcessOomKills) init() {
+	m.data.SetName("process.oom_kills")
+	m.data.SetDescription("Processes killed by the kernel's OOM killer, global or cgroup, counted in the cgroup of the victim.")
+	m.data.SetUnit("{process}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricProcessOomKills) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, otelMetricOverflowAttributeValue bool) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, ProcessOomKillsMetricAttributeKeyOtelMetricOverflow) {
+		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricProcessOomKills) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricProcessOomKills) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricProcessOomKills(cfg ProcessOomKillsMetricConfig) metricProcessOomKills {
+	m := metricProcessOomKills{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricSchedCPUTime struct {
+	data          pmetric.Metric           // data buffer for generated metric.
+	config        SchedCPUTimeMetricConfig // metric config provided by user.
+	capacity      int                      // max observed number of data points added to the metric.
+	aggDataPoints []float64                // slice containing number of aggregated datapoints at each index
+}
+
+// init fills sched.cpu.time metric with initial data.
+func (m *metricSchedCPUTime) init() {
+	m.data.SetName("sched.cpu.time")
+	m.data.SetDescription("Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricSchedCPUTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64, otelMetricOverflowAttributeValue bool) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, SchedCPUTimeMetricAttributeKeyOtelMetricOverflow) {
+		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetDoubleValue(dpi.DoubleValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.DoubleValue() > val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.DoubleValue() < val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetDoubleValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricSchedCPUTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricSchedCPUTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetDoubleValue(m.data.Sum().DataPoints().At(i).DoubleValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricSchedCPUTime(cfg SchedCPUTimeMetricConfig) metricSchedCPUTime {
+	m := metricSchedCPUTime{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricSchedSwitchesInvoluntary struct {
+	data          pmetric.Metric                       // data buffer for generated metric.
+	config        SchedSwitchesInvoluntaryMetricConfig // metric config provided by user.
+	capacity      int                                  // max observed number of data points added to the metric.
+	aggDataPoints []int64                              // slice containing number of aggregated datapoints at each index
+}
+
+// init fills sched.switches.involuntary metric with initial data.
+func (m *metricSchedSwitchesInvoluntary) init() {
+	m.data.SetName("sched.switches.involuntary")
+	m.data.SetDescription("Context switches away from the cgroup's tasks while they could still run (preempted).")
+	m.data.SetUnit("{switch}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricSchedSwitchesInvoluntary) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, otelMetricOverflowAttributeValue bool) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, SchedSwitchesInvoluntaryMetricAttributeKeyOtelMetricOverflow) {
+		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricSchedSwitchesInvoluntary) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricSchedSwitchesInvoluntary) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricSchedSwitchesInvoluntary(cfg SchedSwitchesInvoluntaryMetricConfig) metricSchedSwitchesInvoluntary {
+	m := metricSchedSwitchesInvoluntary{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -1742,17 +2746,27 @@ type MetricsBuilder struct {
 	buildInfo                      component.BuildInfo  // contains version information.
 	resourceAttributeIncludeFilter map[string]filter.Filter
 	resourceAttributeExcludeFilter map[string]filter.Filter
+	metricDiskIo                   metricDiskIo
+	metricDiskOperations           metricDiskOperations
 	metricEbpfCapabilityEnabled    metricEbpfCapabilityEnabled
 	metricEbpfCgroupEventsLost     metricEbpfCgroupEventsLost
 	metricEbpfCgroupsCached        metricEbpfCgroupsCached
+	metricEbpfDiskLost             metricEbpfDiskLost
 	metricEbpfHTTPEvents           metricEbpfHTTPEvents
 	metricEbpfHTTPLost             metricEbpfHTTPLost
 	metricEbpfMapCapacity          metricEbpfMapCapacity
 	metricEbpfMapEntries           metricEbpfMapEntries
+	metricEbpfProcessEvents        metricEbpfProcessEvents
+	metricEbpfProcessLost          metricEbpfProcessLost
 	metricEbpfProgramRunTime       metricEbpfProgramRunTime
 	metricEbpfProgramRuns          metricEbpfProgramRuns
+	metricEbpfSchedLost            metricEbpfSchedLost
 	metricEbpfTCPLost              metricEbpfTCPLost
 	metricHTTPServerRoutesFolded   metricHTTPServerRoutesFolded
+	metricProcessExits             metricProcessExits
+	metricProcessOomKills          metricProcessOomKills
+	metricSchedCPUTime             metricSchedCPUTime
+	metricSchedSwitchesInvoluntary metricSchedSwitchesInvoluntary
 	metricTCPConnectionActive      metricTCPConnectionActive
 	metricTCPConnectionIo          metricTCPConnectionIo
 	metricTCPConnectionOpened      metricTCPConnectionOpened
@@ -1784,17 +2798,27 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		startTime:                      pcommon.NewTimestampFromTime(time.Now()),
 		metricsBuffer:                  pmetric.NewMetrics(),
 		buildInfo:                      settings.BuildInfo,
+		metricDiskIo:                   newMetricDiskIo(mbc.Metrics.DiskIo),
+		metricDiskOperations:           newMetricDiskOperations(mbc.Metrics.DiskOperations),
 		metricEbpfCapabilityEnabled:    newMetricEbpfCapabilityEnabled(mbc.Metrics.EbpfCapabilityEnabled),
 		metricEbpfCgroupEventsLost:     newMetricEbpfCgroupEventsLost(mbc.Metrics.EbpfCgroupEventsLost),
 		metricEbpfCgroupsCached:        newMetricEbpfCgroupsCached(mbc.Metrics.EbpfCgroupsCached),
+		metricEbpfDiskLost:             newMetricEbpfDiskLost(mbc.Metrics.EbpfDiskLost),
 		metricEbpfHTTPEvents:           newMetricEbpfHTTPEvents(mbc.Metrics.EbpfHTTPEvents),
 		metricEbpfHTTPLost:             newMetricEbpfHTTPLost(mbc.Metrics.EbpfHTTPLost),
 		metricEbpfMapCapacity:          newMetricEbpfMapCapacity(mbc.Metrics.EbpfMapCapacity),
 		metricEbpfMapEntries:           newMetricEbpfMapEntries(mbc.Metrics.EbpfMapEntries),
+		metricEbpfProcessEvents:        newMetricEbpfProcessEvents(mbc.Metrics.EbpfProcessEvents),
+		metricEbpfProcessLost:          newMetricEbpfProcessLost(mbc.Metrics.EbpfProcessLost),
 		metricEbpfProgramRunTime:       newMetricEbpfProgramRunTime(mbc.Metrics.EbpfProgramRunTime),
 		metricEbpfProgramRuns:          newMetricEbpfProgramRuns(mbc.Metrics.EbpfProgramRuns),
+		metricEbpfSchedLost:            newMetricEbpfSchedLost(mbc.Metrics.EbpfSchedLost),
 		metricEbpfTCPLost:              newMetricEbpfTCPLost(mbc.Metrics.EbpfTCPLost),
 		metricHTTPServerRoutesFolded:   newMetricHTTPServerRoutesFolded(mbc.Metrics.HTTPServerRoutesFolded),
+		metricProcessExits:             newMetricProcessExits(mbc.Metrics.ProcessExits),
+		metricProcessOomKills:          newMetricProcessOomKills(mbc.Metrics.ProcessOomKills),
+		metricSchedCPUTime:             newMetricSchedCPUTime(mbc.Metrics.SchedCPUTime),
+		metricSchedSwitchesInvoluntary: newMetricSchedSwitchesInvoluntary(mbc.Metrics.SchedSwitchesInvoluntary),
 		metricTCPConnectionActive:      newMetricTCPConnectionActive(mbc.Metrics.TCPConnectionActive),
 		metricTCPConnectionIo:          newMetricTCPConnectionIo(mbc.Metrics.TCPConnectionIo),
 		metricTCPConnectionOpened:      newMetricTCPConnectionOpened(mbc.Metrics.TCPConnectionOpened),
@@ -1915,17 +2939,27 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	ils.Scope().SetName(ScopeName)
 	ils.Scope().SetVersion(mb.buildInfo.Version)
 	ils.Metrics().EnsureCapacity(mb.metricsCapacity)
+	mb.metricDiskIo.emit(ils.Metrics())
+	mb.metricDiskOperations.emit(ils.Metrics())
 	mb.metricEbpfCapabilityEnabled.emit(ils.Metrics())
 	mb.metricEbpfCgroupEventsLost.emit(ils.Metrics())
 	mb.metricEbpfCgroupsCached.emit(ils.Metrics())
+	mb.metricEbpfDiskLost.emit(ils.Metrics())
 	mb.metricEbpfHTTPEvents.emit(ils.Metrics())
 	mb.metricEbpfHTTPLost.emit(ils.Metrics())
 	mb.metricEbpfMapCapacity.emit(ils.Metrics())
 	mb.metricEbpfMapEntries.emit(ils.Metrics())
+	mb.metricEbpfProcessEvents.emit(ils.Metrics())
+	mb.metricEbpfProcessLost.emit(ils.Metrics())
 	mb.metricEbpfProgramRunTime.emit(ils.Metrics())
 	mb.metricEbpfProgramRuns.emit(ils.Metrics())
+	mb.metricEbpfSchedLost.emit(ils.Metrics())
 	mb.metricEbpfTCPLost.emit(ils.Metrics())
 	mb.metricHTTPServerRoutesFolded.emit(ils.Metrics())
+	mb.metricProcessExits.emit(ils.Metrics())
+	mb.metricProcessOomKills.emit(ils.Metrics())
+	mb.metricSchedCPUTime.emit(ils.Metrics())
+	mb.metricSchedSwitchesInvoluntary.emit(ils.Metrics())
 	mb.metricTCPConnectionActive.emit(ils.Metrics())
 	mb.metricTCPConnectionIo.emit(ils.Metrics())
 	mb.metricTCPConnectionOpened.emit(ils.Metrics())
@@ -1963,6 +2997,16 @@ func (mb *MetricsBuilder) Emit(options ...ResourceMetricsOption) pmetric.Metrics
 	return metrics
 }
 
+// RecordDiskIoDataPoint adds a data point to disk.io metric.
+func (mb *MetricsBuilder) RecordDiskIoDataPoint(ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue AttributeDiskIoDirection, otelMetricOverflowAttributeValue bool) {
+	mb.metricDiskIo.recordDataPoint(mb.startTime, ts, val, systemDeviceAttributeValue, diskIoDirectionAttributeValue.String(), otelMetricOverflowAttributeValue)
+}
+
+// RecordDiskOperationsDataPoint adds a data point to disk.operations metric.
+func (mb *MetricsBuilder) RecordDiskOperationsDataPoint(ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue AttributeDiskIoDirection, otelMetricOverflowAttributeValue bool) {
+	mb.metricDiskOperations.recordDataPoint(mb.startTime, ts, val, systemDeviceAttributeValue, diskIoDirectionAttributeValue.String(), otelMetricOverflowAttributeValue)
+}
+
 // RecordEbpfCapabilityEnabledDataPoint adds a data point to ebpf.capability.enabled metric.
 func (mb *MetricsBuilder) RecordEbpfCapabilityEnabledDataPoint(ts pcommon.Timestamp, val int64, ebpfCapabilityAttributeValue string, ebpfCapabilityReasonAttributeValue string) {
 	mb.metricEbpfCapabilityEnabled.recordDataPoint(mb.startTime, ts, val, ebpfCapabilityAttributeValue, ebpfCapabilityReasonAttributeValue)
@@ -1976,6 +3020,11 @@ func (mb *MetricsBuilder) RecordEbpfCgroupEventsLostDataPoint(ts pcommon.Timesta
 // RecordEbpfCgroupsCachedDataPoint adds a data point to ebpf.cgroups.cached metric.
 func (mb *MetricsBuilder) RecordEbpfCgroupsCachedDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricEbpfCgroupsCached.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordEbpfDiskLostDataPoint adds a data point to ebpf.disk.lost metric.
+func (mb *MetricsBuilder) RecordEbpfDiskLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
+	mb.metricEbpfDiskLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
 }
 
 // RecordEbpfHTTPEventsDataPoint adds a data point to ebpf.http.events metric.
@@ -1998,6 +3047,16 @@ func (mb *MetricsBuilder) RecordEbpfMapEntriesDataPoint(ts pcommon.Timestamp, va
 	mb.metricEbpfMapEntries.recordDataPoint(mb.startTime, ts, val, ebpfMapAttributeValue.String())
 }
 
+// RecordEbpfProcessEventsDataPoint adds a data point to ebpf.process.events metric.
+func (mb *MetricsBuilder) RecordEbpfProcessEventsDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricEbpfProcessEvents.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordEbpfProcessLostDataPoint adds a data point to ebpf.process.lost metric.
+func (mb *MetricsBuilder) RecordEbpfProcessLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
+	mb.metricEbpfProcessLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
+}
+
 // RecordEbpfProgramRunTimeDataPoint adds a data point to ebpf.program.run_time metric.
 func (mb *MetricsBuilder) RecordEbpfProgramRunTimeDataPoint(ts pcommon.Timestamp, val float64, ebpfProgramAttributeValue string) {
 	mb.metricEbpfProgramRunTime.recordDataPoint(mb.startTime, ts, val, ebpfProgramAttributeValue)
@@ -2008,6 +3067,11 @@ func (mb *MetricsBuilder) RecordEbpfProgramRunsDataPoint(ts pcommon.Timestamp, v
 	mb.metricEbpfProgramRuns.recordDataPoint(mb.startTime, ts, val, ebpfProgramAttributeValue)
 }
 
+// RecordEbpfSchedLostDataPoint adds a data point to ebpf.sched.lost metric.
+func (mb *MetricsBuilder) RecordEbpfSchedLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
+	mb.metricEbpfSchedLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
+}
+
 // RecordEbpfTCPLostDataPoint adds a data point to ebpf.tcp.lost metric.
 func (mb *MetricsBuilder) RecordEbpfTCPLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
 	mb.metricEbpfTCPLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
@@ -2016,6 +3080,26 @@ func (mb *MetricsBuilder) RecordEbpfTCPLostDataPoint(ts pcommon.Timestamp, val i
 // RecordHTTPServerRoutesFoldedDataPoint adds a data point to http.server.routes.folded metric.
 func (mb *MetricsBuilder) RecordHTTPServerRoutesFoldedDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricHTTPServerRoutesFolded.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordProcessExitsDataPoint adds a data point to process.exits metric.
+func (mb *MetricsBuilder) RecordProcessExitsDataPoint(ts pcommon.Timestamp, val int64, processExitCodeAttributeValue int64, processExitSignalAttributeValue string, otelMetricOverflowAttributeValue bool) {
+	mb.metricProcessExits.recordDataPoint(mb.startTime, ts, val, processExitCodeAttributeValue, processExitSignalAttributeValue, otelMetricOverflowAttributeValue)
+}
+
+// RecordProcessOomKillsDataPoint adds a data point to process.oom_kills metric.
+func (mb *MetricsBuilder) RecordProcessOomKillsDataPoint(ts pcommon.Timestamp, val int64, otelMetricOverflowAttributeValue bool) {
+	mb.metricProcessOomKills.recordDataPoint(mb.startTime, ts, val, otelMetricOverflowAttributeValue)
+}
+
+// RecordSchedCPUTimeDataPoint adds a data point to sched.cpu.time metric.
+func (mb *MetricsBuilder) RecordSchedCPUTimeDataPoint(ts pcommon.Timestamp, val float64, otelMetricOverflowAttributeValue bool) {
+	mb.metricSchedCPUTime.recordDataPoint(mb.startTime, ts, val, otelMetricOverflowAttributeValue)
+}
+
+// RecordSchedSwitchesInvoluntaryDataPoint adds a data point to sched.switches.involuntary metric.
+func (mb *MetricsBuilder) RecordSchedSwitchesInvoluntaryDataPoint(ts pcommon.Timestamp, val int64, otelMetricOverflowAttributeValue bool) {
+	mb.metricSchedSwitchesInvoluntary.recordDataPoint(mb.startTime, ts, val, otelMetricOverflowAttributeValue)
 }
 
 // RecordTCPConnectionActiveDataPoint adds a data point to tcp.connection.active metric.

@@ -67,13 +67,22 @@ func TestMetricsBuilder(t *testing.T) {
 			settings.Logger = zap.New(observedZapCore)
 			mb := NewMetricsBuilder(loadMetricsBuilderConfig(t, tt.name), settings, WithStartTime(start))
 			aggMap := make(map[string]string) // contains the aggregation strategies for each metric name
+			aggMap["disk.io"] = mb.metricDiskIo.config.AggregationStrategy
+			aggMap["disk.operations"] = mb.metricDiskOperations.config.AggregationStrategy
 			aggMap["ebpf.capability.enabled"] = mb.metricEbpfCapabilityEnabled.config.AggregationStrategy
+			aggMap["ebpf.disk.lost"] = mb.metricEbpfDiskLost.config.AggregationStrategy
 			aggMap["ebpf.http.lost"] = mb.metricEbpfHTTPLost.config.AggregationStrategy
 			aggMap["ebpf.map.capacity"] = mb.metricEbpfMapCapacity.config.AggregationStrategy
 			aggMap["ebpf.map.entries"] = mb.metricEbpfMapEntries.config.AggregationStrategy
+			aggMap["ebpf.process.lost"] = mb.metricEbpfProcessLost.config.AggregationStrategy
 			aggMap["ebpf.program.run_time"] = mb.metricEbpfProgramRunTime.config.AggregationStrategy
 			aggMap["ebpf.program.runs"] = mb.metricEbpfProgramRuns.config.AggregationStrategy
+			aggMap["ebpf.sched.lost"] = mb.metricEbpfSchedLost.config.AggregationStrategy
 			aggMap["ebpf.tcp.lost"] = mb.metricEbpfTCPLost.config.AggregationStrategy
+			aggMap["process.exits"] = mb.metricProcessExits.config.AggregationStrategy
+			aggMap["process.oom_kills"] = mb.metricProcessOomKills.config.AggregationStrategy
+			aggMap["sched.cpu.time"] = mb.metricSchedCPUTime.config.AggregationStrategy
+			aggMap["sched.switches.involuntary"] = mb.metricSchedSwitchesInvoluntary.config.AggregationStrategy
 			aggMap["tcp.connection.active"] = mb.metricTCPConnectionActive.config.AggregationStrategy
 			aggMap["tcp.connection.io"] = mb.metricTCPConnectionIo.config.AggregationStrategy
 			aggMap["tcp.connection.opened"] = mb.metricTCPConnectionOpened.config.AggregationStrategy
@@ -90,6 +99,18 @@ func TestMetricsBuilder(t *testing.T) {
 			allMetricsCount := 0
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordDiskIoDataPoint(ts, 1, "system.device-val", AttributeDiskIoDirectionRead, true)
+			if tt.name == "reaggregate_set" {
+				mb.RecordDiskIoDataPoint(ts, 3, "system.device-val-2", AttributeDiskIoDirectionWrite, false)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordDiskOperationsDataPoint(ts, 1, "system.device-val", AttributeDiskIoDirectionRead, true)
+			if tt.name == "reaggregate_set" {
+				mb.RecordDiskOperationsDataPoint(ts, 3, "system.device-val-2", AttributeDiskIoDirectionWrite, false)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordEbpfCapabilityEnabledDataPoint(ts, 1, "ebpf.capability-val", "ebpf.capability.reason-val")
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfCapabilityEnabledDataPoint(ts, 3, "ebpf.capability-val-2", "ebpf.capability.reason-val-2")
@@ -100,6 +121,12 @@ func TestMetricsBuilder(t *testing.T) {
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordEbpfCgroupsCachedDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfDiskLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfDiskLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
+			}
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordEbpfHTTPEventsDataPoint(ts, 1)
@@ -123,6 +150,15 @@ func TestMetricsBuilder(t *testing.T) {
 			}
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordEbpfProcessEventsDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfProcessLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfProcessLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordEbpfProgramRunTimeDataPoint(ts, 1, "ebpf.program-val")
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfProgramRunTimeDataPoint(ts, 3, "ebpf.program-val-2")
@@ -135,6 +171,12 @@ func TestMetricsBuilder(t *testing.T) {
 			}
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordEbpfSchedLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfSchedLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordEbpfTCPLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfTCPLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
@@ -142,6 +184,30 @@ func TestMetricsBuilder(t *testing.T) {
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordHTTPServerRoutesFoldedDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordProcessExitsDataPoint(ts, 1, 17, "process.exit.signal-val", true)
+			if tt.name == "reaggregate_set" {
+				mb.RecordProcessExitsDataPoint(ts, 3, 18, "process.exit.signal-val-2", false)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordProcessOomKillsDataPoint(ts, 1, true)
+			if tt.name == "reaggregate_set" {
+				mb.RecordProcessOomKillsDataPoint(ts, 3, false)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordSchedCPUTimeDataPoint(ts, 1, true)
+			if tt.name == "reaggregate_set" {
+				mb.RecordSchedCPUTimeDataPoint(ts, 3, false)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordSchedSwitchesInvoluntaryDataPoint(ts, 1, true)
+			if tt.name == "reaggregate_set" {
+				mb.RecordSchedSwitchesInvoluntaryDataPoint(ts, 3, false)
+			}
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordTCPConnectionActiveDataPoint(ts, 1, AttributeTCPConnectionDirectionClient, "network.peer.address-val", 17, 18, true)
@@ -190,13 +256,22 @@ func TestMetricsBuilder(t *testing.T) {
 			res := rb.Emit()
 			metrics := mb.Emit(WithResource(res))
 			if tt.name == "reaggregate_set" {
+				assert.Empty(t, mb.metricDiskIo.aggDataPoints)
+				assert.Empty(t, mb.metricDiskOperations.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfCapabilityEnabled.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfDiskLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfHTTPLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfMapCapacity.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfMapEntries.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfProcessLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfProgramRunTime.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfProgramRuns.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfSchedLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfTCPLost.aggDataPoints)
+				assert.Empty(t, mb.metricProcessExits.aggDataPoints)
+				assert.Empty(t, mb.metricProcessOomKills.aggDataPoints)
+				assert.Empty(t, mb.metricSchedCPUTime.aggDataPoints)
+				assert.Empty(t, mb.metricSchedSwitchesInvoluntary.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionActive.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionIo.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionOpened.aggDataPoints)
@@ -230,6 +305,114 @@ func TestMetricsBuilder(t *testing.T) {
 			validatedMetrics := make(map[string]bool)
 			for _, mi := range allMetricsList {
 				switch mi.Name() {
+				case "disk.io":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["disk.io"], "Found a duplicate in the metrics slice: disk.io")
+						validatedMetrics["disk.io"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that issued each request, at issue time. Writeback of page cache is issued by kernel threads and counts on the node's Resource.", mi.Description())
+						assert.Equal(t, "By", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						systemDeviceAttrVal, ok := dp.Attributes().Get("system.device")
+						assert.True(t, ok)
+						assert.Equal(t, "system.device-val", systemDeviceAttrVal.Str())
+						diskIoDirectionAttrVal, ok := dp.Attributes().Get("disk.io.direction")
+						assert.True(t, ok)
+						assert.Equal(t, "read", diskIoDirectionAttrVal.Str())
+						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.True(t, ok)
+						assert.True(t, otelMetricOverflowAttrVal.Bool())
+					} else {
+						assert.False(t, validatedMetrics["disk.io"], "Found a duplicate in the metrics slice: disk.io")
+						validatedMetrics["disk.io"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that issued each request, at issue time. Writeback of page cache is issued by kernel threads and counts on the node's Resource.", mi.Description())
+						assert.Equal(t, "By", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["disk.io"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("system.device")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("disk.io.direction")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("otel.metric.overflow")
+						assert.False(t, ok)
+					}
+				case "disk.operations":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["disk.operations"], "Found a duplicate in the metrics slice: disk.operations")
+						validatedMetrics["disk.operations"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Block read and write requests completed, attributed like disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.", mi.Description())
+						assert.Equal(t, "{operation}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						systemDeviceAttrVal, ok := dp.Attributes().Get("system.device")
+						assert.True(t, ok)
+						assert.Equal(t, "system.device-val", systemDeviceAttrVal.Str())
+						diskIoDirectionAttrVal, ok := dp.Attributes().Get("disk.io.direction")
+						assert.True(t, ok)
+						assert.Equal(t, "read", diskIoDirectionAttrVal.Str())
+						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.True(t, ok)
+						assert.True(t, otelMetricOverflowAttrVal.Bool())
+					} else {
+						assert.False(t, validatedMetrics["disk.operations"], "Found a duplicate in the metrics slice: disk.operations")
+						validatedMetrics["disk.operations"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Block read and write requests completed, attributed like disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.", mi.Description())
+						assert.Equal(t, "{operation}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["disk.operations"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("system.device")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("disk.io.direction")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("otel.metric.overflow")
+						assert.False(t, ok)
+					}
 				case "ebpf.capability.enabled":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["ebpf.capability.enabled"], "Found a duplicate in the metrics slice: ebpf.capability.enabled")
@@ -301,6 +484,50 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
+				case "ebpf.disk.lost":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.disk.lost"], "Found a duplicate in the metrics slice: ebpf.disk.lost")
+						validatedMetrics["ebpf.disk.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Block requests the kernel side could not keep, by reason: inflight_map_full (requests not timed nor counted), series_map_full (requests counted in the node's overflow series).", mi.Description())
+						assert.Equal(t, "{request}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfLostReasonAttrVal, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.True(t, ok)
+						assert.Equal(t, "connections_map_full", ebpfLostReasonAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.disk.lost"], "Found a duplicate in the metrics slice: ebpf.disk.lost")
+						validatedMetrics["ebpf.disk.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Block requests the kernel side could not keep, by reason: inflight_map_full (requests not timed nor counted), series_map_full (requests counted in the node's overflow series).", mi.Description())
+						assert.Equal(t, "{request}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.disk.lost"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.False(t, ok)
+					}
 				case "ebpf.http.events":
 					assert.False(t, validatedMetrics["ebpf.http.events"], "Found a duplicate in the metrics slice: ebpf.http.events")
 					validatedMetrics["ebpf.http.events"] = true
@@ -439,6 +666,64 @@ func TestMetricsBuilder(t *testing.T) {
 						_, ok := dp.Attributes().Get("ebpf.map")
 						assert.False(t, ok)
 					}
+				case "ebpf.process.events":
+					assert.False(t, validatedMetrics["ebpf.process.events"], "Found a duplicate in the metrics slice: ebpf.process.events")
+					validatedMetrics["ebpf.process.events"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Death-by-signal and OOM kill records read from the kernel, each turned into a log record.", mi.Description())
+					assert.Equal(t, "{event}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "ebpf.process.lost":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.process.lost"], "Found a duplicate in the metrics slice: ebpf.process.lost")
+						validatedMetrics["ebpf.process.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Process exit data not kept, by reason: rate_limited (death-by-signal log records over process.logs_per_second; their counts are kept), ring_buffer_full (records the kernel had no room for), series_map_full (exits counted in the node's overflow series), logs_refused (log records the next consumer refused).", mi.Description())
+						assert.Equal(t, "{event}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfLostReasonAttrVal, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.True(t, ok)
+						assert.Equal(t, "connections_map_full", ebpfLostReasonAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.process.lost"], "Found a duplicate in the metrics slice: ebpf.process.lost")
+						validatedMetrics["ebpf.process.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Process exit data not kept, by reason: rate_limited (death-by-signal log records over process.logs_per_second; their counts are kept), ring_buffer_full (records the kernel had no room for), series_map_full (exits counted in the node's overflow series), logs_refused (log records the next consumer refused).", mi.Description())
+						assert.Equal(t, "{event}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.process.lost"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.False(t, ok)
+					}
 				case "ebpf.program.run_time":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["ebpf.program.run_time"], "Found a duplicate in the metrics slice: ebpf.program.run_time")
@@ -527,6 +812,50 @@ func TestMetricsBuilder(t *testing.T) {
 						_, ok := dp.Attributes().Get("ebpf.program")
 						assert.False(t, ok)
 					}
+				case "ebpf.sched.lost":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.sched.lost"], "Found a duplicate in the metrics slice: ebpf.sched.lost")
+						validatedMetrics["ebpf.sched.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Scheduler updates of cgroups that did not fit in the kernel map (cgroups_map_full); they are counted in the node's overflow series.", mi.Description())
+						assert.Equal(t, "{update}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfLostReasonAttrVal, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.True(t, ok)
+						assert.Equal(t, "connections_map_full", ebpfLostReasonAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.sched.lost"], "Found a duplicate in the metrics slice: ebpf.sched.lost")
+						validatedMetrics["ebpf.sched.lost"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Scheduler updates of cgroups that did not fit in the kernel map (cgroups_map_full); they are counted in the node's overflow series.", mi.Description())
+						assert.Equal(t, "{update}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.sched.lost"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.False(t, ok)
+					}
 				case "ebpf.tcp.lost":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["ebpf.tcp.lost"], "Found a duplicate in the metrics slice: ebpf.tcp.lost")
@@ -585,6 +914,192 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
+				case "process.exits":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["process.exits"], "Found a duplicate in the metrics slice: process.exits")
+						validatedMetrics["process.exits"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Processes that exited with a non-zero status or died by a signal, counted once per process (thread group) in the kernel. Successful exits are not counted.", mi.Description())
+						assert.Equal(t, "{process}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						processExitCodeAttrVal, ok := dp.Attributes().Get("process.exit.code")
+						assert.True(t, ok)
+						assert.EqualValues(t, 17, processExitCodeAttrVal.Int())
+						processExitSignalAttrVal, ok := dp.Attributes().Get("process.exit.signal")
+						assert.True(t, ok)
+						assert.Equal(t, "process.exit.signal-val", processExitSignalAttrVal.Str())
+						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.True(t, ok)
+						assert.True(t, otelMetricOverflowAttrVal.Bool())
+					} else {
+						assert.False(t, validatedMetrics["process.exits"], "Found a duplicate in the metrics slice: process.exits")
+						validatedMetrics["process.exits"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Processes that exited with a non-zero status or died by a signal, counted once per process (thread group) in the kernel. Successful exits are not counted.", mi.Description())
+						assert.Equal(t, "{process}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["process.exits"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("process.exit.code")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("process.exit.signal")
+						assert.False(t, ok)
+						_, ok = dp.Attributes().Get("otel.metric.overflow")
+						assert.False(t, ok)
+					}
+				case "process.oom_kills":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["process.oom_kills"], "Found a duplicate in the metrics slice: process.oom_kills")
+						validatedMetrics["process.oom_kills"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Processes killed by the kernel's OOM killer, global or cgroup, counted in the cgroup of the victim.", mi.Description())
+						assert.Equal(t, "{process}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.True(t, ok)
+						assert.True(t, otelMetricOverflowAttrVal.Bool())
+					} else {
+						assert.False(t, validatedMetrics["process.oom_kills"], "Found a duplicate in the metrics slice: process.oom_kills")
+						validatedMetrics["process.oom_kills"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Processes killed by the kernel's OOM killer, global or cgroup, counted in the cgroup of the victim.", mi.Description())
+						assert.Equal(t, "{process}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["process.oom_kills"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.False(t, ok)
+					}
+				case "sched.cpu.time":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["sched.cpu.time"], "Found a duplicate in the metrics slice: sched.cpu.time")
+						validatedMetrics["sched.cpu.time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.True(t, ok)
+						assert.True(t, otelMetricOverflowAttrVal.Bool())
+					} else {
+						assert.False(t, validatedMetrics["sched.cpu.time"], "Found a duplicate in the metrics slice: sched.cpu.time")
+						validatedMetrics["sched.cpu.time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						switch aggMap["sched.cpu.time"] {
+						case "sum":
+							assert.InDelta(t, float64(4), dp.DoubleValue(), 0.01)
+						case "avg":
+							assert.InDelta(t, float64(2), dp.DoubleValue(), 0.01)
+						case "min":
+							assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						case "max":
+							assert.InDelta(t, float64(3), dp.DoubleValue(), 0.01)
+						}
+						_, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.False(t, ok)
+					}
+				case "sched.switches.involuntary":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["sched.switches.involuntary"], "Found a duplicate in the metrics slice: sched.switches.involuntary")
+						validatedMetrics["sched.switches.involuntary"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Context switches away from the cgroup's tasks while they could still run (preempted).", mi.Description())
+						assert.Equal(t, "{switch}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.True(t, ok)
+						assert.True(t, otelMetricOverflowAttrVal.Bool())
+					} else {
+						assert.False(t, validatedMetrics["sched.switches.involuntary"], "Found a duplicate in the metrics slice: sched.switches.involuntary")
+						validatedMetrics["sched.switches.involuntary"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Context switches away from the cgroup's tasks while they could still run (preempted).", mi.Description())
+						assert.Equal(t, "{switch}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["sched.switches.involuntary"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.False(t, ok)
+					}
 				case "tcp.connection.active":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["tcp.connection.active"], "Found a duplicate in the metrics slice: tcp.connection.active")

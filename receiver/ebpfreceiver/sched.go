@@ -1,0 +1,87 @@
+//go:build linux
+
+package ebpfreceiver
+
+import (
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/schedstat"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+)
+
+// schedSource records the scheduler metrics of each cgroup from the
+// kernel's per-cgroup aggregates.
+type schedSource struct {
+	tracer    *schedstat.Tracer
+	mb        *metadata.MetricsBuilder
+	start     pcommon.Timestamp
+	histogram bool
+	capacity  int64
+	// removed reports a removed cgroup; its entry is deleted from the
+	// kernel once exported.
+	removed func(id uint64) bool
+	snap    schedstat.Snapshot
+	stale   []uint64
+}
+
+func newSchedSource(tr *schedstat.Tracer, mb *metadata.MetricsBuilder, start pcommon.Timestamp, cfg SchedConfig, removed func(uint64) bool) *schedSource {
+	return &schedSource{tracer: tr, mb: mb, start: start, histogram: cfg.RunQueueHistogram, capacity: int64(cfg.MaxCgroups), removed: removed}
+}
+
+func (s *schedSource) load() error {
+	return s.tracer.Snapshot(&s.snap)
+}
+
+func (s *schedSource) cgroups(yield func(uint64) bool) {
+	for id := range s.snap.Cgroups {
+		if !yield(id) {
+			return
+		}
+	}
+}
+
+func (s *schedSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+	st, ok := s.snap.Cgroups[id]
+	if !ok {
+		return
+	}
+	s.recordStats(&st, false, now, histograms)
+	if s.removed(id) {
+		s.stale = append(s.stale, id)
+	}
+}
+
+// recordNode records the overflow of the kernel map and its losses.
+func (s *schedSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+	if s.snap.Overflow != (schedstat.Stats{}) {
+		s.recordStats(&s.snap.Overflow, true, now, histograms)
+	}
+	s.mb.RecordEbpfSchedLostDataPoint(now, int64(s.snap.Lost.CgroupsFull), metadata.AttributeEbpfLostReasonCgroupsMapFull)
+	s.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(s.snap.Cgroups)), metadata.AttributeEbpfMapSchedCgroups)
+	s.mb.RecordEbpfMapCapacityDataPoint(now, s.capacity, metadata.AttributeEbpfMapSchedCgroups)
+}
+
+func (s *schedSource) recordStats(st *schedstat.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+	s.mb.RecordSchedCPUTimeDataPoint(now, float64(st.OncpuNs)/1e9, overflow)
+	s.mb.RecordSchedSwitchesInvoluntaryDataPoint(now, int64(st.Involuntary), overflow)
+	if !s.histogram || st.RunqCount == 0 {
+		return
+	}
+	dp := newDurationHistogram(histograms, "sched.run_queue.latency",
+		"Time the cgroup's tasks waited runnable on a run queue, from wakeup or preemption until they ran.").AppendEmpty()
+	setPow2Histogram(dp, s.start, now, st.RunqCount, st.RunqSumNs, st.RunqBuckets[:])
+	if overflow {
+		dp.Attributes().PutBool("otel.metric.overflow", true)
+	}
+}
+
+func (s *schedSource) deleteCgroups(ids []uint64) error {
+	return s.tracer.DeleteCgroups(ids)
+}
+
+func (s *schedSource) takeStale() []uint64 {
+	stale := s.stale
+	s.stale = nil
+	return stale
+}
