@@ -76,6 +76,11 @@ type Config struct {
 	// tcpAttachTo renames the tracepoints of tcpconn programs. Tests use it
 	// to make a hook missing for real; it cannot be configured.
 	tcpAttachTo map[string]string
+	// tcpRejectProgram names a tcpconn program that the verifier is made to
+	// reject, and httpKernelBTF a BTF file for httptrace's CO-RE. Tests use
+	// them to force those failures for real; they cannot be configured.
+	tcpRejectProgram string
+	httpKernelBTF    string
 }
 
 // TCPConfig configures the TCP connection metrics.

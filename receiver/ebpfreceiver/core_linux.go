@@ -223,6 +223,7 @@ func (c *core) loadTCP(cfg *Config) error {
 		MaxFlows:          cfg.TCP.MaxFlows,
 		RTTSampleInterval: cfg.TCP.RTTSampleInterval,
 		AttachTo:          cfg.tcpAttachTo,
+		RejectProgram:     cfg.tcpRejectProgram,
 	})
 	disabled := make(map[string]error)
 	if err != nil {
@@ -259,6 +260,7 @@ func (c *core) loadHTTP(cfg *Config, logger *zap.Logger) error {
 	tr, err := httptrace.Load(httptrace.Options{
 		CaptureBytes: uint32(cfg.HTTP.CaptureBytes),
 		PollInterval: httpPollInterval,
+		KernelBTF:    cfg.httpKernelBTF,
 	})
 	if err != nil {
 		cp.err = err

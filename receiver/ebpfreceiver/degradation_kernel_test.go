@@ -4,6 +4,7 @@ package ebpfreceiver
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -109,6 +110,42 @@ func TestMissingHookDisablesItsPart(t *testing.T) {
 		}
 	}
 	assert.Equal(t, hasSockLength(t), hasMetric(md, "tcp.connection.io"), "bytes still measured where the kernel has the hooks")
+	assert.False(t, hasMetric(md, "tcp.connection.rtt"))
+}
+
+// The capabilities that must run on every kernel this project supports.
+var everyKernelCapabilities = []string{"cgroup_tracking", "tcp", "tcp.resets", "tcp.retransmits", "sched", "process.exits", "process.oom", "disk"}
+
+// A kernel BTF that cannot be read disables the capability that uses it
+// only, with the path in the reason; the rest runs and measures.
+func TestUnreadableBTFDisablesItsCapability(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.httpKernelBTF = filepath.Join(t.TempDir(), "missing-vmlinux")
+	md := scrapeOnce(t, cfg)
+
+	caps := capabilities(md)
+	assert.Contains(t, caps["http"], cfg.httpKernelBTF)
+	for _, c := range append(everyKernelCapabilities, "tcp.rtt") {
+		assert.Equal(t, "", caps[c], c)
+	}
+	assert.True(t, hasMetric(md, "tcp.connection.opened"))
+	assert.True(t, hasMetric(md, "sched.cpu.time"))
+}
+
+// A program the verifier rejects disables its part only, with the program
+// and the verifier in the reason; the rest runs and measures.
+func TestVerifierRejectionDisablesItsPart(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.tcpRejectProgram = "ebr_tcp_probe"
+	md := scrapeOnce(t, cfg)
+
+	caps := capabilities(md)
+	assert.Contains(t, caps["tcp.rtt"], "ebr_tcp_probe")
+	assert.Contains(t, caps["tcp.rtt"], "verifier")
+	for _, c := range everyKernelCapabilities {
+		assert.Equal(t, "", caps[c], c)
+	}
+	assert.True(t, hasMetric(md, "tcp.connection.opened"))
 	assert.False(t, hasMetric(md, "tcp.connection.rtt"))
 }
 
