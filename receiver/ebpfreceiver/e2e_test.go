@@ -138,7 +138,11 @@ func TestE2E(t *testing.T) {
 	// The set of metrics and attributes, ignoring values and timestamps.
 	actual := pmetric.NewMetrics()
 	rm.CopyTo(actual.ResourceMetrics().AppendEmpty())
-	expected, err := golden.ReadMetrics(filepath.Join("..", "..", "testdata", "e2e", "expected_metrics.yaml"))
+	expectedPath := filepath.Join("..", "..", "testdata", "e2e", "expected_metrics.yaml")
+	if os.Getenv("WRITE_GOLDEN") != "" {
+		golden.WriteMetrics(t, expectedPath, actual)
+	}
+	expected, err := golden.ReadMetrics(expectedPath)
 	if err != nil {
 		t.Fatal(err)
 	}
