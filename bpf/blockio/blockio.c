@@ -4,13 +4,14 @@
 // disk, op), aggregated in a per-CPU hash map and read by user space at each
 // collection interval. Tracepoints only: no kprobes, no fentry.
 //
-// A request counts for the cgroup v2 of the task that issued it, taken at
-// block_rq_issue: the container that issued the I/O when it submits it
-// itself (direct I/O, reads that miss the page cache). I/O that the kernel
-// issues on a task's behalf, such as page cache writeback or requests that
-// a scheduler dispatches from a kworker, counts for that kernel thread's
-// cgroup (the root). Only reads and writes are counted; flushes, discards,
-// write-zeroes and driver-private requests are ignored.
+// A request counts for the cgroup v2 of the task that submitted it: the
+// current task at block_rq_insert if the request is queued (issued later,
+// maybe from kblockd), else at block_rq_issue. That is the container that
+// did the I/O when it submits it itself (direct I/O, reads that miss the
+// page cache). I/O that the kernel submits on a task's behalf, such as page
+// cache writeback, counts for that kernel thread's cgroup (the root). Only
+// reads and writes are counted; flushes, discards, write-zeroes and
+// driver-private requests are ignored.
 
 #include "vmlinux.h"
 #include "bpf_helpers.h"
@@ -59,7 +60,7 @@ struct io_stats {
 /* A request between issue and its last completion. */
 struct io_req {
 	struct io_key key;
-	__u64 issued_ns;
+	__u64 issued_ns;   /* 0: inserted, not issued yet */
 	__u32 remaining; /* bytes not completed yet */
 	__u32 pad;
 };
@@ -113,7 +114,9 @@ static __always_inline struct io_stats *series_stats(const struct io_key *key)
 	struct io_stats *s = bpf_map_lookup_elem(&series, key);
 	if (s)
 		return s;
-	long err = bpf_map_update_elem(&series, key, &zero_stats, BPF_NOEXIST);
+	/* An int, not a long: before Linux 6.4 map updates returned an int and
+	 * the upper half of the helper's result is not sign-extended. */
+	int err = bpf_map_update_elem(&series, key, &zero_stats, BPF_NOEXIST);
 	if (err == 0 || err == -EEXIST) {
 		s = bpf_map_lookup_elem(&series, key);
 		if (s)
@@ -135,30 +138,67 @@ static __always_inline __u32 log2_bucket(__u32 v)
 	return r < IO_BUCKETS ? r : IO_BUCKETS - 1;
 }
 
-/* A requeued request is issued again: its entry starts over. */
-SEC("tp_btf/block_rq_issue")
-int BPF_PROG(ebr_block_rq_issue, struct request *rq)
+static __always_inline __u8 op_of(const struct request *rq, bool *ok)
 {
 	__u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
-	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
-		return 0;
+	*ok = op == REQ_OP_READ || op == REQ_OP_WRITE;
+	return op == REQ_OP_READ ? IO_OP_READ : IO_OP_WRITE;
+}
+
+/* Starts tracking rq, owned by the current task's cgroup, unless it is
+ * tracked already. */
+static __always_inline void track(const struct request *rq)
+{
+	bool ok;
 	struct io_req r = {};
+	r.key.op = op_of(rq, &ok);
+	if (!ok)
+		return;
 	r.key.cgroup_id = bpf_get_current_cgroup_id();
-	r.key.op = op == REQ_OP_READ ? IO_OP_READ : IO_OP_WRITE;
 	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
 	if (disk)
 		r.key.dev = (BPF_CORE_READ(disk, major) << MINORBITS) | BPF_CORE_READ(disk, first_minor);
-	r.remaining = BPF_CORE_READ(rq, __data_len);
-	r.issued_ns = bpf_ktime_get_ns();
-
 	__u64 id = (__u64)rq;
-	long err = bpf_map_update_elem(&inflight, &id, &r, BPF_NOEXIST);
-	if (err == -EEXIST)
-		err = bpf_map_update_elem(&inflight, &id, &r, BPF_EXIST);
-	else if (!err)
+	int err = bpf_map_update_elem(&inflight, &id, &r, BPF_NOEXIST); /* see series_stats */
+	if (!err)
 		count(COUNTER_INFLIGHT_INSERTED);
-	if (err)
+	else if (err != -EEXIST)
 		count(COUNTER_INFLIGHT_FULL);
+}
+
+/* A request is inserted into a queue when it cannot be issued at once, such
+ * as when a task flushes its plug before it sleeps: it is still the
+ * submitting task's context, while the issue comes later from kblockd. A
+ * request inserted again on requeue keeps its owner. */
+SEC("tp_btf/block_rq_insert")
+int BPF_PROG(ebr_block_rq_insert, struct request *rq)
+{
+	track(rq);
+	return 0;
+}
+
+/* A request merged into another before its issue is freed. */
+SEC("tp_btf/block_rq_merge")
+int BPF_PROG(ebr_block_rq_merge, struct request *rq)
+{
+	__u64 id = (__u64)rq;
+	if (!bpf_map_delete_elem(&inflight, &id))
+		count(COUNTER_INFLIGHT_DELETED);
+	return 0;
+}
+
+/* A request issued without being inserted belongs to the current task. A
+ * requeued request is issued again: its time and size start over. */
+SEC("tp_btf/block_rq_issue")
+int BPF_PROG(ebr_block_rq_issue, struct request *rq)
+{
+	track(rq);
+	__u64 id = (__u64)rq;
+	struct io_req *r = bpf_map_lookup_elem(&inflight, &id);
+	if (!r)
+		return 0;
+	r->remaining = BPF_CORE_READ(rq, __data_len);
+	r->issued_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -171,6 +211,8 @@ int BPF_PROG(ebr_block_rq_complete, struct request *rq, blk_status_t error, unsi
 	struct io_req *r = bpf_map_lookup_elem(&inflight, &id);
 	if (!r)
 		return 0;
+	if (!r->issued_ns) /* ended before its issue, such as on an error */
+		goto done;
 	struct io_stats *s = series_stats(&r->key);
 	if (s)
 		s->bytes += nr_bytes;
@@ -185,6 +227,7 @@ int BPF_PROG(ebr_block_rq_complete, struct request *rq, blk_status_t error, unsi
 		s->latency_sum_ns += ns;
 		s->latency_buckets[log2_bucket(us > 0xffffffff ? 0xffffffff : us)]++;
 	}
+done:
 	if (!bpf_map_delete_elem(&inflight, &id))
 		count(COUNTER_INFLIGHT_DELETED);
 	return 0;

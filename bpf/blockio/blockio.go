@@ -24,8 +24,22 @@ type Options struct {
 	MaxSeries uint32
 }
 
+// programs maps each program to its tracepoint.
+var programs = []struct{ name, tracepoint string }{
+	{bpfProgEbrBlockRqInsert, "block:block_rq_insert"},
+	{bpfProgEbrBlockRqMerge, "block:block_rq_merge"},
+	{bpfProgEbrBlockRqIssue, "block:block_rq_issue"},
+	{bpfProgEbrBlockRqComplete, "block:block_rq_complete"},
+}
+
 // Hooks are the tracepoints the programs attach to.
-var Hooks = []string{"block:block_rq_issue", "block:block_rq_complete"}
+var Hooks = func() []string {
+	var hooks []string
+	for _, p := range programs {
+		hooks = append(hooks, p.tracepoint)
+	}
+	return hooks
+}()
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
@@ -62,11 +76,11 @@ func Load(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("load blockio objects: %w", err)
 	}
 	t := &Tracer{coll: coll, ncpu: ncpu}
-	for _, name := range []string{bpfProgEbrBlockRqIssue, bpfProgEbrBlockRqComplete} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[name]})
+	for _, p := range programs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[p.name]})
 		if err != nil {
 			t.Close()
-			return nil, fmt.Errorf("attach %s: %w", name, err)
+			return nil, fmt.Errorf("attach %s to %s: %w", p.name, p.tracepoint, err)
 		}
 		t.links = append(t.links, l)
 	}
@@ -96,8 +110,9 @@ func (t *Tracer) Close() error {
 
 // Lost counts what the kernel side could not keep.
 type Lost struct {
-	// InflightFull counts requests that could not be tracked because the
-	// inflight map was full: they are not counted at all.
+	// InflightFull counts failed attempts to track a request, at its insert
+	// and again at its issue, because the inflight map was full: such a
+	// request is not counted at all.
 	InflightFull uint64
 	// SeriesFull counts series updates that did not fit in the series map
 	// and went to Overflow instead.

@@ -64,7 +64,9 @@ const (
 	bpfMapOverflow            = "overflow"
 	bpfMapSeries              = "series"
 	bpfProgEbrBlockRqComplete = "ebr_block_rq_complete"
+	bpfProgEbrBlockRqInsert   = "ebr_block_rq_insert"
 	bpfProgEbrBlockRqIssue    = "ebr_block_rq_issue"
+	bpfProgEbrBlockRqMerge    = "ebr_block_rq_merge"
 	bpfVarUnusedCounter       = "unused_counter"
 	bpfVarUnusedOp            = "unused_op"
 )
@@ -112,7 +114,9 @@ type bpfSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
 	EbrBlockRqComplete *ebpf.ProgramSpec `ebpf:"ebr_block_rq_complete"`
+	EbrBlockRqInsert   *ebpf.ProgramSpec `ebpf:"ebr_block_rq_insert"`
 	EbrBlockRqIssue    *ebpf.ProgramSpec `ebpf:"ebr_block_rq_issue"`
+	EbrBlockRqMerge    *ebpf.ProgramSpec `ebpf:"ebr_block_rq_merge"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -181,13 +185,17 @@ type bpfVariables struct {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
 	EbrBlockRqComplete *ebpf.Program `ebpf:"ebr_block_rq_complete"`
+	EbrBlockRqInsert   *ebpf.Program `ebpf:"ebr_block_rq_insert"`
 	EbrBlockRqIssue    *ebpf.Program `ebpf:"ebr_block_rq_issue"`
+	EbrBlockRqMerge    *ebpf.Program `ebpf:"ebr_block_rq_merge"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.EbrBlockRqComplete,
+		p.EbrBlockRqInsert,
 		p.EbrBlockRqIssue,
+		p.EbrBlockRqMerge,
 	)
 }
 

@@ -25,12 +25,13 @@ type Loop struct {
 // NewLoop attaches a free loop device to a new file of size bytes in
 // t.TempDir(), with LOOP_CTL_GET_FREE and LOOP_CONFIGURE (Linux 5.8). The
 // device does buffered I/O on the file, so any file system can hold it,
-// tmpfs included. Opening /dev/loop-control loads the loop module if it is
-// not loaded yet. Cleanup detaches the device.
+// tmpfs included. It loads the loop module if it is not loaded yet.
+// Cleanup detaches the device.
 func NewLoop(t testing.TB, size int64) *Loop {
 	t.Helper()
 	RequireRoot(t)
-	backing, err := os.Create(filepath.Join(t.TempDir(), "loop-backing"))
+	dir := t.TempDir()
+	backing, err := os.Create(filepath.Join(dir, "loop-backing"))
 	if err != nil {
 		t.Fatalf("make loop backing file: %v", err)
 	}
@@ -39,6 +40,16 @@ func NewLoop(t testing.TB, size int64) *Loop {
 		t.Fatalf("size loop backing file: %v", err)
 	}
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		// Before the loop module loads, /dev has no node for it (nothing
+		// made the static nodes); opening one with its fixed number
+		// (misc 10:237) loads it through char-major-10-237.
+		node := filepath.Join(dir, "loop-control")
+		if err := unix.Mknod(node, unix.S_IFCHR|0o600, int(unix.Mkdev(10, 237))); err != nil {
+			t.Fatalf("make loop control node: %v", err)
+		}
+		ctl, err = os.OpenFile(node, os.O_RDWR, 0)
+	}
 	if err != nil {
 		t.Fatalf("open loop control: %v", err)
 	}
