@@ -242,9 +242,9 @@ func TestSeriesFull(t *testing.T) {
 
 // With room for one request in flight, what cannot be tracked is counted
 // as lost, not as I/O. Each 4 MiB direct write or read is split into
-// requests of at most 1 MiB (one bio's worth of pages), which are issued
-// one after the other when the syscall unplugs, faster than the loop
-// device's worker completes them; four threads do it at once.
+// several requests (a bio holds at most 256 pages), which are issued one
+// after the other, faster than the loop device's worker completes them;
+// four threads do it at once.
 func TestInflightFull(t *testing.T) {
 	const n, size = 8, 4 << 20
 	opts := Options{MaxInflight: 1, MaxSeries: 8192}
