@@ -145,7 +145,9 @@ static __always_inline struct tcp_flow_stats *flow_stats(const struct tcp_flow *
 	struct tcp_flow_stats *s = bpf_map_lookup_elem(&flows, key);
 	if (s)
 		return s;
-	long err = bpf_map_update_elem(&flows, key, &zero_stats, BPF_NOEXIST);
+	/* int, not long: before Linux 6.4 the JIT calls the map's update
+	 * directly and its int result is not sign-extended. */
+	int err = bpf_map_update_elem(&flows, key, &zero_stats, BPF_NOEXIST);
 	if (err == 0 || err == -EEXIST) {
 		s = bpf_map_lookup_elem(&flows, key);
 		if (s)
@@ -189,7 +191,7 @@ static __always_inline void track(const struct sock *sk, __u8 direction)
 		c.key.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	}
 	__u64 id = (__u64)sk;
-	long err = bpf_map_update_elem(&conns, &id, &c, BPF_NOEXIST);
+	int err = bpf_map_update_elem(&conns, &id, &c, BPF_NOEXIST); /* int: see flow_stats */
 	if (err == -EEXIST) /* a reused socket whose destroy we missed */
 		err = bpf_map_update_elem(&conns, &id, &c, BPF_EXIST);
 	else if (!err)
