@@ -491,10 +491,13 @@ func TestRateLimit(t *testing.T) {
 	})
 	// The storm spans at most this many one-second windows.
 	windows := int(elapsed.Seconds()) + 2
-	sent := len(tr.eventsOf(KindSignaled, pod.CgroupID))
-	t.Logf("%d deaths in %s: %d records, %+v", deaths, elapsed, sent, s.Lost)
-	if sent < perSecond || sent > perSecond*windows {
-		t.Errorf("%d records in %s, want between %d and %d", sent, elapsed, perSecond, perSecond*windows)
+	sent, all := len(tr.eventsOf(KindSignaled, pod.CgroupID)), len(tr.eventsOf(KindSignaled, 0))
+	t.Logf("%d deaths in %s: %d records (%d on the node), %+v", deaths, elapsed, sent, all, s.Lost)
+	// Other processes of the node that die meanwhile take their share of
+	// the limit, at most the whole of it.
+	if sent > perSecond*windows || all < perSecond {
+		t.Errorf("%d records (%d on the node) in %s, want at most %d, and at least %d on the node",
+			sent, all, elapsed, perSecond*windows, perSecond)
 	}
 	if refused := deaths - perSecond*windows; refused > 0 && s.Lost.RateLimited < uint64(refused) {
 		t.Errorf("%d records refused, want at least %d", s.Lost.RateLimited, refused)
