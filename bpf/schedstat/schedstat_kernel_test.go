@@ -23,8 +23,9 @@ import (
 
 func TestMain(m *testing.M) {
 	bpftest.RunHelperIfRequested(map[string]bpftest.HelperFunc{
-		"burn":  burn,
-		"sleep": sleepLoop,
+		"burn":      burn,
+		"sleep":     sleepLoop,
+		"ping-pong": pingPong,
 	})
 	os.Exit(m.Run())
 }
