@@ -66,13 +66,13 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 
 // wantPrograms is the number of programs a default config loads: 2 for
 // cgroup tracking, 8 for tcp, 4 for http, 3 for sched, 2 for process exits
-// and 2 for disk; without sock_*_length, none of http's and 2 fewer of
+// and 4 for disk; without sock_*_length, none of http's and 2 fewer of
 // tcp's.
 func wantPrograms(t *testing.T) int {
 	if hasSockLength(t) {
-		return 21
+		return 23
 	}
-	return 15
+	return 17
 }
 
 // requireFreed waits until the kernel has freed every given program and map.

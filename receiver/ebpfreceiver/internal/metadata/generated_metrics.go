@@ -402,7 +402,7 @@ type metricDiskIo struct {
 // init fills disk.io metric with initial data.
 func (m *metricDiskIo) init() {
 	m.data.SetName("disk.io")
-	m.data.SetDescription("Bytes of block read and write requests completed, attributed to the cgroup of the task that issued each request, at issue time. Writeback of page cache is issued by kernel threads and counts on the node's Resource.")
+	m.data.SetDescription("Bytes of block read and write requests completed, attributed to the cgroup of the task that submitted each request, when it entered the block layer. Page cache writeback is submitted by kernel threads and counts on their cgroup's Resource.")
 	m.data.SetUnit("By")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)

@@ -311,7 +311,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["disk.io"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that issued each request, at issue time. Writeback of page cache is issued by kernel threads and counts on the node's Resource.", mi.Description())
+						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that submitted each request, when it entered the block layer. Page cache writeback is submitted by kernel threads and counts on their cgroup's Resource.", mi.Description())
 						assert.Equal(t, "By", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
@@ -334,7 +334,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["disk.io"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that issued each request, at issue time. Writeback of page cache is issued by kernel threads and counts on the node's Resource.", mi.Description())
+						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that submitted each request, when it entered the block layer. Page cache writeback is submitted by kernel threads and counts on their cgroup's Resource.", mi.Description())
 						assert.Equal(t, "By", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
