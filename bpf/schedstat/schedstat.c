@@ -80,9 +80,11 @@ static __always_inline struct task_times *times_of(struct task_struct *p)
 	return bpf_task_storage_get(&tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 }
 
+/* Plain loads through BTF pointers (CO-RE relocated, made fault-safe by the
+ * verifier) cost less than BPF_CORE_READ's probe-read helper calls. */
 static __always_inline __u64 cgroup_of(struct task_struct *p)
 {
-	return BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
+	return p->cgroups->dfl_cgrp->kn->id;
 }
 
 static __always_inline struct sched_stats *stats_of(__u64 id)
