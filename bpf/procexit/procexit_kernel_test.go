@@ -21,6 +21,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
@@ -30,7 +31,6 @@ import (
 func TestMain(m *testing.M) {
 	bpftest.RunHelperIfRequested(map[string]bpftest.HelperFunc{
 		"segv":     segv,
-		"exit":     exitWith,
 		"threads":  threads,
 		"allocate": allocate,
 	})
@@ -221,6 +221,16 @@ func (p *proc) wait(t *testing.T) syscall.WaitStatus {
 	return p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 }
 
+// exit runs a shell in s that exits with status code.
+func exit(t *testing.T, s *bpftest.Sandbox, code int) {
+	t.Helper()
+	err := s.Command(t.Context(), "sh", "-c", fmt.Sprintf("exit %d", code)).Run()
+	var exitErr *exec.ExitError
+	if code == 0 && err != nil || code != 0 && (!errors.As(err, &exitErr) || exitErr.ExitCode() != code) {
+		t.Fatalf("sh -c 'exit %d': %v", code, err)
+	}
+}
+
 func TestLoad(t *testing.T) {
 	if got, want := Parts(), []string{PartExits, PartOOM}; !slices.Equal(got, want) {
 		t.Errorf("parts %v, want %v", got, want)
@@ -282,14 +292,8 @@ func TestExits(t *testing.T) {
 	}
 	after := monotonic(t)
 	segvPID := p.cmd.Process.Pid
-	p = start(t, &failPod.Sandbox, "exit", "3")
-	if ws := p.wait(t); !ws.Exited() || ws.ExitStatus() != 3 {
-		t.Fatalf("exit helper ended with %#x, want status 3", ws)
-	}
-	p = start(t, &okPod.Sandbox, "exit", "0")
-	if ws := p.wait(t); !ws.Exited() || ws.ExitStatus() != 0 {
-		t.Fatalf("exit helper ended with %#x, want status 0", ws)
-	}
+	exit(t, &failPod.Sandbox, 3)
+	exit(t, &okPod.Sandbox, 0)
 	// Killed threads exit at once on every CPU: the process still counts
 	// once.
 	const procs, nthreads = 5, 16
@@ -489,17 +493,24 @@ func TestRateLimit(t *testing.T) {
 		}
 		return nil
 	})
-	// The storm spans at most this many one-second windows.
+	// The storm spans at most this many one-second windows, and in each
+	// the CPUs may race past the limit by one record each (deaths of other
+	// processes of the node run concurrently).
 	windows := int(elapsed.Seconds()) + 2
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sent, all := len(tr.eventsOf(KindSignaled, pod.CgroupID)), len(tr.eventsOf(KindSignaled, 0))
 	t.Logf("%d deaths in %s: %d records (%d on the node), %+v", deaths, elapsed, sent, all, s.Lost)
 	// Other processes of the node that die meanwhile take their share of
 	// the limit, at most the whole of it.
-	if sent > perSecond*windows || all < perSecond {
+	most := (perSecond + ncpu) * windows
+	if sent > most || all < perSecond {
 		t.Errorf("%d records (%d on the node) in %s, want at most %d, and at least %d on the node",
-			sent, all, elapsed, perSecond*windows, perSecond)
+			sent, all, elapsed, most, perSecond)
 	}
-	if refused := deaths - perSecond*windows; refused > 0 && s.Lost.RateLimited < uint64(refused) {
+	if refused := deaths - most; refused > 0 && s.Lost.RateLimited < uint64(refused) {
 		t.Errorf("%d records refused, want at least %d", s.Lost.RateLimited, refused)
 	}
 	if s.Lost.RingbufFull != 0 {
@@ -517,9 +528,7 @@ func TestMaxSeries(t *testing.T) {
 	var ids []uint64
 	for range pods {
 		pod := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
-		if ws := start(t, &pod.Sandbox, "exit", "3").wait(t); ws.ExitStatus() != 3 {
-			t.Fatalf("exit helper ended with %#x, want status 3", ws)
-		}
+		exit(t, &pod.Sandbox, 3)
 		ids = append(ids, pod.CgroupID)
 	}
 	s := tr.snapshot(t)
@@ -555,16 +564,6 @@ func segv([]string) error {
 }
 
 var nowhere *int32
-
-// exitWith exits with the status in args[0].
-func exitWith(args []string) error {
-	code, err := strconv.Atoi(args[0])
-	if err != nil {
-		return err
-	}
-	os.Exit(code)
-	return nil
-}
 
 // threads starts args[0] more threads, says ready, and sleeps.
 func threads(args []string) error {
