@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,15 +28,30 @@ import (
 // that holds several 1 s scrapes.
 var grafanaMacros = strings.NewReplacer("$__rate_interval", "20s", "$__interval", "5s", "$__range", "1m")
 
-// dashboardQueries returns every panel query of the dashboards, with the
-// template variables set to their "All" value.
-func dashboardQueries(t *testing.T) map[string]string {
+// healthDashboard is the receiver's own health: its panels show losses and
+// disabled capabilities, which are 0 when all is well.
+const healthDashboard = "otelcol-ebpf-receiver"
+
+// panelQuery is one panel query with the template variables resolved.
+type panelQuery struct {
+	expr string
+	// nonZero: the query must give a non-zero value, not only a series.
+	// True on every dashboard but the health one: their panels show the
+	// test's load, and a rate of 0 or a quantile of no samples (NaN) would
+	// show nothing.
+	nonZero bool
+}
+
+// dashboardQueries returns every panel query of the dashboards, by
+// "dashboard uid / panel title / refId", with the template variables set to
+// their "All" value.
+func dashboardQueries(t *testing.T) map[string]panelQuery {
 	t.Helper()
 	files, err := filepath.Glob("dashboards/*.json")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no dashboards: %v", err)
 	}
-	queries := map[string]string{}
+	queries := map[string]panelQuery{}
 	for _, f := range files {
 		var d struct {
 			UID        string `json:"uid"`
@@ -75,7 +92,7 @@ func dashboardQueries(t *testing.T) map[string]string {
 				if strings.Contains(expr, "$") {
 					t.Errorf("%s %q: unresolved variable in %s", f, p.Title, expr)
 				}
-				queries[fmt.Sprintf("%s / %s / %s", d.UID, p.Title, tg.RefID)] = expr
+				queries[fmt.Sprintf("%s / %s / %s", d.UID, p.Title, tg.RefID)] = panelQuery{expr: expr, nonZero: d.UID != healthDashboard}
 			}
 		}
 	}
@@ -83,10 +100,16 @@ func dashboardQueries(t *testing.T) map[string]string {
 }
 
 // TestDashboards runs the distribution with the prometheus exporter under
-// TCP and HTTP traffic, has a real Prometheus scrape it, and checks that
-// every panel query of deploy/dashboards returns at least one series. The
-// collector runs with only CAP_BPF and CAP_PERFMON, as the DaemonSet does,
-// and the test checks that every capability then runs.
+// TCP and HTTP traffic and node pressure (CPU, failed exits, deaths by
+// signal, OOM kills, disk I/O), has a real Prometheus scrape it, and checks
+// that every panel query of deploy/dashboards returns a series with a
+// finite value, non-zero outside the receiver's health dashboard; that the
+// pressure panels show the load's exit status, signals and loop device; and
+// that the log records of its deaths by signal and OOM kills come out of
+// the logs pipeline. The collector runs as the DaemonSet does: with only
+// CAP_BPF and CAP_PERFMON, and with the DaemonSet's view of the host (a
+// /sys of its own with only the DaemonSet's host mounts); the test checks
+// that every capability then runs.
 func TestDashboards(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root: the collector loads eBPF programs and the test makes a network namespace")
@@ -96,7 +119,7 @@ func TestDashboards(t *testing.T) {
 	if err != nil {
 		t.Fatal("prometheus is not installed (apt-get install prometheus; make test-deploy does it)")
 	}
-	for _, tool := range []string{"setpriv", "ip", "nft"} {
+	for _, tool := range []string{"setpriv", "unshare", "mount", "umount", "ip", "nft", "dd", "tail"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed", tool)
 		}
@@ -110,11 +133,14 @@ func TestDashboards(t *testing.T) {
 
 	// The collector, with the capability set of the DaemonSet: uid 0,
 	// bounding set BPF and PERFMON, no_new_privs (allowPrivilegeEscalation:
-	// false).
+	// false); and in its view of the host's file systems.
 	exporter := freeAddr(t)
-	collector := start(t, dir, "collector", exec.Command("setpriv",
+	logsFile := filepath.Join(dir, "logs.json")
+	cmd, inView := daemonSetView(t, dir, "setpriv",
 		"--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", "--no-new-privs",
-		distBinary, "--config", "testdata/collector.yaml"), "EXPORTER_ENDPOINT="+exporter)
+		distBinary, "--config", "testdata/collector.yaml")
+	collector := start(t, dir, "collector", cmd, "EXPORTER_ENDPOINT="+exporter, "LOGS_FILE="+logsFile,
+		"CGROUP_ROOT="+inView(cgroup2Mount(t)))
 	waitHTTP(t, "http://"+exporter+"/metrics", collector)
 
 	var wg sync.WaitGroup
@@ -123,6 +149,7 @@ func TestDashboards(t *testing.T) {
 	httpTraffic(ctx, t, &wg)
 	refusedTraffic(ctx, t, &wg)
 	lossyTraffic(ctx, t, &wg)
+	load := pressureTraffic(ctx, t, &wg, dir)
 
 	promAddr := freeAddr(t)
 	promConfig := filepath.Join(dir, "prometheus.yml")
@@ -145,24 +172,31 @@ scrape_configs:
 	deadline := time.Now().Add(2 * time.Minute)
 	for len(pending) > 0 && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Second)
-		next := map[string]string{}
-		for name, expr := range pending {
-			if n, err := countSeries(promAddr, expr); err != nil {
-				t.Fatalf("%s: %s: %v", name, expr, err)
-			} else if n == 0 {
-				next[name] = expr
+		next := map[string]panelQuery{}
+		for name, q := range pending {
+			if ok, err := hasData(promAddr, q); err != nil {
+				t.Fatalf("%s: %s: %v", name, q.expr, err)
+			} else if !ok {
+				next[name] = q
 			}
 		}
 		pending = next
 	}
-	for name, expr := range pending {
-		t.Errorf("no series for %s:\n  %s", name, expr)
+	for name, q := range pending {
+		if q.nonZero {
+			t.Errorf("no series with a finite non-zero value for %s:\n  %s", name, q.expr)
+		} else {
+			t.Errorf("no series with a finite value for %s:\n  %s", name, q.expr)
+		}
 	}
 	if t.Failed() {
 		t.Logf("collector log:\n%s", tail(collector.log, 4000))
 		return
 	}
 	t.Logf("%d panel queries returned data", len(queries))
+
+	checkPressurePanels(t, promAddr, queries, load)
+	checkProcessLogs(t, logsFile, load)
 
 	// With only BPF and PERFMON, every capability the main receiver has runs:
 	// each one that appears at 0 (ebpf/off's) also appears at 1.
@@ -226,10 +260,183 @@ func waitHTTP(t *testing.T, url string, p *process) {
 	t.Fatalf("%s did not answer in time:\n%s", url, tail(p.log, 4000))
 }
 
-// countSeries runs an instant query and returns how many series it gave.
-func countSeries(addr, expr string) (int, error) {
-	result, err := query(addr, expr)
-	return len(result), err
+// hasData runs a panel query and reports whether a series has a finite
+// value, and a non-zero one if the query must.
+func hasData(addr string, q panelQuery) (bool, error) {
+	result, err := query(addr, q.expr)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(result, func(s map[string]any) bool {
+		v, ok := sampleValue(s)
+		return ok && (!q.nonZero || v != 0)
+	}), nil
+}
+
+// sampleValue returns the value of an instant query's series, and whether it
+// is finite.
+func sampleValue(s map[string]any) (float64, bool) {
+	pair, _ := s["value"].([]any)
+	if len(pair) != 2 {
+		return 0, false
+	}
+	text, _ := pair[1].(string)
+	v, err := strconv.ParseFloat(text, 64)
+	return v, err == nil && !math.IsNaN(v) && !math.IsInf(v, 0)
+}
+
+// checkPressurePanels checks that the pressure dashboard shows the load
+// itself: its exit status and signals, its loop device both ways, and its
+// cgroup (a container's Resource in a cluster) in every pressure metric.
+func checkPressurePanels(t *testing.T, addr string, queries map[string]panelQuery, load pressure) {
+	t.Helper()
+	panel := func(title string) string {
+		q, ok := queries["otelcol-ebpf-pressure / "+title+" / A"]
+		if !ok {
+			t.Fatalf("pressure dashboard has no panel %q", title)
+		}
+		return q.expr
+	}
+	// nonZero returns the label sets of the series of expr with a non-zero
+	// value.
+	nonZero := func(expr string) []map[string]any {
+		result, err := query(addr, expr)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		var labels []map[string]any
+		for _, s := range result {
+			if v, ok := sampleValue(s); ok && v != 0 {
+				labels = append(labels, s["metric"].(map[string]any))
+			}
+		}
+		return labels
+	}
+	has := func(series []map[string]any, want map[string]string) bool {
+		return slices.ContainsFunc(series, func(l map[string]any) bool {
+			for k, v := range want {
+				if l[k] != v {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	exits := nonZero(panel("Failed exits"))
+	for _, want := range []map[string]string{
+		{"process_exit_code": "3"}, {"process_exit_signal": "SIGSEGV"}, {"process_exit_signal": "SIGKILL"},
+	} {
+		if !has(exits, want) {
+			t.Errorf("Failed exits shows no %v: %v", want, exits)
+		}
+	}
+	for _, title := range []string{"Disk throughput", "Disk operations", "Disk latency p99"} {
+		series := nonZero(panel(title))
+		for _, dir := range []string{"read", "write"} {
+			if want := map[string]string{"system_device": load.Device, "disk_io_direction": dir}; !has(series, want) {
+				t.Errorf("%s shows no %v: %v", title, want, series)
+			}
+		}
+	}
+	// The panels sum by pod and container, which k8s_attributes adds in a
+	// cluster; here the load's cgroup stands for its container.
+	sel := fmt.Sprintf(`{cgroup_path=%q}`, load.CgroupPath)
+	for _, expr := range []string{
+		"rate(sched_cpu_time_seconds_total" + sel + "[20s])",
+		"rate(sched_switches_involuntary_total" + sel + "[20s])",
+		"rate(sched_run_queue_latency_seconds_count" + sel + "[20s])",
+		"rate(process_exits_total" + sel + "[20s])",
+		"rate(process_oom_kills_total" + sel + "[1m])",
+		"rate(disk_io_bytes_total" + sel + "[20s])",
+		"rate(disk_operations_total" + sel + "[20s])",
+		"rate(disk_io_latency_seconds_count" + sel + "[20s])",
+	} {
+		if len(nonZero(expr)) == 0 {
+			t.Errorf("no non-zero series for the load's cgroup: %s", expr)
+		}
+	}
+}
+
+// checkProcessLogs checks that the logs pipeline delivered the load's deaths
+// by SIGSEGV and its OOM kills as log records of its cgroup, with a severity
+// and a body.
+func checkProcessLogs(t *testing.T, path string, load pressure) {
+	t.Helper()
+	var segv, oom int
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		segv, oom = 0, 0
+		for _, r := range readLogs(t, path) {
+			if r.cgroupPath != load.CgroupPath || r.severity == 0 || r.body == "" {
+				continue
+			}
+			switch {
+			case r.event == "process.signal_death" && r.attrs["process.exit.signal"] == "SIGSEGV" && r.attrs["process.command"] == "sh":
+				segv++
+			case r.event == "process.oom_kill" && r.attrs["process.command"] == "tail":
+				oom++
+			}
+		}
+		if segv > 0 && oom > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if segv == 0 || oom == 0 {
+		t.Errorf("%s: %d process.signal_death records of sh by SIGSEGV and %d process.oom_kill records of tail in cgroup %s; want both",
+			path, segv, oom, load.CgroupPath)
+	} else {
+		t.Logf("logs: %d deaths by SIGSEGV and %d OOM kills of the load", segv, oom)
+	}
+}
+
+// daemonSetView returns a command that runs name with args in the
+// DaemonSet's view of the host's file systems: a mount namespace whose /sys
+// is a sysfs of its own, read-only, as a container's is (no tracefs, no
+// cgroup mounts), plus the host paths the rendered DaemonSet mounts, at its
+// mount paths (those outside /sys under dir/root). inView maps a path of
+// the host to its path in that view, as CGROUP_ROOT does in the DaemonSet.
+func daemonSetView(t *testing.T, dir, name string, args ...string) (cmd *exec.Cmd, inView func(string) string) {
+	t.Helper()
+	pod := render(t, "kubernetes").daemonSets[0].Spec.Template.Spec
+	hostPaths := map[string]string{}
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	// Bind the host paths aside before /sys goes, then into the new view.
+	var stage, bind strings.Builder
+	stage.WriteString("set -e\n")
+	view := map[string]string{} // host path: path in the view
+	for _, m := range pod.Containers[0].VolumeMounts {
+		host, ok := hostPaths[m.Name]
+		if !ok {
+			continue
+		}
+		aside := filepath.Join(dir, "host", m.Name)
+		target := m.MountPath
+		if !strings.HasPrefix(target, "/sys/") {
+			target = filepath.Join(dir, "root", target)
+		}
+		view[host] = target
+		fmt.Fprintf(&stage, "mkdir -p %[2]q\nmount --rbind %[1]q %[2]q\n", host, aside)
+		fmt.Fprintf(&bind, "mkdir -p %[2]q\nmount --rbind %[1]q %[2]q\numount -l %[1]q\n", aside, target)
+		if m.ReadOnly {
+			fmt.Fprintf(&bind, "mount -o remount,bind,ro %q\n", target)
+		}
+	}
+	script := stage.String() + "umount -l /sys\nmount -t sysfs -o ro sysfs /sys\n" + bind.String() + `exec "$@"` + "\n"
+	inView = func(path string) string {
+		for host, target := range view {
+			if rel, err := filepath.Rel(host, path); err == nil && !strings.HasPrefix(rel, "..") {
+				return filepath.Join(target, rel)
+			}
+		}
+		t.Fatalf("the DaemonSet does not mount %s", path)
+		return ""
+	}
+	return exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", name}, args...)...), inView
 }
 
 func query(addr, expr string) ([]map[string]any, error) {

@@ -184,7 +184,7 @@ func TestAgentManifests(t *testing.T) {
 	})
 
 	t.Run("volumes", func(t *testing.T) {
-		wantHost := map[string]string{"btf": "/sys/kernel/btf", "cgroup": "/sys/fs/cgroup"}
+		wantHost := map[string]string{"btf": "/sys/kernel/btf", "cgroup": "/sys/fs/cgroup", "tracing": "/sys/kernel/tracing"}
 		gotHost := map[string]string{}
 		for _, v := range pod.Volumes {
 			switch {
@@ -252,7 +252,9 @@ func TestAgentManifests(t *testing.T) {
 				"processors": []any{"memory_limiter", "k8s_attributes", "batch"},
 				"exporters":  []any{"otlp_grpc"},
 			}
-			if want := map[string]any{"metrics": pipeline, "traces": pipeline}; !reflect.DeepEqual(got.Service.Pipelines, want) {
+			// Every signal of the receiver, k8s_attributes included: the log
+			// records carry the same container.id and k8s.pod.uid.
+			if want := map[string]any{"metrics": pipeline, "traces": pipeline, "logs": pipeline}; !reflect.DeepEqual(got.Service.Pipelines, want) {
 				t.Errorf("pipelines = %v, want %v", got.Service.Pipelines, want)
 			}
 			if ep := got.Exporters["otlp_grpc"]["endpoint"]; ep != "${env:OTLP_ENDPOINT}" {
@@ -322,8 +324,33 @@ func TestGatewayManifests(t *testing.T) {
 		validate(t, cfg, containerEnv(t, c, o.configMaps))
 	}
 
-	// The agents' default endpoint is this Service's OTLP port.
+	// Every signal the agents send is received: the OTLP receiver refuses a
+	// signal that no pipeline takes. Metrics go to Prometheus, traces and
+	// logs to the backend.
 	agent := render(t, "kubernetes")
+	type pipelines struct {
+		Service struct {
+			Pipelines map[string]struct{ Receivers, Exporters []string }
+		} `json:"service"`
+	}
+	var agentCfg, gatewayCfg pipelines
+	for _, u := range []struct {
+		cfg string
+		to  *pipelines
+	}{{agent.configMaps["otelcol-ebpf-agent"].Data["agent.yaml"], &agentCfg}, {cm.Data["gateway.yaml"], &gatewayCfg}} {
+		if err := yaml.Unmarshal([]byte(u.cfg), u.to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantExporter := map[string]string{"metrics": "prometheus", "traces": "otlp_grpc", "logs": "otlp_grpc"}
+	for signal := range agentCfg.Service.Pipelines {
+		p, ok := gatewayCfg.Service.Pipelines[signal]
+		if !ok || !slices.Equal(p.Receivers, []string{"otlp"}) || !slices.Equal(p.Exporters, []string{wantExporter[signal]}) {
+			t.Errorf("the agents send %s; the gateway's %s pipeline is %+v, want otlp to %s", signal, signal, p, wantExporter[signal])
+		}
+	}
+
+	// The agents' default endpoint is this Service's OTLP port.
 	endpoint := agent.configMaps["otelcol-ebpf-endpoint"].Data["OTLP_ENDPOINT"]
 	var port int32
 	for _, p := range svc.Spec.Ports {
