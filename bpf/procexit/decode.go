@@ -33,8 +33,9 @@ type Event struct {
 	// Signal is the signal that killed the process (KindSignaled).
 	Signal     uint8
 	CoreDumped bool
-	// HasFigures says whether the OOM figures below are set: the kernel
-	// gives them since Linux 6.8.
+	// HasFigures says whether the OOM figures below are set: older
+	// kernels' oom:mark_victim gives only the pid (6.1 until a stable
+	// update added them, as in Debian's 6.1.0-56).
 	HasFigures  bool
 	TotalVMKB   uint64
 	AnonRSSKB   uint64

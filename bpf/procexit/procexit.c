@@ -43,8 +43,9 @@ struct exit_key {
 	__u8 pad[6];
 };
 
-/* What oom:mark_victim tells of a victim. The figures are in kB and exist
- * only since Linux 6.8; before, has_figures is 0 and they are zero. */
+/* What oom:mark_victim tells of a victim. The figures are in kB. Older
+ * kernels give only the pid (6.1 until a stable update added them, as in
+ * Debian's 6.1.0-56): has_figures is 0 and they are zero. */
 struct oom_victim {
 	__u64 total_vm_kb;
 	__u64 anon_rss_kb;
@@ -289,16 +290,23 @@ int ebr_oom_victim(struct trace_event_raw_mark_victim *ctx)
 {
 	__u32 tid = BPF_CORE_READ(ctx, pid);
 	struct oom_victim v = {};
+	/* Each field on its own: kernels gained them over time. */
 	if (bpf_core_field_exists(ctx->total_vm)) {
 		v.total_vm_kb = BPF_CORE_READ(ctx, total_vm);
-		v.anon_rss_kb = BPF_CORE_READ(ctx, anon_rss);
-		v.file_rss_kb = BPF_CORE_READ(ctx, file_rss);
-		v.shmem_rss_kb = BPF_CORE_READ(ctx, shmem_rss);
-		v.pgtables_kb = BPF_CORE_READ(ctx, pgtables);
-		v.uid = BPF_CORE_READ(ctx, uid);
-		v.oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
 		v.has_figures = 1;
 	}
+	if (bpf_core_field_exists(ctx->anon_rss))
+		v.anon_rss_kb = BPF_CORE_READ(ctx, anon_rss);
+	if (bpf_core_field_exists(ctx->file_rss))
+		v.file_rss_kb = BPF_CORE_READ(ctx, file_rss);
+	if (bpf_core_field_exists(ctx->shmem_rss))
+		v.shmem_rss_kb = BPF_CORE_READ(ctx, shmem_rss);
+	if (bpf_core_field_exists(ctx->pgtables))
+		v.pgtables_kb = BPF_CORE_READ(ctx, pgtables);
+	if (bpf_core_field_exists(ctx->uid))
+		v.uid = BPF_CORE_READ(ctx, uid);
+	if (bpf_core_field_exists(ctx->oom_score_adj))
+		v.oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
 	bpf_map_update_elem(&victims, &tid, &v, BPF_ANY);
 	return 0;
 }

@@ -381,7 +381,7 @@ func TestExits(t *testing.T) {
 }
 
 // oomFigures reports whether the kernel's oom:mark_victim gives the
-// victim's memory figures (Linux 6.8 and later).
+// victim's memory figures (newer kernels, and Debian's 6.1.0-56).
 func oomFigures(t *testing.T) bool {
 	t.Helper()
 	spec, err := btf.LoadKernelSpec()
