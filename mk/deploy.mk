@@ -9,7 +9,7 @@
 # What the dashboard test runs besides the distribution: Debian's Prometheus,
 # setpriv (util-linux) to drop to the DaemonSet's capabilities, ip and nft
 # for a lossy network namespace.
-DEPLOY_APT_PACKAGES := prometheus util-linux iproute2 nftables
+DEPLOY_APT_PACKAGES := prometheus util-linux mount iproute2 nftables
 
 .PHONY: deploy-deps test-deploy
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/schedstat"
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
 )
@@ -28,6 +29,7 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	c := cores[cfg]
 	coresMu.Unlock()
 	var snap tcpconn.Snapshot
+	var sched schedstat.Snapshot
 	require.NoError(t, c.tcp.Snapshot(&snap))
 	baseConns := snap.Conns
 
@@ -59,15 +61,22 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	require.Eventually(t, func() bool {
 		latest(t, sink)
 		require.NoError(t, c.tcp.Snapshot(&snap))
+		require.NoError(t, c.sched.Snapshot(&sched))
 		left = left[:0]
 		for f, st := range snap.Flows {
 			if f.CgroupId == a.CgroupID || f.CgroupId == b.CgroupID {
 				left = append(left, fmt.Sprintf("%+v removed=%v %+v", f, c.cgroups.IsRemoved(f.CgroupId), st))
 			}
 		}
+		for _, id := range []uint64{a.CgroupID, b.CgroupID} {
+			if _, ok := sched.Cgroups[id]; ok {
+				left = append(left, fmt.Sprintf("sched entry of cgroup %d", id))
+			}
+		}
 		return len(left) == 0
-	}, 20*time.Second, 100*time.Millisecond, "flows of removed pods left in the kernel: %v", left)
+	}, 20*time.Second, 100*time.Millisecond, "entries of removed pods left in the kernel: %v", left)
 	assert.Zero(t, snap.Lost, "nothing lost at this size")
+	assert.Zero(t, sched.Lost, "no sched cgroup lost at this size")
 	// Connections of other tests may be open too; ours have all closed.
 	assert.LessOrEqual(t, snap.Conns, baseConns+100, "tracked connections back to the baseline %d", baseConns)
 	assert.Less(t, c.cgroups.Len(), 10_000, "cgroup cache bounded")
