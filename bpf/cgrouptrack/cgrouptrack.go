@@ -8,10 +8,10 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loadopt"
 )
 
 // Hooks lists the tracepoints the programs attach to.
@@ -59,9 +59,9 @@ func LoadWith(opts Options) (*Tracker, error) {
 		if ps == nil {
 			return nil, fmt.Errorf("no program %q to reject", opts.RejectProgram)
 		}
-		reject(ps)
+		loadopt.Reject(ps)
 	}
-	types, err := kernelTypes(opts.KernelBTF)
+	types, err := loadopt.KernelTypes(opts.KernelBTF)
 	if err != nil {
 		return nil, err
 	}
@@ -91,29 +91,6 @@ func LoadWith(opts Options) (*Tracker, error) {
 	}
 	t.reader = rd
 	return t, nil
-}
-
-// kernelTypes reads the BTF file at path, or returns nil for the running
-// kernel's BTF.
-func kernelTypes(path string) (*btf.Spec, error) {
-	if path == "" {
-		return nil, nil
-	}
-	spec, err := btf.LoadSpec(path)
-	if err != nil {
-		return nil, fmt.Errorf("kernel BTF %s: %w", path, err)
-	}
-	return spec, nil
-}
-
-// reject makes the verifier reject ps: its new instructions read R2, which
-// no program starts with. They keep the function's name and BTF.
-func reject(ps *ebpf.ProgramSpec) {
-	first := &ps.Instructions[0]
-	ps.Instructions = asm.Instructions{
-		btf.WithFuncMetadata(asm.Mov.Reg(asm.R0, asm.R2).WithSymbol(first.Symbol()), btf.FuncMetadata(first)),
-		asm.Return(),
-	}
 }
 
 // Read blocks until the next event and decodes it into e. It returns

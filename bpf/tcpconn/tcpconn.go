@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loadopt"
 )
 
 // Options size the kernel maps and set the sampling.
@@ -105,9 +106,9 @@ func Load(opts Options) (*Tracer, error) {
 		if ps == nil {
 			return nil, fmt.Errorf("tcpconn: no program %q to reject", opts.RejectProgram)
 		}
-		reject(ps)
+		loadopt.Reject(ps)
 	}
-	types, err := kernelTypes(opts.KernelBTF)
+	types, err := loadopt.KernelTypes(opts.KernelBTF)
 	if err != nil {
 		return nil, err
 	}
@@ -173,29 +174,6 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
 	t.progs = append(t.progs, prog)
 	t.links = append(t.links, l)
 	return nil
-}
-
-// kernelTypes reads the BTF file at path, or returns nil for the running
-// kernel's BTF.
-func kernelTypes(path string) (*btf.Spec, error) {
-	if path == "" {
-		return nil, nil
-	}
-	spec, err := btf.LoadSpec(path)
-	if err != nil {
-		return nil, fmt.Errorf("kernel BTF %s: %w", path, err)
-	}
-	return spec, nil
-}
-
-// reject makes the verifier reject ps: its new instructions read R2, which
-// no program starts with. They keep the function's name and BTF.
-func reject(ps *ebpf.ProgramSpec) {
-	first := &ps.Instructions[0]
-	ps.Instructions = asm.Instructions{
-		btf.WithFuncMetadata(asm.Mov.Reg(asm.R0, asm.R2).WithSymbol(first.Symbol()), btf.FuncMetadata(first)),
-		asm.Return(),
-	}
 }
 
 // Disabled returns the parts that could not run, with why.
