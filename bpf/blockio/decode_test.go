@@ -106,3 +106,33 @@ func TestDeviceNameFallback(t *testing.T) {
 		t.Errorf("DeviceName: got %q, want %q", got, want)
 	}
 }
+
+// Records of every size decode or fail cleanly, and a decoded key or value
+// is the whole record.
+func FuzzUnmarshal(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(make([]byte, keySize))
+	f.Add(make([]byte, statsSize))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var k Key
+		if err := k.UnmarshalBinary(raw); err == nil {
+			if len(raw) != keySize {
+				t.Fatalf("decoded a %d-byte key", len(raw))
+			}
+			if k.Major()<<minorBits|k.Minor() != k.Dev {
+				t.Fatalf("major %d and minor %d do not make dev %#x", k.Major(), k.Minor(), k.Dev)
+			}
+		}
+		var st Stats
+		if err := st.UnmarshalBinary(raw); err == nil {
+			if len(raw) != statsSize {
+				t.Fatalf("decoded %d-byte stats", len(raw))
+			}
+			var sum Stats
+			sum.Add(&st)
+			if sum != st {
+				t.Fatal("adding to zero changed the stats")
+			}
+		}
+	})
+}
