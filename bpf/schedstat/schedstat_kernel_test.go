@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -177,7 +178,7 @@ const sleepers = 300
 // TestRunQueueLatency runs a process that sleeps 1 ms and wakes, first alone
 // on its CPU and then sharing it with two CPU-bound processes. All helpers
 // run bound to the same CPU (the first they may use). The sleeper runs at
-// nice 10 so that its wakeups do not preempt a burner at once (CFS's wakeup
+// nice 10 (and its pod at the matching cpu.weight) so that its wakeups do not preempt a burner at once (CFS's wakeup
 // granularity and EEVDF's deadline both scale with the inverse of weight):
 // loaded, a wakeup waits for the running burner's slice to end, so the
 // waits grow from tens of microseconds to milliseconds. The margins still
@@ -189,6 +190,9 @@ func TestRunQueueLatency(t *testing.T) {
 	loaded := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
 	alone := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
 
+	for _, p := range []*bpftest.Pod{loaded, alone} {
+		lowerWeight(t, p)
+	}
 	alone.StartHelper(t, false, "sleep", "-n", strconv.Itoa(sleepers), "-nice", "10").Wait(t)
 	for range 2 {
 		burners.StartHelper(t, true, "burn")
@@ -240,6 +244,20 @@ func TestOnCPU(t *testing.T) {
 	}
 	if d := (got - want).Abs(); d > 2*clockTick+want/10 {
 		t.Errorf("on-CPU %v, utime+stime %v: off by %v", got, want, d)
+	}
+}
+
+// lowerWeight gives the pod's slice the CPU weight of a nice 10 task where
+// the cpu controller is enabled (pure cgroup v2): there each pod is its own
+// scheduling entity, whose weight, not its tasks' nice, decides preemption.
+func lowerWeight(t *testing.T, p *bpftest.Pod) {
+	t.Helper()
+	f := filepath.Join(filepath.Dir(p.CgroupPath), "cpu.weight")
+	if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err := os.WriteFile(f, []byte("11"), 0); err != nil {
+		t.Fatalf("lower pod cpu weight: %v", err)
 	}
 }
 
