@@ -50,7 +50,8 @@ func main() {
 	}
 }
 
-// runFloor loads a floor level, says ready, drains until SIGTERM, and
+// runFloor loads a floor level, with the empty scheduler programs that
+// match the receiver's sched hooks, says ready, drains until SIGTERM, and
 // prints what it read as JSON.
 func runFloor(level string) error {
 	f, err := floor.Open(map[string]int{"1": 1, "2": 2}[level])
@@ -58,6 +59,11 @@ func runFloor(level string) error {
 		return err
 	}
 	defer f.Close()
+	sched, err := floor.OpenSched()
+	if err != nil {
+		return err
+	}
+	defer sched.Close()
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
