@@ -59,7 +59,7 @@ func Load(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load httptrace spec: %w", err)
 	}
-	if err := spec.Variables[bpfVarCaptureLen].Set(opts.CaptureBytes); err != nil {
+	if err := loadopt.SetConst(spec, bpfVarCaptureLen, opts.CaptureBytes); err != nil {
 		return nil, err
 	}
 	if opts.RejectProgram != "" {

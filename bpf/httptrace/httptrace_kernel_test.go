@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,8 +36,13 @@ type collect struct {
 // startTracer then returns false and the test ends there.
 func startTracer(t *testing.T) (*Tracer, *collect, bool) {
 	t.Helper()
+	return startTracerWith(t, Options{CaptureBytes: 256, PollInterval: time.Millisecond})
+}
+
+func startTracerWith(t *testing.T, opts Options) (*Tracer, *collect, bool) {
+	t.Helper()
 	bpftest.RequireBPF(t)
-	tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond})
+	tr, err := Load(opts)
 	if !bpftest.HasTracepoint(t, "sock", "sock_send_length") || !bpftest.HasTracepoint(t, "sock", "sock_recv_length") {
 		require.ErrorIs(t, err, ebpf.ErrNotSupported)
 		require.Regexp(t, `sock_(send|recv)_length`, err.Error())
@@ -74,6 +80,40 @@ func (c *collect) on(port uint16) []Event {
 		}
 	}
 	return out
+}
+
+// CaptureBytes bounds what each record copies: a request longer than it is
+// cut there, and its size is still the whole length.
+func TestCaptureBytes(t *testing.T) {
+	const capture = 64
+	_, c, ok := startTracerWith(t, Options{CaptureBytes: capture, PollInterval: time.Millisecond})
+	if !ok {
+		return
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	path := "/" + strings.Repeat("p", 200)
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+	require.NoError(t, err)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+
+	var req Event
+	require.Eventually(t, func() bool {
+		for _, e := range c.on(port) {
+			if e.Dir == DirIngress && bytes.HasPrefix(e.Data, []byte("GET /ppp")) {
+				req = e
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "no captured request")
+	assert.Len(t, req.Data, capture, "copied bytes")
+	assert.Greater(t, int(req.Size), len(path), "the request's whole size")
 }
 
 // A Go server answering with a file through sendfile, and a Go client: the

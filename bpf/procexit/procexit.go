@@ -14,6 +14,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loadopt"
 )
 
 // Options size the kernel maps and bound the records.
@@ -92,7 +94,7 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	spec.Maps[bpfMapExits].MaxEntries = opts.MaxSeries
 	spec.Maps[bpfMapOomKills].MaxEntries = opts.MaxSeries
-	if err := setConst(spec, bpfVarLogsPerSecond, opts.LogsPerSecond); err != nil {
+	if err := loadopt.SetConst(spec, bpfVarLogsPerSecond, opts.LogsPerSecond); err != nil {
 		return nil, fmt.Errorf("set logs per second: %w", err)
 	}
 	ncpu, err := ebpf.PossibleCPU()
@@ -125,28 +127,6 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	t.reader.SetDeadline(time.Now().Add(t.poll))
 	return t, nil
-}
-
-// setConst sets the constant name in the contents of its data section.
-// Cilium writes a VariableSpec's value there only while spec.Variables is
-// kept, which Load clears.
-func setConst(spec *ebpf.CollectionSpec, name string, value any) error {
-	v := spec.Variables[name]
-	if err := v.Set(value); err != nil {
-		return err
-	}
-	m := spec.Maps[v.SectionName]
-	if len(m.Contents) != 1 {
-		return fmt.Errorf("section %s: %d values, want 1", v.SectionName, len(m.Contents))
-	}
-	data, ok := m.Contents[0].Value.([]byte)
-	if !ok || int(v.Offset+v.Size()) > len(data) {
-		return fmt.Errorf("section %s does not hold %s", v.SectionName, name)
-	}
-	data = slices.Clone(data)
-	copy(data[v.Offset:], v.Value)
-	m.Contents = []ebpf.MapKV{{Key: m.Contents[0].Key, Value: data}}
-	return nil
 }
 
 // attach loads one program against the shared maps and attaches it to

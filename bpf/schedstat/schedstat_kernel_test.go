@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -25,7 +24,7 @@ import (
 func TestMain(m *testing.M) {
 	bpftest.RunHelperIfRequested(map[string]bpftest.HelperFunc{
 		"burn":      burn,
-		"sleep":     sleepLoop,
+		"serve":     serve,
 		"ping-pong": pingPong,
 	})
 	os.Exit(m.Run())
@@ -172,16 +171,20 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-// sleepers is how many times the latency-sensitive helper sleeps and wakes.
-const sleepers = 300
+// The latency-sensitive helper serves requests: each is requestCPU of work
+// then a 1 ms sleep, like a server between two requests.
+const (
+	requests   = 50
+	requestCPU = 20 * time.Millisecond
+)
 
-// TestRunQueueLatency runs a process that sleeps 1 ms and wakes, first alone
-// on its CPU and then sharing it with two CPU-bound processes. All helpers
-// run bound to the same CPU (the first they may use). The sleeper runs at
-// nice 10 (and its pod at the matching cpu.weight) so that its wakeups do not preempt a burner at once (CFS's wakeup
-// granularity and EEVDF's deadline both scale with the inverse of weight):
-// loaded, a wakeup waits for the running burner's slice to end, so the
-// waits grow from tens of microseconds to milliseconds. The margins still
+// TestRunQueueLatency runs the request helper first alone on its CPU, then
+// sharing it with two CPU-bound processes. All helpers run bound to the same
+// CPU (the first they may use). Loaded, each request outlasts the
+// scheduler's slice (a few ms under CFS and EEVDF alike), so the helper is
+// preempted and waits while the burners run: its waits grow from tens of
+// microseconds to milliseconds. A helper that only slept would not show
+// this on CFS, which lets a waking sleeper run at once. The margins still
 // fail if no wait were measured.
 func TestRunQueueLatency(t *testing.T) {
 	tr := load(t, testOptions)
@@ -190,14 +193,12 @@ func TestRunQueueLatency(t *testing.T) {
 	loaded := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
 	alone := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
 
-	for _, p := range []*bpftest.Pod{loaded, alone} {
-		lowerWeight(t, p)
-	}
-	alone.StartHelper(t, false, "sleep", "-n", strconv.Itoa(sleepers), "-nice", "10").Wait(t)
+	serve := []string{"serve", "-n", strconv.Itoa(requests), "-cpu", requestCPU.String()}
+	alone.StartHelper(t, false, serve[0], serve[1:]...).Wait(t)
 	for range 2 {
 		burners.StartHelper(t, true, "burn")
 	}
-	loaded.StartHelper(t, false, "sleep", "-n", strconv.Itoa(sleepers), "-nice", "10").Wait(t)
+	loaded.StartHelper(t, false, serve[0], serve[1:]...).Wait(t)
 	s := snapshot(t, tr)
 
 	a, l, b := s.Cgroups[alone.CgroupID], s.Cgroups[loaded.CgroupID], s.Cgroups[burners.CgroupID]
@@ -208,16 +209,19 @@ func TestRunQueueLatency(t *testing.T) {
 		checkHistogram(t, name, st)
 		// Every wakeup from a sleep is one wait; the Go runtime adds its
 		// own threads' wakeups.
-		if st.RunqCount < sleepers {
-			t.Errorf("%s: %d waits, want at least %d", name, st.RunqCount, sleepers)
+		if st.RunqCount < requests {
+			t.Errorf("%s: %d waits, want at least %d", name, st.RunqCount, requests)
 		}
 	}
 	if mean(l) < 4*mean(a) || mean(l) < 100*time.Microsecond {
 		t.Errorf("loaded mean wait %v, want at least 4 times alone's (%v) and 100µs", mean(l), mean(a))
 	}
-	// Waits of 1 ms and more: most of the loaded sleeper's wakeups.
-	if over(l, 10) < sleepers/4 || over(l, 10) < 4*over(a, 10)+10 {
+	// Waits of 1 ms and more: at least one preemption in most requests.
+	if over(l, 10) < requests/2 || over(l, 10) < 4*over(a, 10)+10 {
 		t.Errorf("waits over 1ms: loaded %d of %d, alone %d of %d", over(l, 10), l.RunqCount, over(a, 10), a.RunqCount)
+	}
+	if l.Involuntary < requests/2 {
+		t.Errorf("loaded: %d involuntary switches, want at least %d", l.Involuntary, requests/2)
 	}
 	if b.Involuntary == 0 || b.OncpuNs == 0 {
 		t.Errorf("burners: on-CPU %d ns, %d involuntary switches, want both positive", b.OncpuNs, b.Involuntary)
@@ -247,20 +251,6 @@ func TestOnCPU(t *testing.T) {
 	}
 }
 
-// lowerWeight gives the pod's slice the CPU weight of a nice 10 task where
-// the cpu controller is enabled (pure cgroup v2): there each pod is its own
-// scheduling entity, whose weight, not its tasks' nice, decides preemption.
-func lowerWeight(t *testing.T, p *bpftest.Pod) {
-	t.Helper()
-	f := filepath.Join(filepath.Dir(p.CgroupPath), "cpu.weight")
-	if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	if err := os.WriteFile(f, []byte("11"), 0); err != nil {
-		t.Fatalf("lower pod cpu weight: %v", err)
-	}
-}
-
 // cpuTicks returns utime+stime of process pid, in clock ticks.
 func cpuTicks(t *testing.T, pid int) uint64 {
 	t.Helper()
@@ -279,6 +269,9 @@ func cpuTicks(t *testing.T, pid int) uint64 {
 	return utime + stime
 }
 
+// sleeps is how many times TestBounded's helpers sleep and wake.
+const sleeps = 300
+
 // TestBounded fills a two-entry map: cgroups that do not fit go to the
 // overflow entry and count as lost.
 func TestBounded(t *testing.T) {
@@ -287,7 +280,7 @@ func TestBounded(t *testing.T) {
 	var ids []uint64
 	for range 3 {
 		pod := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
-		pod.StartHelper(t, false, "sleep", "-n", strconv.Itoa(sleepers)).Wait(t)
+		pod.StartHelper(t, false, "serve", "-n", strconv.Itoa(sleeps)).Wait(t)
 		ids = append(ids, pod.CgroupID)
 	}
 	s := snapshot(t, tr)
@@ -296,8 +289,8 @@ func TestBounded(t *testing.T) {
 		t.Errorf("%d cgroups in a map of 2", len(s.Cgroups))
 	}
 	// At least one of the three pods did not fit: all its waits overflowed.
-	if s.Overflow.RunqCount < sleepers || s.Lost.CgroupsFull < sleepers {
-		t.Errorf("overflow %d waits, %d lost updates, want at least %d each", s.Overflow.RunqCount, s.Lost.CgroupsFull, sleepers)
+	if s.Overflow.RunqCount < sleeps || s.Lost.CgroupsFull < sleeps {
+		t.Errorf("overflow %d waits, %d lost updates, want at least %d each", s.Overflow.RunqCount, s.Lost.CgroupsFull, sleeps)
 	}
 	checkHistogram(t, "overflow", s.Overflow)
 }
@@ -306,7 +299,7 @@ func TestBounded(t *testing.T) {
 func TestDeleteCgroups(t *testing.T) {
 	tr := load(t, testOptions)
 	pod := bpftest.NewPod(t, bpftest.PodOptions{})
-	pod.StartHelper(t, false, "sleep", "-n", "10").Wait(t)
+	pod.StartHelper(t, false, "serve", "-n", "10").Wait(t)
 	if _, ok := snapshot(t, tr).Cgroups[pod.CgroupID]; !ok {
 		t.Fatalf("pod's cgroup %d not in the map", pod.CgroupID)
 	}
@@ -350,49 +343,34 @@ func processCPU() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-// setNice sets the nice value of every thread of the process: it is per
-// thread, and a new thread inherits its creator's.
-func setNice(nice int) error {
-	done := make(map[int]bool)
-	for {
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return err
-		}
-		n := len(done)
-		for _, task := range tasks {
-			tid, err := strconv.Atoi(task.Name())
-			if err != nil || done[tid] {
-				continue
-			}
-			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("nice thread %d: %w", tid, err)
-			}
-			done[tid] = true
-		}
-		if len(done) == n {
-			return nil
-		}
-	}
-}
-
-// sleepLoop sleeps 1 ms -n times on one thread, waking each time.
-func sleepLoop(args []string) error {
-	fs := flag.NewFlagSet("sleep", flag.ContinueOnError)
-	n := fs.Int("n", 1, "sleeps")
-	nice := fs.Int("nice", 0, "nice value of every thread")
+// serve handles -n requests on one thread: each uses -cpu of CPU time,
+// then sleeps 1 ms.
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	n := fs.Int("n", 1, "requests")
+	work := fs.Duration("cpu", 0, "CPU time of each request")
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := setNice(*nice); err != nil {
 		return err
 	}
 	runtime.LockOSThread()
 	ts := unix.NsecToTimespec(int64(time.Millisecond))
 	for range *n {
+		for end := threadCPU() + *work; threadCPU() < end; {
+			for i := 0; i < 1e4; i++ {
+				spin++
+			}
+		}
 		if err := unix.Nanosleep(&ts, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		panic(err)
+	}
+	return time.Duration(ts.Nano())
 }

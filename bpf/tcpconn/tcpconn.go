@@ -98,7 +98,7 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	spec.Maps[bpfMapConns].MaxEntries = opts.MaxConnections
 	spec.Maps[bpfMapFlows].MaxEntries = opts.MaxFlows
-	if err := spec.Variables[bpfVarRttSampleIntervalNs].Set(uint64(opts.RTTSampleInterval)); err != nil {
+	if err := loadopt.SetConst(spec, bpfVarRttSampleIntervalNs, uint64(opts.RTTSampleInterval)); err != nil {
 		return nil, fmt.Errorf("set rtt sample interval: %w", err)
 	}
 	if opts.RejectProgram != "" {

@@ -360,6 +360,40 @@ func TestPodTraffic(t *testing.T) {
 	}
 }
 
+// TestRTTSampleInterval checks that the interval reaches the kernel: with
+// none, every segment (or GRO batch) a connection receives is a sample;
+// with an hour, each connection gives its first one only.
+func TestRTTSampleInterval(t *testing.T) {
+	bpftest.RequireBPF(t)
+	const conns, reply = 3, 300_000 // several segments each, even merged by GRO
+	for _, tc := range []struct {
+		interval time.Duration
+		least    uint64
+		most     uint64
+	}{
+		{0, 3 * conns, 1 << 62},
+		{time.Hour, conns, conns},
+	} {
+		t.Run(tc.interval.String(), func(t *testing.T) {
+			opts := testOptions
+			opts.RTTSampleInterval = tc.interval
+			tr, err := Load(opts)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			defer tr.Close()
+			_, a, b := newPods(t, bpftest.PodOptions{})
+			srv := b.StartTCPServer(t, bpftest.ServerOptions{Port: 8080, Conns: conns, Send: reply})
+			a.RunTCPClient(t, bpftest.ClientOptions{Addr: netip.AddrPortFrom(b.IP, 8080), Conns: conns, Recv: reply})
+			srv.Wait(t)
+			n := snapshot(t, tr).Flows[clientFlow(a.CgroupID, b.IP, 8080)].RttCount
+			if n < tc.least || n > tc.most {
+				t.Errorf("%d RTT samples of %d connections, want %d to %d", n, conns, tc.least, tc.most)
+			}
+		})
+	}
+}
+
 // TestResets aborts a connection: A closes it with SO_LINGER 0, so A's
 // socket sends a reset, which B's socket receives.
 func TestResets(t *testing.T) {

@@ -1,10 +1,11 @@
-// Package loadopt holds the load options that every bpf/* package shares:
-// the kernel BTF to resolve CO-RE against, and the tests' forced verifier
-// rejection.
+// Package loadopt holds what every bpf/* package's Load shares: setting
+// the programs' constants, the kernel BTF to resolve CO-RE against, and the
+// tests' forced verifier rejection.
 package loadopt
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -32,4 +33,30 @@ func Reject(ps *ebpf.ProgramSpec) {
 		btf.WithFuncMetadata(asm.Mov.Reg(asm.R0, asm.R2).WithSymbol(first.Symbol()), btf.FuncMetadata(first)),
 		asm.Return(),
 	}
+}
+
+// SetConst sets the constant name in the contents of its data section.
+// Cilium writes a VariableSpec's value there only while spec.Variables is
+// kept, which the packages clear: a mapping of the data sections would keep
+// the maps alive after Close until a GC runs.
+func SetConst(spec *ebpf.CollectionSpec, name string, value any) error {
+	v := spec.Variables[name]
+	if v == nil {
+		return fmt.Errorf("no constant %s", name)
+	}
+	if err := v.Set(value); err != nil {
+		return err
+	}
+	m := spec.Maps[v.SectionName]
+	if m == nil || len(m.Contents) != 1 {
+		return fmt.Errorf("section %s of %s: want one value", v.SectionName, name)
+	}
+	data, ok := m.Contents[0].Value.([]byte)
+	if !ok || int(v.Offset+v.Size()) > len(data) {
+		return fmt.Errorf("section %s does not hold %s", v.SectionName, name)
+	}
+	data = slices.Clone(data)
+	copy(data[v.Offset:], v.Value)
+	m.Contents = []ebpf.MapKV{{Key: m.Contents[0].Key, Value: data}}
+	return nil
 }
