@@ -17,7 +17,8 @@ type bpfCounter uint32
 
 const (
 	bpfCounterCOUNTER_CGROUPS_FULL bpfCounter = 0
-	bpfCounterCOUNTER_COUNT        bpfCounter = 1
+	bpfCounterCOUNTER_TASKS_FULL   bpfCounter = 1
+	bpfCounterCOUNTER_COUNT        bpfCounter = 2
 )
 
 type bpfSchedStats struct {

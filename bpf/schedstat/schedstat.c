@@ -5,7 +5,7 @@
 // per-CPU hash map that user space reads at each collection interval.
 //
 // sched_switch fires on every context switch of every CPU: it does one task
-// storage lookup per side and one stats lookup per cgroup, and nothing else.
+// lookup per side and one stats lookup per cgroup, and nothing else.
 
 #include "vmlinux.h"
 #include "bpf_helpers.h"
@@ -20,7 +20,8 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 /* Kernel-side losses, one per-CPU counter each. */
 enum counter {
 	COUNTER_CGROUPS_FULL = 0, /* a cgroup did not fit; counted in overflow */
-	COUNTER_COUNT = 1,
+	COUNTER_TASKS_FULL = 1,   /* a task did not fit; its next wait or run is not measured */
+	COUNTER_COUNT = 2,
 };
 
 /* Bucket i counts [2^i, 2^(i+1)) µs; bucket 0 is [0, 2) µs; the last is open. */
@@ -34,16 +35,20 @@ struct sched_stats {
 	__u64 runq_buckets[SCHED_BUCKETS];
 };
 
-/* Per task, freed with it. */
 struct task_times {
 	__u64 enqueued_ns; /* when it became runnable; 0: not waiting */
 	__u64 oncpu_ns;    /* when it last started running; 0: unknown */
 };
 
+/* Per thread id, only while the task is runnable or running: a task that
+ * blocks leaves the map and comes back when woken, so the map holds what
+ * the run queues hold. A preallocated hash, never task storage: before
+ * Linux 6.4, creating task storage here, under the run queue lock, can
+ * deadlock against another task storage map being freed (seen on 6.1). */
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
 	__type(value, struct task_times);
 } tasks SEC(".maps");
 
@@ -75,13 +80,21 @@ const enum counter *unused_counter __attribute__((unused));
 
 static const struct sched_stats zero_stats;
 
-static __always_inline struct task_times *times_of(struct task_struct *p)
+static __always_inline void count(__u32 counter)
 {
-	return bpf_task_storage_get(&tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 *n = bpf_map_lookup_elem(&counters, &counter);
+	if (n)
+		*n += 1;
 }
 
-/* Plain loads through BTF pointers (CO-RE relocated, made fault-safe by the
- * verifier) cost less than BPF_CORE_READ's probe-read helper calls. */
+/* Starts tracking task tid. */
+static __always_inline void note(__u32 tid, __u64 enqueued_ns, __u64 oncpu_ns)
+{
+	struct task_times t = {.enqueued_ns = enqueued_ns, .oncpu_ns = oncpu_ns};
+	if (bpf_map_update_elem(&tasks, &tid, &t, BPF_ANY))
+		count(COUNTER_TASKS_FULL);
+}
+
 static __always_inline __u64 cgroup_of(struct task_struct *p)
 {
 	return p->cgroups->dfl_cgrp->kn->id;
@@ -98,11 +111,8 @@ static __always_inline struct sched_stats *stats_of(__u64 id)
 		if (s)
 			return s;
 	}
-	__u32 key = COUNTER_CGROUPS_FULL;
-	__u64 *n = bpf_map_lookup_elem(&counters, &key);
-	if (n)
-		*n += 1;
-	key = 0;
+	count(COUNTER_CGROUPS_FULL);
+	__u32 key = 0;
 	return bpf_map_lookup_elem(&overflow, &key);
 }
 
@@ -119,9 +129,13 @@ static __always_inline __u32 log2_bucket(__u32 v)
 
 static __always_inline void wakeup(struct task_struct *p)
 {
-	struct task_times *t = times_of(p);
+	__u32 tid = p->pid;
+	__u64 now = bpf_ktime_get_ns();
+	struct task_times *t = bpf_map_lookup_elem(&tasks, &tid);
 	if (t)
-		t->enqueued_ns = bpf_ktime_get_ns();
+		t->enqueued_ns = now;
+	else
+		note(tid, now, 0);
 }
 
 SEC("tp_btf/sched_wakeup")
@@ -152,29 +166,37 @@ int BPF_PROG(ebr_sched_switch, bool preempt, struct task_struct *prev, struct ta
 	struct sched_stats *prev_stats = NULL;
 
 	if (prev->pid) {
-		struct task_times *t = times_of(prev);
-		if (t) {
-			bool runnable = preempt || prev_state == TASK_RUNNING;
-			__u64 start = t->oncpu_ns;
+		__u32 tid = prev->pid;
+		bool runnable = preempt || prev_state == TASK_RUNNING;
+		struct task_times *t = bpf_map_lookup_elem(&tasks, &tid);
+		__u64 start = t ? t->oncpu_ns : 0;
+		if (t && runnable) {
 			t->oncpu_ns = 0;
-			t->enqueued_ns = runnable ? now : 0;
-			if (start || runnable) {
-				prev_cgroup = cgroup_of(prev);
-				prev_stats = stats_of(prev_cgroup);
-				if (prev_stats) {
-					if (start)
-						prev_stats->oncpu_ns += now - start;
-					if (runnable)
-						prev_stats->involuntary++;
-				}
+			t->enqueued_ns = now;
+		} else if (t) {
+			bpf_map_delete_elem(&tasks, &tid);
+		} else if (runnable) {
+			note(tid, now, 0);
+		}
+		if (start || runnable) {
+			prev_cgroup = cgroup_of(prev);
+			prev_stats = stats_of(prev_cgroup);
+			if (prev_stats) {
+				if (start)
+					prev_stats->oncpu_ns += now - start;
+				if (runnable)
+					prev_stats->involuntary++;
 			}
 		}
 	}
 
 	if (next->pid) {
-		struct task_times *t = times_of(next);
-		if (!t)
+		__u32 tid = next->pid;
+		struct task_times *t = bpf_map_lookup_elem(&tasks, &tid);
+		if (!t) {
+			note(tid, 0, now);
 			return 0;
+		}
 		__u64 enqueued = t->enqueued_ns;
 		t->enqueued_ns = 0;
 		t->oncpu_ns = now;

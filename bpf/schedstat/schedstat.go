@@ -135,6 +135,9 @@ type Lost struct {
 	// CgroupsFull counts updates of cgroups that did not fit in the map and
 	// went to Overflow instead.
 	CgroupsFull uint64
+	// TasksFull counts tasks that did not fit in the map of runnable and
+	// running tasks: their next wait or run is not measured.
+	TasksFull uint64
 }
 
 // Snapshot is the content of the maps at one moment.
@@ -167,12 +170,17 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 	}
 	s.Overflow = sum(perCPU)
 	counters := make([]uint64, t.ncpu)
-	if err := t.maps.Maps[bpfMapCounters].Lookup(uint32(bpfCounterCOUNTER_CGROUPS_FULL), &counters); err != nil {
-		return fmt.Errorf("read counters: %w", err)
-	}
-	s.Lost.CgroupsFull = 0
-	for _, v := range counters {
-		s.Lost.CgroupsFull += v
+	for c, dst := range map[bpfCounter]*uint64{
+		bpfCounterCOUNTER_CGROUPS_FULL: &s.Lost.CgroupsFull,
+		bpfCounterCOUNTER_TASKS_FULL:   &s.Lost.TasksFull,
+	} {
+		if err := t.maps.Maps[bpfMapCounters].Lookup(uint32(c), &counters); err != nil {
+			return fmt.Errorf("read counters: %w", err)
+		}
+		*dst = 0
+		for _, v := range counters {
+			*dst += v
+		}
 	}
 	return nil
 }

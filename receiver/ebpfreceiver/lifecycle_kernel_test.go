@@ -61,6 +61,8 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 		maps = append(maps, id)
 	}
 	require.Len(t, progs, wantPrograms(t))
+	slices.Sort(progs)
+	slices.Sort(maps)
 	return progs, maps
 }
 

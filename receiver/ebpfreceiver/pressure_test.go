@@ -71,7 +71,7 @@ func TestSchedSource(t *testing.T) {
 			goneCgroup:    runq(time.Millisecond, 1),
 		},
 		Overflow: runq(7*time.Millisecond, 2, 10*time.Microsecond),
-		Lost:     schedstat.Lost{CgroupsFull: 3},
+		Lost:     schedstat.Lost{CgroupsFull: 3, TasksFull: 1},
 	}
 	for _, tt := range []struct {
 		name      string

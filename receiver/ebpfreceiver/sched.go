@@ -58,6 +58,7 @@ func (s *schedSource) recordNode(now pcommon.Timestamp, histograms pmetric.Metri
 		s.recordStats(&s.snap.Overflow, true, now, histograms)
 	}
 	s.mb.RecordEbpfSchedLostDataPoint(now, int64(s.snap.Lost.CgroupsFull), metadata.AttributeEbpfLostReasonCgroupsMapFull)
+	s.mb.RecordEbpfSchedLostDataPoint(now, int64(s.snap.Lost.TasksFull), metadata.AttributeEbpfLostReasonTasksMapFull)
 	s.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(s.snap.Cgroups)), metadata.AttributeEbpfMapSchedCgroups)
 	s.mb.RecordEbpfMapCapacityDataPoint(now, s.capacity, metadata.AttributeEbpfMapSchedCgroups)
 }

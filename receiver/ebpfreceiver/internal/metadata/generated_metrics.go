@@ -58,6 +58,7 @@ const (
 	AttributeEbpfLostReasonConnectionTableFull
 	AttributeEbpfLostReasonSpanQueueFull
 	AttributeEbpfLostReasonCgroupsMapFull
+	AttributeEbpfLostReasonTasksMapFull
 	AttributeEbpfLostReasonSeriesMapFull
 	AttributeEbpfLostReasonInflightMapFull
 	AttributeEbpfLostReasonRateLimited
@@ -83,6 +84,8 @@ func (av AttributeEbpfLostReason) String() string {
 		return "span_queue_full"
 	case AttributeEbpfLostReasonCgroupsMapFull:
 		return "cgroups_map_full"
+	case AttributeEbpfLostReasonTasksMapFull:
+		return "tasks_map_full"
 	case AttributeEbpfLostReasonSeriesMapFull:
 		return "series_map_full"
 	case AttributeEbpfLostReasonInflightMapFull:
@@ -105,6 +108,7 @@ var MapAttributeEbpfLostReason = map[string]AttributeEbpfLostReason{
 	"connection_table_full": AttributeEbpfLostReasonConnectionTableFull,
 	"span_queue_full":       AttributeEbpfLostReasonSpanQueueFull,
 	"cgroups_map_full":      AttributeEbpfLostReasonCgroupsMapFull,
+	"tasks_map_full":        AttributeEbpfLostReasonTasksMapFull,
 	"series_map_full":       AttributeEbpfLostReasonSeriesMapFull,
 	"inflight_map_full":     AttributeEbpfLostReasonInflightMapFull,
 	"rate_limited":          AttributeEbpfLostReasonRateLimited,
@@ -1527,7 +1531,7 @@ type metricEbpfSchedLost struct {
 // init fills ebpf.sched.lost metric with initial data.
 func (m *metricEbpfSchedLost) init() {
 	m.data.SetName("ebpf.sched.lost")
-	m.data.SetDescription("Scheduler updates of cgroups that did not fit in the kernel map (cgroups_map_full); they are counted in the node's overflow series.")
+	m.data.SetDescription("Scheduler updates not kept, by reason: cgroups_map_full (counted in the node's overflow series), tasks_map_full (a runnable task that did not fit in the kernel's table of runnable and running tasks; its next wait or run is not measured).")
 	m.data.SetUnit("{update}")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)

@@ -818,7 +818,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["ebpf.sched.lost"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Scheduler updates of cgroups that did not fit in the kernel map (cgroups_map_full); they are counted in the node's overflow series.", mi.Description())
+						assert.Equal(t, "Scheduler updates not kept, by reason: cgroups_map_full (counted in the node's overflow series), tasks_map_full (a runnable task that did not fit in the kernel's table of runnable and running tasks; its next wait or run is not measured).", mi.Description())
 						assert.Equal(t, "{update}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
@@ -835,7 +835,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["ebpf.sched.lost"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Scheduler updates of cgroups that did not fit in the kernel map (cgroups_map_full); they are counted in the node's overflow series.", mi.Description())
+						assert.Equal(t, "Scheduler updates not kept, by reason: cgroups_map_full (counted in the node's overflow series), tasks_map_full (a runnable task that did not fit in the kernel's table of runnable and running tasks; its next wait or run is not measured).", mi.Description())
 						assert.Equal(t, "{update}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
