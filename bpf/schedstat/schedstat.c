@@ -97,7 +97,7 @@ static __always_inline void note(__u32 tid, __u64 enqueued_ns, __u64 oncpu_ns)
 
 static __always_inline __u64 cgroup_of(struct task_struct *p)
 {
-	return p->cgroups->dfl_cgrp->kn->id;
+	return BPF_CORE_READ(p, cgroups, dfl_cgrp, kn, id);
 }
 
 static __always_inline struct sched_stats *stats_of(__u64 id)
