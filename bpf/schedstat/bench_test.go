@@ -35,19 +35,18 @@ import (
 //
 //	go test -run '^$' -bench PingPong -benchtime 200000x -count 3 ./bpf/schedstat/
 //
-// Measured on the host (Linux 6.18, 2 vCPUs shared with other builds),
-// -benchtime 100000x -count 2, median of 5 alternated rounds per run:
+// Measured on the host (Linux 6.18, 2 vCPUs, quiet), -benchtime 100000x
+// -count 2, median of 5 alternated rounds per run, with the tasks kept in a
+// preallocated hash:
 //
 //	config     ns/rt        vs none   ns per run: sched_switch  sched_wakeup
-//	none       8123, 7908   1
-//	floor      8497, 8827   1.05-1.12              54             60-63
-//	schedstat  9270, 9287   1.14-1.17             245-268        186-269
+//	none       8037, 7997   1
+//	floor      8550, 8647   1.06-1.08              50-54          65-72
+//	schedstat  9733, 9559   1.19-1.21              330            268-269
 //
-// Adding schedstat costs about +1.2 µs per round trip (2 switches and 2
-// wakeups, so ~0.3 µs per event) over nothing, ~0.6 µs over the floor;
-// the round-trip times vary by ±10% from run to run on this machine.
-// sched_wakeup_new (forks only) runs 2.3-3.1 µs: it allocates the task's
-// storage.
+// Adding schedstat costs about +1.6 µs per round trip (2 switches and 2
+// wakeups, so ~0.4 µs per event) over nothing, ~1 µs over the floor.
+// sched_wakeup_new (forks only) runs 0.9-1.6 µs.
 func BenchmarkPingPong(b *testing.B) {
 	bpftest.RequireBPF(b)
 	configs := []struct {
