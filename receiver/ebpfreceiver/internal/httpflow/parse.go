@@ -183,7 +183,7 @@ var (
 // parseFields reads the complete header lines of b, which starts after the
 // start line. Names are matched case-insensitively without canonicalising
 // them (textproto.CanonicalMIMEHeaderKey would allocate); lines without a
-// colon, and lines with a bare CR, which RFC 9112 makes invalid, are
+// colon, and lines with a bare CR or LF, which RFC 9112 makes invalid, are
 // ignored.
 func parseFields(b []byte) fields {
 	f := fields{length: -1}
@@ -195,7 +195,7 @@ func parseFields(b []byte) fields {
 		line := b[:i]
 		b = b[i+2:]
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || bytes.IndexByte(line, '\r') >= 0 {
+		if colon <= 0 || bytes.ContainsAny(line, "\r\n") {
 			continue
 		}
 		name, val := line[:colon], textproto.TrimBytes(line[colon+1:])
