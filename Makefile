@@ -23,7 +23,7 @@ require_root = @if [ "$$(id -u)" -ne 0 ]; then \
 	exit 1; fi
 
 .NOTPARALLEL:
-.PHONY: deps generate check-generated ocb build dist-mod run test vet unit fuzz e2e e2e-k8s kube-apiserver bench clean
+.PHONY: deps generate check-includes check-generated ocb build dist-mod run test vet unit fuzz e2e e2e-k8s kube-apiserver bench clean
 
 ## deps: install the apt packages that generate and test need, if missing
 deps:
@@ -39,6 +39,18 @@ deps:
 ## generate: regenerate the bpf2go bindings and the mdatagen output
 generate: deps
 	$(GO) generate ./bpf/... ./receiver/...
+
+## check-includes: fail if an eBPF program includes a header that is not vendored
+# The programs compile with -nostdinc (see bpf/*/gen.go), so make generate
+# never picks up a system header. This check runs the preprocessor without
+# -nostdinc, where a system libbpf or libc header would resolve, and fails
+# on any dependency outside bpf/: a header that must be vendored first
+# (bpf/include/update.sh).
+check-includes: deps
+	@bad=$$(for c in bpf/*/*.c; do \
+		clang-19 -target bpf -D__TARGET_ARCH_x86 -Ibpf/include -M -MT x "$$c" || echo "$$c:preprocessing_failed"; \
+	done | tr -d '\\' | tr ' ' '\n' | grep -v -e '^$$' -e '^x:$$' -e '^bpf/' | sort -u); \
+	if [ -n "$$bad" ]; then echo "eBPF programs include headers that are not vendored under bpf/:" >&2; echo "$$bad" >&2; exit 1; fi
 
 ## check-generated: fail if make generate changes committed files
 check-generated: generate
@@ -80,7 +92,7 @@ run:
 	./$(DIST) --config testdata/otelcol.yaml
 
 ## test: check generated files, vet, unit and kernel tests, fuzz, e2e (as root)
-test: deps check-generated vet unit test-kernels fuzz e2e e2e-k8s test-deploy bench-smoke
+test: deps check-includes check-generated vet unit test-kernels fuzz e2e e2e-k8s test-deploy bench-smoke
 
 vet:
 	$(GO) vet ./...

@@ -184,7 +184,7 @@ func TestAgentManifests(t *testing.T) {
 	})
 
 	t.Run("volumes", func(t *testing.T) {
-		wantHost := map[string]string{"btf": "/sys/kernel/btf", "cgroup": "/sys/fs/cgroup", "tracing": "/sys/kernel/tracing"}
+		wantHost := map[string]string{"btf": "/sys/kernel/btf", "cgroup": "/sys/fs/cgroup"}
 		gotHost := map[string]string{}
 		for _, v := range pod.Volumes {
 			switch {

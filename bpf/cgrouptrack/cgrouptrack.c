@@ -4,9 +4,9 @@
 // from a cgroup that is already gone can still be attributed to its path.
 
 #include "vmlinux.h"
-#include "bpf_helpers.h"
-#include "bpf_core_read.h"
-#include "bpf_tracing.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 

@@ -7,8 +7,8 @@
 // the hooks of bpf/schedstat, for its benchmark.
 
 #include "vmlinux.h"
-#include "bpf_helpers.h"
-#include "bpf_tracing.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 

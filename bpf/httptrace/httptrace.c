@@ -8,10 +8,10 @@
 // socket-local storage, which the kernel frees with the socket.
 
 #include "vmlinux.h"
-#include "bpf_helpers.h"
-#include "bpf_core_read.h"
-#include "bpf_tracing.h"
-#include "bpf_endian.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
 #include "syscalls.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";

@@ -90,21 +90,23 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapCounted         = "counted"
-	bpfMapCounters        = "counters"
-	bpfMapEvents          = "events"
-	bpfMapExits           = "exits"
-	bpfMapOomKills        = "oom_kills"
-	bpfMapOverflow        = "overflow"
-	bpfMapRate            = "rate"
-	bpfMapVictims         = "victims"
-	bpfProgEbrOomVictim   = "ebr_oom_victim"
-	bpfProgEbrProcExit    = "ebr_proc_exit"
-	bpfVarLogsPerSecond   = "logs_per_second"
-	bpfVarUnusedCounter   = "unused_counter"
-	bpfVarUnusedEventKind = "unused_event_kind"
-	bpfVarUnusedSeries    = "unused_series"
-	bpfVarWakeupBytes     = "wakeup_bytes"
+	bpfMapCounted          = "counted"
+	bpfMapCounters         = "counters"
+	bpfMapEvents           = "events"
+	bpfMapExits            = "exits"
+	bpfMapOomKills         = "oom_kills"
+	bpfMapOverflow         = "overflow"
+	bpfMapRate             = "rate"
+	bpfMapVictims          = "victims"
+	bpfProgEbrOomVictim    = "ebr_oom_victim"
+	bpfProgEbrOomVictimPid = "ebr_oom_victim_pid"
+	bpfProgEbrProcExit     = "ebr_proc_exit"
+	bpfVarLogsPerSecond    = "logs_per_second"
+	bpfVarPageKb           = "page_kb"
+	bpfVarUnusedCounter    = "unused_counter"
+	bpfVarUnusedEventKind  = "unused_event_kind"
+	bpfVarUnusedSeries     = "unused_series"
+	bpfVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -149,8 +151,9 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	EbrOomVictim *ebpf.ProgramSpec `ebpf:"ebr_oom_victim"`
-	EbrProcExit  *ebpf.ProgramSpec `ebpf:"ebr_proc_exit"`
+	EbrOomVictim    *ebpf.ProgramSpec `ebpf:"ebr_oom_victim"`
+	EbrOomVictimPid *ebpf.ProgramSpec `ebpf:"ebr_oom_victim_pid"`
+	EbrProcExit     *ebpf.ProgramSpec `ebpf:"ebr_proc_exit"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -172,6 +175,7 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	LogsPerSecond   *ebpf.VariableSpec `ebpf:"logs_per_second"`
+	PageKb          *ebpf.VariableSpec `ebpf:"page_kb"`
 	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventKind *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedSeries    *ebpf.VariableSpec `ebpf:"unused_series"`
@@ -226,6 +230,7 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	LogsPerSecond   *ebpf.Variable `ebpf:"logs_per_second"`
+	PageKb          *ebpf.Variable `ebpf:"page_kb"`
 	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventKind *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedSeries    *ebpf.Variable `ebpf:"unused_series"`
@@ -236,13 +241,15 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	EbrOomVictim *ebpf.Program `ebpf:"ebr_oom_victim"`
-	EbrProcExit  *ebpf.Program `ebpf:"ebr_proc_exit"`
+	EbrOomVictim    *ebpf.Program `ebpf:"ebr_oom_victim"`
+	EbrOomVictimPid *ebpf.Program `ebpf:"ebr_oom_victim_pid"`
+	EbrProcExit     *ebpf.Program `ebpf:"ebr_proc_exit"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.EbrOomVictim,
+		p.EbrOomVictimPid,
 		p.EbrProcExit,
 	)
 }

@@ -6,9 +6,9 @@
 // logs. Tracepoints only: no kprobes, no fentry.
 
 #include "vmlinux.h"
-#include "bpf_helpers.h"
-#include "bpf_core_read.h"
-#include "bpf_tracing.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -155,6 +155,8 @@ const enum series *unused_series __attribute__((unused));
 
 /* Signal records sent per second over the node, at most. */
 const volatile __u32 logs_per_second = 100;
+/* The page size in kB, set by the loader. */
+const volatile __u32 page_kb = 4;
 /* Wake the reader only once this much is waiting; it polls otherwise. */
 const volatile __u64 wakeup_bytes = 64 * 1024;
 
@@ -284,29 +286,61 @@ int BPF_PROG(ebr_proc_exit, struct task_struct *p)
 	return 0;
 }
 
-/* Fires in the allocating task, which need not be the victim. */
-SEC("tp/oom/mark_victim")
-int ebr_oom_victim(struct trace_event_raw_mark_victim *ctx)
+/* mm_struct before Linux 6.2 kept its RSS counters as atomics, not per-CPU
+ * counters; the loader keeps the branch that matches the running kernel. */
+struct mm_rss_stat___atomic {
+	atomic_long_t count[NR_MM_COUNTERS];
+} __attribute__((preserve_access_index));
+
+struct mm_struct___atomic {
+	struct mm_rss_stat___atomic rss_stat;
+} __attribute__((preserve_access_index));
+
+/* Page count to kB, as the kernel's mark_victim computes its figures. */
+static __always_inline __u64 pages_kb(long pages)
 {
-	__u32 tid = BPF_CORE_READ(ctx, pid);
-	struct oom_victim v = {};
-	/* Each field on its own: kernels gained them over time. */
-	if (bpf_core_field_exists(ctx->total_vm)) {
-		v.total_vm_kb = BPF_CORE_READ(ctx, total_vm);
-		v.has_figures = 1;
+	return pages > 0 ? (__u64)pages * page_kb : 0;
+}
+
+static __always_inline long mm_counter(const struct mm_struct *mm, int member)
+{
+	if (bpf_core_type_exists(struct mm_rss_stat___atomic))
+		return BPF_CORE_READ((const struct mm_struct___atomic *)mm, rss_stat.count[member].counter);
+	return BPF_CORE_READ(mm, rss_stat[member].count);
+}
+
+/* Notes a victim until it exits, by thread id. */
+static __always_inline void note_victim(__u32 tid, const struct oom_victim *v)
+{
+	bpf_map_update_elem(&victims, &tid, v, BPF_ANY);
+}
+
+/* Fires in the allocating task, which need not be the victim. Since Linux
+ * 6.8, and in stable updates such as Debian's 6.1.0-56, the tracepoint
+ * passes the victim's task; the figures are read from it as the kernel's
+ * own event computes them. */
+SEC("tp_btf/mark_victim")
+int BPF_PROG(ebr_oom_victim, struct task_struct *task, __u32 uid)
+{
+	struct oom_victim v = {.has_figures = 1, .uid = uid};
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	if (mm) {
+		v.total_vm_kb = pages_kb(BPF_CORE_READ(mm, total_vm));
+		v.anon_rss_kb = pages_kb(mm_counter(mm, MM_ANONPAGES));
+		v.file_rss_kb = pages_kb(mm_counter(mm, MM_FILEPAGES));
+		v.shmem_rss_kb = pages_kb(mm_counter(mm, MM_SHMEMPAGES));
+		v.pgtables_kb = BPF_CORE_READ(mm, pgtables_bytes.counter) >> 10;
 	}
-	if (bpf_core_field_exists(ctx->anon_rss))
-		v.anon_rss_kb = BPF_CORE_READ(ctx, anon_rss);
-	if (bpf_core_field_exists(ctx->file_rss))
-		v.file_rss_kb = BPF_CORE_READ(ctx, file_rss);
-	if (bpf_core_field_exists(ctx->shmem_rss))
-		v.shmem_rss_kb = BPF_CORE_READ(ctx, shmem_rss);
-	if (bpf_core_field_exists(ctx->pgtables))
-		v.pgtables_kb = BPF_CORE_READ(ctx, pgtables);
-	if (bpf_core_field_exists(ctx->uid))
-		v.uid = BPF_CORE_READ(ctx, uid);
-	if (bpf_core_field_exists(ctx->oom_score_adj))
-		v.oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
-	bpf_map_update_elem(&victims, &tid, &v, BPF_ANY);
+	v.oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
+	note_victim(BPF_CORE_READ(task, pid), &v);
+	return 0;
+}
+
+/* Older kernels pass only the victim's pid: no figures. */
+SEC("tp_btf/mark_victim")
+int BPF_PROG(ebr_oom_victim_pid, int pid)
+{
+	struct oom_victim v = {};
+	note_victim(pid, &v);
 	return 0;
 }

@@ -8,10 +8,10 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
@@ -40,12 +40,52 @@ const (
 	PartOOM   = "process.oom"   // OOM kills
 )
 
-// programs maps each program to its tracepoint and part.
-var programs = []struct {
+type program struct {
 	name, tracepoint, part string
-}{
+}
+
+// programs maps each program to its tracepoint and part. Every one is
+// tp_btf, attached through BTF: none needs tracefs.
+var programs = []program{
 	{bpfProgEbrProcExit, "sched:sched_process_exit", PartExits},
 	{bpfProgEbrOomVictim, "oom:mark_victim", PartOOM},
+}
+
+// oomVictimPid is the OOM program for kernels whose oom:mark_victim passes
+// the victim's pid, not its task (before Linux 6.8 and its stable updates).
+var oomVictimPid = program{bpfProgEbrOomVictimPid, "oom:mark_victim", PartOOM}
+
+// forKernel returns the programs to load on the running kernel.
+func forKernel() []program {
+	progs := slices.Clone(programs)
+	if !markVictimPassesTask() {
+		progs[1] = oomVictimPid
+	}
+	return progs
+}
+
+// markVictimPassesTask reports whether the kernel's oom:mark_victim passes
+// a task_struct pointer first. Where the kernel BTF or the tracepoint is
+// missing it reports true, and the task program's load gives the error.
+func markVictimPassesTask() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return true
+	}
+	var typ *btf.Typedef
+	if err := spec.TypeByName("btf_trace_mark_victim", &typ); err != nil {
+		return true
+	}
+	ptr, _ := typ.Type.(*btf.Pointer)
+	if ptr == nil {
+		return true
+	}
+	proto, _ := ptr.Target.(*btf.FuncProto)
+	if proto == nil || len(proto.Params) < 2 {
+		return true
+	}
+	_, isPtr := btf.UnderlyingType(proto.Params[1].Type).(*btf.Pointer)
+	return isPtr
 }
 
 // Hooks returns the tracepoints each part attaches to.
@@ -97,6 +137,9 @@ func Load(opts Options) (*Tracer, error) {
 	if err := loadopt.SetConst(spec, bpfVarLogsPerSecond, opts.LogsPerSecond); err != nil {
 		return nil, fmt.Errorf("set logs per second: %w", err)
 	}
+	if err := loadopt.SetConst(spec, bpfVarPageKb, uint32(os.Getpagesize()>>10)); err != nil {
+		return nil, fmt.Errorf("set page size: %w", err)
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
@@ -112,8 +155,8 @@ func Load(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("create procexit maps: %w", err)
 	}
 	t := &Tracer{maps: coll, disabled: make(map[string]error), ncpu: ncpu, poll: opts.PollInterval}
-	for _, p := range programs {
-		if err := t.attach(spec, spec.Programs[p.name], p.tracepoint); err != nil {
+	for _, p := range forKernel() {
+		if err := t.attach(spec, spec.Programs[p.name]); err != nil {
 			t.disabled[p.part] = fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
 		}
 	}
@@ -129,9 +172,9 @@ func Load(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
-// attach loads one program against the shared maps and attaches it to
-// tracepoint, group:event.
-func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec, tracepoint string) error {
+// attach loads one program against the shared maps and attaches it to its
+// tracepoint through BTF.
+func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
 	one := spec.Copy()
 	one.Programs = map[string]*ebpf.ProgramSpec{ps.Name: ps}
 	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: t.maps.Maps})
@@ -144,13 +187,7 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec, tracepo
 	}
 	prog := coll.DetachProgram(ps.Name)
 	coll.Close()
-	var l link.Link
-	if ps.Type == ebpf.TracePoint {
-		group, event, _ := strings.Cut(tracepoint, ":")
-		l, err = link.Tracepoint(group, event, prog, nil)
-	} else {
-		l, err = link.AttachTracing(link.TracingOptions{Program: prog})
-	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 	if err != nil {
 		prog.Close()
 		return fmt.Errorf("attach: %w", err)

@@ -22,7 +22,6 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
@@ -380,19 +379,12 @@ func TestExits(t *testing.T) {
 	}
 }
 
-// oomFigures reports whether the kernel's oom:mark_victim gives the
-// victim's memory figures (newer kernels, and Debian's 6.1.0-56).
+// oomFigures reports whether the kernel's oom:mark_victim passes the
+// victim's task, from which the program reads the memory figures (Linux
+// 6.8 and later, and stable updates such as Debian's 6.1.0-56).
 func oomFigures(t *testing.T) bool {
 	t.Helper()
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		t.Fatalf("load kernel btf: %v", err)
-	}
-	var s *btf.Struct
-	if err := spec.TypeByName("trace_event_raw_mark_victim", &s); err != nil {
-		t.Fatalf("oom:mark_victim: %v", err)
-	}
-	return slices.ContainsFunc(s.Members, func(m btf.Member) bool { return m.Name == "anon_rss" })
+	return bpftest.TracepointArgs(t, "oom", "mark_victim") == 2
 }
 
 func TestOOMKill(t *testing.T) {
