@@ -240,6 +240,7 @@ func runBench(args []string) error {
 	dist := fs.String("dist", "_build/otelcol-ebpf", "the built distribution")
 	outDir := fs.String("out", "out/bench", "where results.json and results.png go")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections held for the RSS measurement (0: skip)")
+	idleCPU := fs.Duration("idle-cpu", 10*time.Second, "how long the full receiver's CPU is measured with no traffic (0: skip)")
 	check := fs.Bool("check", false, "fail unless every configuration served requests, floor2 drained records and the full receiver exported spans")
 	fs.Parse(args)
 	only := fs.Args() // optional subset of configurations
@@ -293,6 +294,11 @@ func runBench(args []string) error {
 	if *idle > 0 && (len(only) == 0 || strings.Contains(strings.Join(only, " "), "full")) {
 		if res.Idle, err = measureIdle(*dist, filepath.Join(tmp, "idle"), *idle); err != nil {
 			return fmt.Errorf("idle connections: %w", err)
+		}
+	}
+	if *idleCPU > 0 && (len(only) == 0 || strings.Contains(strings.Join(only, " "), "full")) {
+		if res.IdleCPU, err = measureIdleCPU(*dist, filepath.Join(tmp, "idle-cpu"), *idleCPU); err != nil {
+			return fmt.Errorf("idle cpu: %w", err)
 		}
 	}
 	res.summarize()
@@ -431,6 +437,22 @@ func measureIdle(dist, dir string, n int) (*idleResult, error) {
 	defer release()
 	time.Sleep(3 * time.Second) // a few collections with every connection live
 	return &idleResult{Connections: n, RSSMB: float64(rss(a.pid())) / (1 << 20), PeakRSSMB: float64(peakRSS(a.pid())) / (1 << 20)}, nil
+}
+
+// measureIdleCPU runs the full receiver, every capability on, with no
+// traffic of the bench's, and reports its CPU over d as % of a core.
+func measureIdleCPU(dist, dir string, d time.Duration) (*idleCPUResult, error) {
+	os.MkdirAll(dir, 0o755)
+	a, err := startAgent("full", dist, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer a.stop()
+	time.Sleep(2 * time.Second) // past start-up
+	before := procTicks(a.pid())
+	time.Sleep(d)
+	ticks := procTicks(a.pid()) - before
+	return &idleCPUResult{Seconds: d.Seconds(), AgentCPUPct: 100 * float64(ticks) / (d.Seconds() * clkTck)}, nil
 }
 
 // machine describes where the numbers come from.

@@ -70,6 +70,12 @@ type idleResult struct {
 	RSSMB, PeakRSSMB float64
 }
 
+// idleCPUResult is the full receiver's CPU on a node with no traffic.
+type idleCPUResult struct {
+	Seconds     float64
+	AgentCPUPct float64
+}
+
 // results is what results.json holds.
 type results struct {
 	Machine           string
@@ -79,7 +85,8 @@ type results struct {
 	Samples           []sample
 	Rows              []row
 	Ratios            []ratio
-	Idle              *idleResult `json:",omitempty"`
+	Idle              *idleResult    `json:",omitempty"`
+	IdleCPU           *idleCPUResult `json:",omitempty"`
 }
 
 type ratio struct {
@@ -216,6 +223,10 @@ func (r *results) table() string {
 			verdict, value = "n/a", "n/a (a median ≤ 0: noise)"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s %g | %s |\n", x.Workload, x.Name, value, op, x.Target, verdict)
+	}
+	if r.IdleCPU != nil {
+		fmt.Fprintf(&b, "| idle | full receiver CPU over %.0f s with no traffic, %% of a core | %.2f | ≤ 1 | %s |\n",
+			r.IdleCPU.Seconds, r.IdleCPU.AgentCPUPct, map[bool]string{true: "yes", false: "no"}[r.IdleCPU.AgentCPUPct <= 1])
 	}
 	if r.Idle != nil {
 		fmt.Fprintf(&b, "| idle | full receiver RSS with %d idle keep-alive connections, MB | %.0f (peak %.0f) | ≤ 100 | %s |\n",

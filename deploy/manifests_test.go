@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -472,6 +473,29 @@ func TestHelmValues(t *testing.T) {
 
 // TestDockerfileVersions checks that deploy/Dockerfile builds with go.mod's
 // Go and the Makefile's ocb, and runs the binary the manifests name.
+// The image tags name the distribution's version, which builder-config.yaml
+// sets.
+func TestImageTagsMatchVersion(t *testing.T) {
+	dist, _ := readYAML(t, "../builder-config.yaml")["dist"].(map[string]any)
+	version, _ := dist["version"].(string)
+	if version == "" {
+		t.Fatal("builder-config.yaml sets no dist.version")
+	}
+	for _, path := range []string{"kubernetes/kustomization.yaml", "kubernetes/gateway/kustomization.yaml"} {
+		images, _ := readYAML(t, path)["images"].([]any)
+		if len(images) != 1 {
+			t.Fatalf("%s: want one image, got %v", path, images)
+		}
+		if tag := images[0].(map[string]any)["newTag"]; tag != version {
+			t.Errorf("%s: image tag %v, want the distribution's version %s", path, tag, version)
+		}
+	}
+	image, _ := readYAML(t, "helm/values.yaml")["image"].(map[string]any)
+	if tag := image["tag"]; tag != version {
+		t.Errorf("helm/values.yaml: image tag %v, want %s", tag, version)
+	}
+}
+
 func TestDockerfileVersions(t *testing.T) {
 	docker := readFile(t, "Dockerfile")
 	goVersion := field(t, readFile(t, "../go.mod"), "go ")
@@ -491,9 +515,16 @@ func TestDockerfileVersions(t *testing.T) {
 }
 
 // validate runs the distribution's validate command on a collector config
-// with the given environment.
+// with the given environment. validate checks that cgroup_root is a cgroup
+// v2 mount on the machine it runs on, so CGROUP_ROOT, a path inside the
+// pod, is pointed at this machine's mount instead; the manifest test checks
+// the pod's path itself.
 func validate(t *testing.T, cfg string, env map[string]string) {
 	t.Helper()
+	if _, ok := env["CGROUP_ROOT"]; ok {
+		env = maps.Clone(env)
+		env["CGROUP_ROOT"] = cgroup2Mount(t)
+	}
 	if _, err := os.Stat(distBinary); err != nil {
 		t.Fatalf("%v: run make build first", err)
 	}

@@ -21,4 +21,4 @@ bench-system: build bench-bin
 ## bench-smoke: one 1 s round of every configuration (as root, < 1 min)
 bench-smoke: build bench-bin
 	$(require_root)
-	./$(BENCH_BIN) run -rounds 1 -dur 1s -idle 1000 -check -out out/bench-smoke
+	./$(BENCH_BIN) run -rounds 1 -dur 1s -idle 1000 -idle-cpu 3s -check -out out/bench-smoke

@@ -77,9 +77,14 @@ const (
 	bpfProgEbrHttpRecv      = "ebr_http_recv"
 	bpfProgEbrHttpSend      = "ebr_http_send"
 	bpfVarCaptureLen        = "capture_len"
+	bpfVarIgnoreCgroup      = "ignore_cgroup"
+	bpfVarIgnoreTgid        = "ignore_tgid"
+	bpfVarIgnoredCgroup     = "ignored_cgroup"
+	bpfVarLastWakeupNs      = "last_wakeup_ns"
 	bpfVarUnusedHttpCounter = "unused_http_counter"
 	bpfVarUnusedHttpDir     = "unused_http_dir"
 	bpfVarWakeupBytes       = "wakeup_bytes"
+	bpfVarWakeupNs          = "wakeup_ns"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -146,9 +151,14 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	CaptureLen        *ebpf.VariableSpec `ebpf:"capture_len"`
+	IgnoreCgroup      *ebpf.VariableSpec `ebpf:"ignore_cgroup"`
+	IgnoreTgid        *ebpf.VariableSpec `ebpf:"ignore_tgid"`
+	IgnoredCgroup     *ebpf.VariableSpec `ebpf:"ignored_cgroup"`
+	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	UnusedHttpCounter *ebpf.VariableSpec `ebpf:"unused_http_counter"`
 	UnusedHttpDir     *ebpf.VariableSpec `ebpf:"unused_http_dir"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupNs          *ebpf.VariableSpec `ebpf:"wakeup_ns"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -193,9 +203,14 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	CaptureLen        *ebpf.Variable `ebpf:"capture_len"`
+	IgnoreCgroup      *ebpf.Variable `ebpf:"ignore_cgroup"`
+	IgnoreTgid        *ebpf.Variable `ebpf:"ignore_tgid"`
+	IgnoredCgroup     *ebpf.Variable `ebpf:"ignored_cgroup"`
+	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	UnusedHttpCounter *ebpf.Variable `ebpf:"unused_http_counter"`
 	UnusedHttpDir     *ebpf.Variable `ebpf:"unused_http_dir"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupNs          *ebpf.Variable `ebpf:"wakeup_ns"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

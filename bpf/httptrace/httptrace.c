@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+#include "ebr_wakeup.h"
 #include "syscalls.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
@@ -106,8 +107,18 @@ struct {
 
 /* Bytes of each syscall copied, at most PREFIX_MAX. */
 const volatile __u32 capture_len = 256;
-/* Wake the reader only once this much is waiting; it polls otherwise. */
+/* Wake the reader once this much is waiting, or when no wakeup was sent
+ * for wakeup_ns (ebr_wakeup.h). */
 const volatile __u64 wakeup_bytes = 256 * 1024;
+const volatile __u64 wakeup_ns = 1000000;
+__u64 last_wakeup_ns;
+/* The process whose connections are never traced, the collector's own, so
+ * that its exports do not become spans; 0: none. With ignore_cgroup set,
+ * the cgroup it runs in is not traced either (the collector's container),
+ * as learnt from its syscalls into ignored_cgroup. */
+const volatile __u32 ignore_tgid;
+const volatile __u8 ignore_cgroup;
+__u64 ignored_cgroup;
 
 const enum http_dir *unused_http_dir __attribute__((unused));
 const enum http_counter *unused_http_counter __attribute__((unused));
@@ -146,6 +157,12 @@ int BPF_PROG(ebr_http_enter, struct pt_regs *regs, long id)
 	default:
 		return 0;
 	}
+	__u64 tid = bpf_get_current_pid_tgid();
+	if (ignore_tgid && tid >> 32 == ignore_tgid) {
+		if (ignore_cgroup)
+			ignored_cgroup = bpf_get_current_cgroup_id();
+		return 0;
+	}
 	struct syscall_args a = {.nr = id, .is_iov = is_iov};
 	a.buf = is_iov == 3 ? 0 : PT_REGS_PARM2_CORE(regs);
 	if (is_iov == 2) {
@@ -154,7 +171,6 @@ int BPF_PROG(ebr_http_enter, struct pt_regs *regs, long id)
 			return 0;
 		a.buf = (__u64)msg.msg_iov;
 	}
-	__u64 tid = bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&args, &tid, &a, BPF_ANY);
 	return 0;
 }
@@ -205,6 +221,15 @@ static __always_inline bool looks_like_http(const __u8 *p)
 	return p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P';
 }
 
+/* Whether the current task is the collector's, whose connections are
+ * never traced. */
+static __always_inline bool ignored(void)
+{
+	if (ignore_tgid && bpf_get_current_pid_tgid() >> 32 == ignore_tgid)
+		return true;
+	return ignore_cgroup && ignored_cgroup && bpf_get_current_cgroup_id() == ignored_cgroup;
+}
+
 static __always_inline void fill_tuple(struct http_event *e, struct sock *sk)
 {
 	__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
@@ -225,9 +250,7 @@ static __always_inline void fill_tuple(struct http_event *e, struct sock *sk)
 
 static __always_inline void submit(struct http_event *e, __u32 size)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-			      BPF_RB_FORCE_WAKEUP :
-			      BPF_RB_NO_WAKEUP;
+	__u64 flags = ebr_wakeup_flags(&events, wakeup_bytes, wakeup_ns, &last_wakeup_ns);
 	if (bpf_ringbuf_output(&events, e, size, flags)) {
 		count(HTTP_COUNTER_LOST);
 		return;
@@ -245,6 +268,10 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	struct conn_state *st = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st || st->verdict == VERDICT_OTHER)
 		return;
+	if (st->verdict == VERDICT_UNKNOWN && ignored()) {
+		st->verdict = VERDICT_OTHER;
+		return;
+	}
 
 	__u32 zero = 0;
 	struct http_event *e = bpf_map_lookup_elem(&scratch, &zero);

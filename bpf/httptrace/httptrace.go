@@ -23,9 +23,17 @@ type Options struct {
 	// CaptureBytes is how many bytes of each syscall are copied, at most
 	// PrefixMax.
 	CaptureBytes uint32
-	// PollInterval bounds how long a record waits in the ring buffer: the
-	// programs do not wake the reader per record.
+	// PollInterval is how long an idle reader waits for a wakeup before it
+	// looks anyway, at least MinPollInterval. The programs wake it for the
+	// first record after a quiet millisecond, then at most once a
+	// millisecond or per 256 KiB; after records, Read looks again within
+	// MinPollInterval for those that did not wake it.
 	PollInterval time.Duration
+	// IgnorePID is a process whose connections are never traced (the
+	// collector's own); 0 names none. IgnoreItsCgroup leaves out the
+	// cgroup it runs in too (its container), as the kernel sees it.
+	IgnorePID       uint32
+	IgnoreItsCgroup bool
 	// KernelBTF is the path of a BTF file to resolve CO-RE relocations
 	// against instead of the running kernel's; empty means the running
 	// kernel's. Hooks are still found in the running kernel's BTF.
@@ -34,6 +42,12 @@ type Options struct {
 	// instructions with ones the verifier rejects.
 	RejectProgram string
 }
+
+// MinPollInterval is the shortest PollInterval. cilium/ebpf v0.22.0 turns a
+// reader's deadline into an epoll_wait timeout in whole milliseconds,
+// rounded down: a deadline under 1 ms ahead is a timeout of 0, and a
+// reader that renews it spins on epoll_wait instead of sleeping.
+const MinPollInterval = 2 * time.Millisecond
 
 // Tracer is the loaded and attached programs and their ring buffer.
 type Tracer struct {
@@ -45,6 +59,8 @@ type Tracer struct {
 	reader *ringbuf.Reader
 	record ringbuf.Record
 	poll   time.Duration
+	// recent reports records read since the deadline was last set.
+	recent bool
 }
 
 // Load loads and attaches the programs. The caller must Close the Tracer.
@@ -52,15 +68,21 @@ func Load(opts Options) (*Tracer, error) {
 	if opts.CaptureBytes == 0 || int(opts.CaptureBytes) > PrefixMax {
 		return nil, fmt.Errorf("capture bytes %d: must be between 1 and %d", opts.CaptureBytes, PrefixMax)
 	}
-	if opts.PollInterval <= 0 {
-		return nil, fmt.Errorf("poll interval %s: must be positive", opts.PollInterval)
+	if opts.PollInterval < MinPollInterval {
+		return nil, fmt.Errorf("poll interval %s: must be at least %s", opts.PollInterval, MinPollInterval)
 	}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("load httptrace spec: %w", err)
 	}
-	if err := loadopt.SetConst(spec, bpfVarCaptureLen, opts.CaptureBytes); err != nil {
-		return nil, err
+	for name, v := range map[string]any{
+		bpfVarCaptureLen:   opts.CaptureBytes,
+		bpfVarIgnoreTgid:   opts.IgnorePID,
+		bpfVarIgnoreCgroup: boolByte(opts.IgnoreItsCgroup),
+	} {
+		if err := loadopt.SetConst(spec, name, v); err != nil {
+			return nil, err
+		}
 	}
 	if opts.RejectProgram != "" {
 		ps := spec.Programs[opts.RejectProgram]
@@ -103,6 +125,13 @@ func Load(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // Read blocks until the next event and decodes it into e. It returns
 // os.ErrClosed once the Tracer is closed. Only one goroutine may Read.
 func (t *Tracer) Read(e *Event) error {
@@ -110,10 +139,21 @@ func (t *Tracer) Read(e *Event) error {
 		err := t.reader.ReadInto(&t.record)
 		switch {
 		case err == nil:
+			if !t.recent {
+				t.recent = true
+				t.reader.SetDeadline(time.Now().Add(MinPollInterval))
+			}
 			return Decode(t.record.RawSample, e)
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Nothing was waiting; look again after the next interval.
-			t.reader.SetDeadline(time.Now().Add(t.poll))
+			// Records came since the last look: more may be waiting that
+			// fell within the kernel's wakeup interval, so look again soon.
+			// Otherwise the next record wakes us; wait for it.
+			wait := t.poll
+			if t.recent {
+				wait = MinPollInterval
+			}
+			t.recent = false
+			t.reader.SetDeadline(time.Now().Add(wait))
 		case errors.Is(err, ringbuf.ErrClosed):
 			return os.ErrClosed
 		default:

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,7 +37,7 @@ type collect struct {
 // startTracer then returns false and the test ends there.
 func startTracer(t *testing.T) (*Tracer, *collect, bool) {
 	t.Helper()
-	return startTracerWith(t, Options{CaptureBytes: 256, PollInterval: time.Millisecond})
+	return startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond})
 }
 
 func startTracerWith(t *testing.T, opts Options) (*Tracer, *collect, bool) {
@@ -86,7 +87,7 @@ func (c *collect) on(port uint16) []Event {
 // cut there, and its size is still the whole length.
 func TestCaptureBytes(t *testing.T) {
 	const capture = 64
-	_, c, ok := startTracerWith(t, Options{CaptureBytes: capture, PollInterval: time.Millisecond})
+	_, c, ok := startTracerWith(t, Options{CaptureBytes: capture, PollInterval: 20 * time.Millisecond})
 	if !ok {
 		return
 	}
@@ -240,14 +241,14 @@ func TestKernelBTF(t *testing.T) {
 		{"no kernel types", empty, "load httptrace programs: kernel BTF " + empty + ": verifier: assign values: field EbrHttpClose: program ebr_http_close: load program: bad CO-RE relocation"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, KernelBTF: c.path})
+			tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, KernelBTF: c.path})
 			if err == nil {
 				tr.Close()
 			}
 			require.ErrorContains(t, err, c.want)
 		})
 	}
-	tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, KernelBTF: "/sys/kernel/btf/vmlinux"})
+	tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, KernelBTF: "/sys/kernel/btf/vmlinux"})
 	if hasHooks(t) {
 		require.NoError(t, err)
 		require.NoError(t, tr.Close())
@@ -262,14 +263,138 @@ func TestKernelBTF(t *testing.T) {
 // before 6.1's missing hooks fail ebr_http_recv.
 func TestRejectProgram(t *testing.T) {
 	bpftest.RequireBPF(t)
-	tr, err := Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, RejectProgram: "ebr_http_enter"})
+	tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, RejectProgram: "ebr_http_enter"})
 	if err == nil {
 		tr.Close()
 	}
 	var verr *ebpf.VerifierError
 	require.ErrorAs(t, err, &verr)
 	require.Regexp(t, `^load httptrace programs: verifier: assign values: field EbrHttpEnter: program ebr_http_enter: load program: permission denied: .*R2 !read_ok`, err.Error())
-	_, err = Load(Options{CaptureBytes: 256, PollInterval: time.Millisecond, RejectProgram: "ebr_no_such_program"})
+	_, err = Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, RejectProgram: "ebr_no_such_program"})
 	require.ErrorContains(t, err, `no program "ebr_no_such_program" to reject`)
 	startTracer(t)
+}
+
+// serveOK starts an in-process HTTP server on loopback and returns its
+// port.
+func serveOK(t *testing.T) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// A lone request wakes the reader although its records are far below the
+// wakeup watermark: with a one-minute poll interval they still arrive at
+// once, because no wakeup was sent for over a millisecond before them.
+func TestWakeupAfterQuiet(t *testing.T) {
+	_, c, ok := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: time.Minute})
+	if !ok {
+		return
+	}
+	port := serveOK(t)
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/quiet", port))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Eventually(t, func() bool {
+		for _, e := range c.on(port) {
+			if e.Dir == DirIngress && bytes.HasPrefix(e.Data, []byte("GET /quiet")) {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 10*time.Millisecond, "the request's record waited for the poll interval")
+}
+
+// The connections of IgnorePID are never traced: the in-process server's
+// ends give no record, while curl's ends of the same connections do.
+func TestIgnorePID(t *testing.T) {
+	bpftest.RequireTool(t, "curl")
+	_, c, ok := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, IgnorePID: uint32(os.Getpid())})
+	if !ok {
+		return
+	}
+	port := serveOK(t)
+	for range 3 {
+		out, err := exec.Command("curl", "-sS", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/ignored", port)).CombinedOutput()
+		require.NoError(t, err, "curl: %s", out)
+	}
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, e := range c.on(port) {
+			if e.Dir == DirEgress && bytes.HasPrefix(e.Data, []byte("GET /ignored")) {
+				n++
+			}
+		}
+		return n == 3
+	}, 10*time.Second, 10*time.Millisecond, "curl's three requests")
+	for _, e := range c.on(port) {
+		if e.PID == uint32(os.Getpid()) {
+			t.Fatalf("record of the ignored process: %+v", e)
+		}
+	}
+}
+
+// With IgnoreItsCgroup, the cgroup of IgnorePID is left out too, as a
+// collector's container is. Pod A runs the ignored process, a Python HTTP
+// server, and pod B another. Once A's server has made a syscall, nothing of
+// pod A is traced, in either role, and pod B's ends of the same
+// connections still are.
+func TestIgnoreItsCgroup(t *testing.T) {
+	bpftest.RequireBPF(t)
+	bpftest.RequireTool(t, "curl")
+	bpftest.RequireTool(t, "python3")
+	node := bpftest.NewNode(t)
+	a := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
+	b := bpftest.NewPod(t, bpftest.PodOptions{Node: node})
+	const port = 8080
+	serve := func(p *bpftest.Pod) *exec.Cmd {
+		cmd := p.Command(t.Context(), "python3", "-m", "http.server", "-b", "0.0.0.0", fmt.Sprint(port))
+		cmd.Dir = t.TempDir()
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	get := func(from, to *bpftest.Pod, path string) error {
+		return from.Command(t.Context(), "curl", "-sS", "-o", "/dev/null", "--max-time", "5",
+			fmt.Sprintf("http://%s:%d/%s", to.IP, port, path)).Run()
+	}
+	ignored := serve(a)
+	serve(b)
+	for _, to := range []*bpftest.Pod{a, b} {
+		require.Eventually(t, func() bool { return get(a, to, "ready") == nil && get(b, to, "ready") == nil },
+			20*time.Second, 100*time.Millisecond, "servers answer")
+	}
+	_, c, ok := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond,
+		IgnorePID: uint32(ignored.Process.Pid), IgnoreItsCgroup: true})
+	if !ok {
+		return
+	}
+	// A's server reads this request: from then on the kernel knows its
+	// cgroup.
+	require.NoError(t, get(b, a, "first"))
+	require.NoError(t, get(a, b, "a-to-b"))
+	require.NoError(t, get(b, a, "b-to-a"))
+
+	seen := func(cgroup uint64, dir Dir, path string) bool {
+		for _, e := range c.on(port) {
+			if e.CgroupID == cgroup && e.Dir == dir && bytes.HasPrefix(e.Data, []byte("GET /"+path)) {
+				return true
+			}
+		}
+		return false
+	}
+	require.Eventually(t, func() bool {
+		return seen(b.CgroupID, DirIngress, "a-to-b") && seen(b.CgroupID, DirEgress, "b-to-a")
+	}, 10*time.Second, 10*time.Millisecond, "pod B's ends of both connections")
+	for _, e := range c.on(port) {
+		if e.CgroupID == a.CgroupID && e.Dir != DirClose {
+			t.Errorf("record of the ignored cgroup: dir %d %q", e.Dir, e.Data)
+		}
+	}
 }

@@ -101,12 +101,14 @@ const (
 	bpfProgEbrOomVictim    = "ebr_oom_victim"
 	bpfProgEbrOomVictimPid = "ebr_oom_victim_pid"
 	bpfProgEbrProcExit     = "ebr_proc_exit"
+	bpfVarLastWakeupNs     = "last_wakeup_ns"
 	bpfVarLogsPerSecond    = "logs_per_second"
 	bpfVarPageKb           = "page_kb"
 	bpfVarUnusedCounter    = "unused_counter"
 	bpfVarUnusedEventKind  = "unused_event_kind"
 	bpfVarUnusedSeries     = "unused_series"
 	bpfVarWakeupBytes      = "wakeup_bytes"
+	bpfVarWakeupNs         = "wakeup_ns"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -174,12 +176,14 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	LastWakeupNs    *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	LogsPerSecond   *ebpf.VariableSpec `ebpf:"logs_per_second"`
 	PageKb          *ebpf.VariableSpec `ebpf:"page_kb"`
 	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventKind *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedSeries    *ebpf.VariableSpec `ebpf:"unused_series"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupNs        *ebpf.VariableSpec `ebpf:"wakeup_ns"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -229,12 +233,14 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	LastWakeupNs    *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	LogsPerSecond   *ebpf.Variable `ebpf:"logs_per_second"`
 	PageKb          *ebpf.Variable `ebpf:"page_kb"`
 	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventKind *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedSeries    *ebpf.Variable `ebpf:"unused_series"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupNs        *ebpf.Variable `ebpf:"wakeup_ns"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include "ebr_wakeup.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -157,8 +158,11 @@ const enum series *unused_series __attribute__((unused));
 const volatile __u32 logs_per_second = 100;
 /* The page size in kB, set by the loader. */
 const volatile __u32 page_kb = 4;
-/* Wake the reader only once this much is waiting; it polls otherwise. */
+/* Wake the reader once this much is waiting, or when no wakeup was sent
+ * for wakeup_ns (ebr_wakeup.h). */
 const volatile __u64 wakeup_bytes = 64 * 1024;
+const volatile __u64 wakeup_ns = 10000000;
+__u64 last_wakeup_ns;
 
 static const __u64 zero;
 static const __u8 one = 1;
@@ -213,9 +217,7 @@ static __always_inline void submit(const struct task_struct *p, struct event *e)
 	e->pid = BPF_CORE_READ(p, tgid);
 	e->tid = BPF_CORE_READ(p, pid);
 	BPF_CORE_READ_INTO(&e->comm, p, comm);
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-			      BPF_RB_FORCE_WAKEUP :
-			      BPF_RB_NO_WAKEUP;
+	__u64 flags = ebr_wakeup_flags(&events, wakeup_bytes, wakeup_ns, &last_wakeup_ns);
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
 		count(COUNTER_RINGBUF_FULL);
 }

@@ -125,8 +125,10 @@ func Load(opts Options) (*Tracer, error) {
 	if opts.MaxSeries == 0 {
 		return nil, errors.New("procexit: MaxSeries must be positive")
 	}
-	if opts.PollInterval <= 0 {
-		return nil, fmt.Errorf("procexit: poll interval %s: must be positive", opts.PollInterval)
+	// As in httptrace: cilium/ebpf v0.22.0 rounds a reader's deadline down
+	// to whole milliseconds, so a shorter one spins.
+	if opts.PollInterval < 2*time.Millisecond {
+		return nil, fmt.Errorf("procexit: poll interval %s: must be at least 2ms", opts.PollInterval)
 	}
 	spec, err := loadBpf()
 	if err != nil {

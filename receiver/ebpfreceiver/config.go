@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	errCollectionInterval = errors.New("collection_interval must be positive")
+	errCollectionInterval = errors.New("collection_interval must be at least 100ms; a number without a unit is nanoseconds: write 10s")
 	errCgroupRootNotAbs   = errors.New("cgroup_root must be an absolute path")
 	errMaxConnections     = errors.New("tcp.max_connections must be between 1 and 4194304")
 	errMaxFlows           = errors.New("tcp.max_flows must be between 1 and 1048576")
@@ -35,13 +35,14 @@ var (
 )
 
 const (
-	maxConnectionsLimit = 1 << 22
-	maxFlowsLimit       = 1 << 20
-	maxHTTPConnsLimit   = 1 << 20
-	maxPendingLimit     = 1 << 20
-	maxLinkWindow       = time.Minute
-	maxSeriesLimit      = 1 << 20
-	maxLogsPerSecond    = 100000
+	minCollectionInterval = 100 * time.Millisecond
+	maxConnectionsLimit   = 1 << 22
+	maxFlowsLimit         = 1 << 20
+	maxHTTPConnsLimit     = 1 << 20
+	maxPendingLimit       = 1 << 20
+	maxLinkWindow         = time.Minute
+	maxSeriesLimit        = 1 << 20
+	maxLogsPerSecond      = 100000
 )
 
 // Config is the receiver's configuration.
@@ -92,10 +93,10 @@ type TCPConfig struct {
 	Required bool `mapstructure:"required"`
 	// MaxConnections bounds the connections tracked at once in the kernel.
 	// A connection past it is counted in ebpf.tcp.lost and not measured.
-	MaxConnections uint32 `mapstructure:"max_connections"`
+	MaxConnections int `mapstructure:"max_connections"`
 	// MaxFlows bounds the flows (cgroup, direction, peer) kept in the
 	// kernel. Updates past it go to one overflow series per direction.
-	MaxFlows uint32 `mapstructure:"max_flows"`
+	MaxFlows int `mapstructure:"max_flows"`
 	// MaxPeersPerResource caps the distinct peers exported per resource and
 	// direction; the rest are folded into an overflow series.
 	MaxPeersPerResource int `mapstructure:"max_peers_per_resource"`
@@ -133,6 +134,16 @@ type HTTPConfig struct {
 	LinkWindow time.Duration `mapstructure:"link_window"`
 	// MaxPendingSpans bounds the spans waiting to be linked and exported.
 	MaxPendingSpans int `mapstructure:"max_pending_spans"`
+	// TraceSelf traces the collector's own connections, and those of its
+	// container when it runs in one. Off, its exports never become spans.
+	// For debugging.
+	TraceSelf bool `mapstructure:"trace_self"`
+	// TraceOTLPExports keeps OTLP/HTTP export requests (POST /v1/traces,
+	// /v1/metrics, /v1/logs, /v1development/profiles with an OTLP content
+	// type) of any process. Off, they are counted in ebpf.http.excluded
+	// instead, so that agents and gateways do not trace each other's
+	// telemetry. For debugging.
+	TraceOTLPExports bool `mapstructure:"trace_otlp_exports"`
 }
 
 // SchedConfig configures the scheduler metrics.
@@ -144,7 +155,7 @@ type SchedConfig struct {
 	Required bool `mapstructure:"required"`
 	// MaxCgroups bounds the cgroups aggregated in the kernel at once; the
 	// rest go to the node's overflow series.
-	MaxCgroups uint32 `mapstructure:"max_cgroups"`
+	MaxCgroups int `mapstructure:"max_cgroups"`
 	// RunQueueHistogram enables the sched.run_queue.latency histogram.
 	RunQueueHistogram bool `mapstructure:"run_queue_histogram"`
 }
@@ -157,10 +168,10 @@ type ProcessConfig struct {
 	Required bool `mapstructure:"required"`
 	// MaxSeries bounds the (cgroup, exit status or signal) series kept in
 	// the kernel, and the cgroups with OOM kills.
-	MaxSeries uint32 `mapstructure:"max_series"`
+	MaxSeries int `mapstructure:"max_series"`
 	// LogsPerSecond caps the death-by-signal log records over the node;
 	// the rest are counted in ebpf.process.lost and in process.exits.
-	LogsPerSecond uint32 `mapstructure:"logs_per_second"`
+	LogsPerSecond int `mapstructure:"logs_per_second"`
 }
 
 // DiskConfig configures the block I/O metrics.
@@ -171,9 +182,9 @@ type DiskConfig struct {
 	Required bool `mapstructure:"required"`
 	// MaxSeries bounds the (cgroup, device, direction) series kept in the
 	// kernel; the rest go to the node's overflow series.
-	MaxSeries uint32 `mapstructure:"max_series"`
+	MaxSeries int `mapstructure:"max_series"`
 	// MaxInflight bounds the requests timed at once.
-	MaxInflight uint32 `mapstructure:"max_inflight"`
+	MaxInflight int `mapstructure:"max_inflight"`
 	// LatencyHistogram enables the disk.io.latency histogram.
 	LatencyHistogram bool `mapstructure:"latency_histogram"`
 }
@@ -232,11 +243,17 @@ func createDefaultConfig() *Config {
 // Validate returns every problem with the configuration at once.
 func (cfg *Config) Validate() error {
 	var errs []error
-	if cfg.CollectionInterval <= 0 {
-		errs = append(errs, errCollectionInterval)
+	if cfg.CollectionInterval < minCollectionInterval {
+		errs = append(errs, fmt.Errorf("%w, got %s", errCollectionInterval, cfg.CollectionInterval))
 	}
-	if cfg.CgroupRoot != "" && !filepath.IsAbs(cfg.CgroupRoot) {
+	switch {
+	case cfg.CgroupRoot == "":
+	case !filepath.IsAbs(cfg.CgroupRoot):
 		errs = append(errs, fmt.Errorf("%w, got %q", errCgroupRootNotAbs, cfg.CgroupRoot))
+	default:
+		if err := checkCgroupRoot(cfg.CgroupRoot); err != nil {
+			errs = append(errs, fmt.Errorf("cgroup_root: %w", err))
+		}
 	}
 	t := cfg.TCP
 	if t.MaxConnections < 1 || t.MaxConnections > maxConnectionsLimit {

@@ -219,8 +219,8 @@ func (c *core) loadTCP(cfg *Config) error {
 		return nil
 	}
 	tr, err := tcpconn.Load(tcpconn.Options{
-		MaxConnections:    cfg.TCP.MaxConnections,
-		MaxFlows:          cfg.TCP.MaxFlows,
+		MaxConnections:    uint32(cfg.TCP.MaxConnections),
+		MaxFlows:          uint32(cfg.TCP.MaxFlows),
 		RTTSampleInterval: cfg.TCP.RTTSampleInterval,
 		AttachTo:          cfg.tcpAttachTo,
 		RejectProgram:     cfg.tcpRejectProgram,
@@ -257,11 +257,16 @@ func (c *core) loadHTTP(cfg *Config, logger *zap.Logger) error {
 		cp.err = errDisabledInConfig
 		return nil
 	}
-	tr, err := httptrace.Load(httptrace.Options{
+	opts := httptrace.Options{
 		CaptureBytes: uint32(cfg.HTTP.CaptureBytes),
 		PollInterval: httpPollInterval,
 		KernelBTF:    cfg.httpKernelBTF,
-	})
+	}
+	if !cfg.HTTP.TraceSelf {
+		opts.IgnorePID = uint32(os.Getpid())
+		opts.IgnoreItsCgroup = cgroup.SelfInContainer()
+	}
+	tr, err := httptrace.Load(opts)
 	if err != nil {
 		cp.err = err
 		if cfg.HTTP.Required {
@@ -283,7 +288,7 @@ func (c *core) loadSched(cfg *Config, _ *zap.Logger) error {
 		cp.err = errDisabledInConfig
 		return nil
 	}
-	c.sched, cp.err = schedstat.Load(schedstat.Options{MaxCgroups: cfg.Sched.MaxCgroups})
+	c.sched, cp.err = schedstat.Load(schedstat.Options{MaxCgroups: uint32(cfg.Sched.MaxCgroups)})
 	if cp.err != nil && cfg.Sched.Required {
 		return fmt.Errorf("sched is required but cannot run on %s: %w", strings.Join(cp.hooks, ", "), cp.err)
 	}
@@ -299,7 +304,7 @@ func (c *core) loadDisk(cfg *Config, _ *zap.Logger) error {
 		cp.err = errDisabledInConfig
 		return nil
 	}
-	c.disk, cp.err = blockio.Load(blockio.Options{MaxSeries: cfg.Disk.MaxSeries, MaxInflight: cfg.Disk.MaxInflight})
+	c.disk, cp.err = blockio.Load(blockio.Options{MaxSeries: uint32(cfg.Disk.MaxSeries), MaxInflight: uint32(cfg.Disk.MaxInflight)})
 	if cp.err != nil && cfg.Disk.Required {
 		return fmt.Errorf("disk is required but cannot run on %s: %w", strings.Join(cp.hooks, ", "), cp.err)
 	}
@@ -319,8 +324,8 @@ func (c *core) loadProcess(cfg *Config, logger *zap.Logger) error {
 		return nil
 	}
 	tr, err := procexit.Load(procexit.Options{
-		MaxSeries:     cfg.Process.MaxSeries,
-		LogsPerSecond: cfg.Process.LogsPerSecond,
+		MaxSeries:     uint32(cfg.Process.MaxSeries),
+		LogsPerSecond: uint32(cfg.Process.LogsPerSecond),
 		PollInterval:  processPollInterval,
 	})
 	if err != nil {
@@ -348,9 +353,10 @@ func (c *core) loadProcess(cfg *Config, logger *zap.Logger) error {
 // kernel's ring buffer before the receiver reads it.
 const processPollInterval = 100 * time.Millisecond
 
-// httpPollInterval bounds how long an HTTP record waits in the kernel's
-// ring buffer before the receiver reads it.
-const httpPollInterval = time.Millisecond
+// httpPollInterval is how long the idle HTTP reader waits for the kernel's
+// wakeup before it looks anyway: 10 looks a second on an idle node. While
+// records come, it looks every httptrace.MinPollInterval.
+const httpPollInterval = 100 * time.Millisecond
 
 // checkCapabilities names the capabilities the process lacks to load and
 // attach tracing programs.

@@ -598,9 +598,25 @@ func e2eRouteCount(md pmetric.Metrics, route string) uint64 {
 // those that answered 404.
 func e2eServerSpans(t *testing.T, path string, port int64) (spans, notFound int) {
 	t.Helper()
+	e2eEachSpan(t, path, func(sp ptrace.Span) {
+		if sp.Kind() != ptrace.SpanKindServer || e2eInt(sp.Attributes(), "server.port") != port {
+			return
+		}
+		spans++
+		if e2eInt(sp.Attributes(), "http.response.status_code") == http.StatusNotFound {
+			notFound++
+		}
+	})
+	return spans, notFound
+}
+
+// e2eEachSpan calls fn with each span of the traces file, which may not
+// exist yet.
+func e2eEachSpan(t *testing.T, path string, fn func(ptrace.Span)) {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, 0
+		return
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -617,16 +633,8 @@ func e2eServerSpans(t *testing.T, path string, port int64) (spans, notFound int)
 		for i := range rss.Len() {
 			ss := rss.At(i).ScopeSpans().At(0).Spans()
 			for j := range ss.Len() {
-				sp := ss.At(j)
-				if sp.Kind() != ptrace.SpanKindServer || e2eInt(sp.Attributes(), "server.port") != port {
-					continue
-				}
-				spans++
-				if e2eInt(sp.Attributes(), "http.response.status_code") == http.StatusNotFound {
-					notFound++
-				}
+				fn(ss.At(j))
 			}
 		}
 	}
-	return spans, notFound
 }

@@ -36,6 +36,9 @@ func httpReceivers(t *testing.T, cfg *Config) (*consumertest.TracesSink, *consum
 	cfg.CollectionInterval = 200 * time.Millisecond
 	cfg.InitialDelay = 0
 	cfg.HTTP.LinkWindow = 300 * time.Millisecond
+	// The tests' servers and clients mostly run in this process, which is
+	// the receiver's own.
+	cfg.HTTP.TraceSelf = true
 	set := receivertest.NewNopSettings(metadata.Type)
 	traces := new(consumertest.TracesSink)
 	tr, err := NewFactory().CreateTraces(context.Background(), set, cfg, traces)

@@ -52,6 +52,11 @@ type httpPipeline struct {
 	logger *zap.Logger
 	// bootNS turns the kernel's monotonic timestamps into wall time.
 	bootNS int64
+	// monoStart is CLOCK_MONOTONIC at started: the read loop measures
+	// delivery with time.Since, which reads the clock through the vDSO
+	// where unix.ClockGettime is a real syscall, one that our own hooks see.
+	monoStart int64
+	started   time.Time
 
 	connsMu sync.Mutex
 	conns   map[uint64]*httpConn
@@ -62,8 +67,10 @@ type httpPipeline struct {
 
 	mu   sync.Mutex // guards the counters below
 	lost map[string]uint64
-	stat httpflow.Stats
-	seen uint64
+	// otlpExports counts the OTLP export requests left out.
+	otlpExports uint64
+	stat        httpflow.Stats
+	seen        uint64
 	// delivery counts, in power-of-two microsecond buckets, how long records
 	// took from the kernel's timestamp to the parser.
 	delivery [deliveryBuckets]uint64
@@ -76,15 +83,17 @@ func newHTTPPipeline(tracer *httptrace.Tracer, cfg HTTPConfig, res resources, lo
 	var mono unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
 	p := &httpPipeline{
-		tracer: tracer,
-		cfg:    cfg,
-		logger: logger,
-		bootNS: time.Now().UnixNano() - mono.Nano(),
-		conns:  make(map[uint64]*httpConn),
-		res:    res,
-		red:    newREDMetrics(cfg.MaxRoutesPerResource),
-		lost:   make(map[string]uint64),
-		done:   make(chan struct{}),
+		tracer:    tracer,
+		cfg:       cfg,
+		logger:    logger,
+		bootNS:    time.Now().UnixNano() - mono.Nano(),
+		monoStart: mono.Nano(),
+		started:   time.Now(),
+		conns:     make(map[uint64]*httpConn),
+		res:       res,
+		red:       newREDMetrics(cfg.MaxRoutesPerResource),
+		lost:      make(map[string]uint64),
+		done:      make(chan struct{}),
 	}
 	p.spans = newSpanQueue(cfg, res, p.bootNS, p.countLost)
 	go p.run()
@@ -135,9 +144,7 @@ func (p *httpPipeline) run() {
 			p.logger.Warn("bad http event", zap.Error(err))
 			continue
 		}
-		var mono unix.Timespec
-		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
-		delay := time.Duration(mono.Nano() - int64(e.TS))
+		delay := time.Duration(p.monoStart + int64(time.Since(p.started)) - int64(e.TS))
 		p.mu.Lock()
 		p.seen++
 		p.delivery[deliveryBucket(delay)]++
@@ -194,7 +201,12 @@ func (p *httpPipeline) handle(e *httptrace.Event) {
 // counting what it dropped.
 func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchange))) {
 	before := c.flow.Stats()
+	var otlp uint64
 	step(func(ex httpflow.Exchange) {
+		if ex.OTLPExport && !p.cfg.TraceOTLPExports {
+			otlp++
+			return
+		}
 		x := exchange{Exchange: ex, role: c.role, local: c.local, remote: c.remote, cgroupID: c.cgroupID,
 			pid: c.pid, exe: c.exe, command: c.command}
 		p.red.add(&x)
@@ -203,6 +215,7 @@ func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchan
 	after := c.flow.Stats()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.otlpExports += otlp
 	p.stat.Add(httpflow.Stats{
 		Exchanges: after.Exchanges - before.Exchanges,
 		Dropped:   after.Dropped - before.Dropped,
@@ -266,10 +279,11 @@ func deliveryBucket(d time.Duration) int {
 
 // httpCounters is the pipeline's totals, kernel side included.
 type httpCounters struct {
-	events   uint64
-	lost     map[string]uint64
-	delivery [deliveryBuckets]uint64
-	delaySum time.Duration
+	events      uint64
+	otlpExports uint64
+	lost        map[string]uint64
+	delivery    [deliveryBuckets]uint64
+	delaySum    time.Duration
 }
 
 func (p *httpPipeline) counters() (httpCounters, error) {
@@ -279,7 +293,8 @@ func (p *httpPipeline) counters() (httpCounters, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := httpCounters{events: p.seen, lost: make(map[string]uint64), delivery: p.delivery, delaySum: p.delaySum}
+	c := httpCounters{events: p.seen, otlpExports: p.otlpExports, lost: make(map[string]uint64),
+		delivery: p.delivery, delaySum: p.delaySum}
 	for r, n := range p.lost {
 		c.lost[r] = n
 	}
@@ -316,6 +331,7 @@ func (s httpSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricS
 		return
 	}
 	s.mb.RecordEbpfHTTPEventsDataPoint(now, int64(c.events))
+	s.mb.RecordEbpfHTTPExcludedDataPoint(now, int64(c.otlpExports), metadata.AttributeEbpfExcludedReasonOtlpExport)
 	dp := newDurationHistogram(histograms, "ebpf.http.delivery.duration",
 		"Time from a syscall in the kernel to its record reaching the receiver's parser.").AppendEmpty()
 	setPow2Histogram(dp, s.p.red.start, now, c.events, uint64(c.delaySum), c.delivery[:])

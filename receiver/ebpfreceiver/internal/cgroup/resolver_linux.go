@@ -44,19 +44,34 @@ const maxGone = 1 << 16
 func NewResolver(root string) (*Resolver, error) {
 	if root == "" {
 		var err error
-		if root, err = findMount("/proc/self/mountinfo"); err != nil {
+		if root, err = FindMount(); err != nil {
 			return nil, err
 		}
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(root, &st); err != nil {
-		return nil, fmt.Errorf("cgroup v2 root %s: %w", root, err)
-	}
-	const cgroup2SuperMagic = 0x63677270
-	if st.Type != cgroup2SuperMagic {
-		return nil, fmt.Errorf("cgroup v2 root %s: not a cgroup2 file system", root)
+	if err := CheckRoot(root); err != nil {
+		return nil, err
 	}
 	return &Resolver{root: root, paths: make(map[uint64]string), removed: make(map[uint64]int), gone: make(map[uint64]struct{})}, nil
+}
+
+// CheckRoot fails unless root is a cgroup2 file system. Its error names
+// where this process sees one mounted, if anywhere: on a hybrid host that
+// is /sys/fs/cgroup/unified, not /sys/fs/cgroup.
+func CheckRoot(root string) error {
+	var st syscall.Statfs_t
+	err := syscall.Statfs(root, &st)
+	const cgroup2SuperMagic = 0x63677270
+	if err == nil && st.Type == cgroup2SuperMagic {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("not a cgroup2 file system")
+	}
+	hint := "no cgroup2 file system is mounted here"
+	if m, ferr := FindMount(); ferr == nil {
+		hint = "cgroup2 is mounted at " + m
+	}
+	return fmt.Errorf("cgroup v2 root %s: %w (%s)", root, err, hint)
 }
 
 // Root is the cgroup v2 mount the Resolver reads.
@@ -228,6 +243,10 @@ func (r *Resolver) scan() (map[uint64]string, error) {
 	return paths, nil
 }
 
+// FindMount returns where this process sees the first cgroup2 file system
+// mounted.
+func FindMount() (string, error) { return findMount("/proc/self/mountinfo") }
+
 // findMount returns the mount point of the first cgroup2 file system.
 func findMount(mountinfo string) (string, error) {
 	f, err := os.Open(mountinfo)
@@ -252,4 +271,30 @@ func findMount(mountinfo string) (string, error) {
 		return "", err
 	}
 	return "", errors.New("no cgroup2 file system is mounted")
+}
+
+// initCgroupNS is the inode of the initial cgroup namespace
+// (PROC_CGROUP_INIT_INO in the kernel's include/linux/proc_ns.h).
+const initCgroupNS = 0xEFFFFFFB
+
+// SelfInContainer reports whether this process runs in a container's
+// cgroup: in a cgroup namespace of its own, as container runtimes give on
+// cgroup v2, or at a path that names a container. A process on the host,
+// whose cgroup other processes share (a login session, a systemd service),
+// does not.
+func SelfInContainer() bool {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/cgroup", &st); err == nil && st.Ino != initCgroupNS {
+		return true
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			return Parse(p).ContainerID != ""
+		}
+	}
+	return false
 }

@@ -1,6 +1,9 @@
 package httpflow
 
-import "bytes"
+import (
+	"bytes"
+	"slices"
+)
 
 type state uint8
 
@@ -354,6 +357,9 @@ func (c *Conn) setFields(h *half, f fields) {
 	}
 	if f.traceParents == 1 && e.ex.TraceParent == "" && validTraceParent(f.traceParent) {
 		e.ex.TraceParent = string(f.traceParent)
+	}
+	if f.otlpType && e.ex.Method == "POST" && slices.Contains(otlpPaths, e.ex.Path()) {
+		e.ex.OTLPExport = true
 	}
 }
 

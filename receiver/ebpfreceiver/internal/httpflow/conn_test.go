@@ -734,3 +734,31 @@ func TestCloseTwiceAndFeedAfterClose(t *testing.T) {
 	assert.Len(t, got, 1)
 	assert.Equal(t, uint64(1), c.Stats().Exchanges)
 }
+
+func TestOTLPExport(t *testing.T) {
+	tests := []struct {
+		name, head string
+		want       bool
+	}{
+		{"traces protobuf", "POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n", true},
+		{"metrics json with charset", "POST /v1/metrics HTTP/1.1\r\ncontent-type: Application/JSON; charset=utf-8\r\n", true},
+		{"logs", "POST /v1/logs HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n", true},
+		{"profiles", "POST /v1development/profiles HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n", true},
+		{"absolute form with query", "POST http://gw:4318/v1/traces?x=1 HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n", true},
+		{"other type", "POST /v1/traces HTTP/1.1\r\nContent-Type: text/plain\r\n", false},
+		{"no type", "POST /v1/traces HTTP/1.1\r\n", false},
+		{"GET", "GET /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n", false},
+		{"other path", "POST /v1/tracesx HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n", false},
+		{"sub path", "POST /api/v1/traces HTTP/1.1\r\nContent-Type: application/json\r\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := run(t, Server, Options{}, 0, []ev{
+				in(1, tt.head+"Content-Length: 0\r\n\r\n"),
+				out(2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+			})
+			require.Len(t, got, 1)
+			assert.Equal(t, tt.want, got[0].OTLPExport)
+		})
+	}
+}

@@ -162,6 +162,7 @@ func parseStatusLine(line []byte) int {
 // fields is what the parser keeps from a header section.
 type fields struct {
 	host, traceParent []byte
+	otlpType          bool  // Content-Type is one that OTLP/HTTP sends
 	length            int64 // Content-Length, -1 if absent
 	badLength         bool  // malformed or conflicting Content-Length
 	te                bool  // Transfer-Encoding present
@@ -176,6 +177,7 @@ var (
 	hdrLength      = []byte("Content-Length")
 	hdrTE          = []byte("Transfer-Encoding")
 	hdrExpect      = []byte("Expect")
+	hdrType        = []byte("Content-Type")
 	valChunked     = []byte("chunked")
 	val100         = []byte("100-continue")
 )
@@ -222,8 +224,30 @@ func parseFields(b []byte) fields {
 			f.chunked = bytes.EqualFold(last, valChunked)
 		case bytes.EqualFold(name, hdrExpect):
 			f.expect = bytes.EqualFold(val, val100)
+		case bytes.EqualFold(name, hdrType):
+			f.otlpType = isOTLPType(val)
 		}
 	}
+}
+
+// OTLP/HTTP export paths and content types (OTLP specification, "OTLP/HTTP").
+var (
+	otlpPaths = []string{"/v1/traces", "/v1/metrics", "/v1/logs", "/v1development/profiles"}
+	otlpTypes = [][]byte{[]byte("application/x-protobuf"), []byte("application/json")}
+)
+
+// isOTLPType reports whether a Content-Type value is one that OTLP/HTTP
+// sends, with or without parameters.
+func isOTLPType(v []byte) bool {
+	if i := bytes.IndexByte(v, ';'); i >= 0 {
+		v = textproto.TrimBytes(v[:i])
+	}
+	for _, t := range otlpTypes {
+		if bytes.EqualFold(v, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseLength parses a Content-Length value: decimal digits only.

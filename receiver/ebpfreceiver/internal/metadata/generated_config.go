@@ -266,6 +266,54 @@ func (ms *EbpfHTTPEventsMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	return nil
 }
 
+// EbpfHTTPExcludedMetricAttributeKey specifies the key of an attribute for the ebpf.http.excluded metric.
+type EbpfHTTPExcludedMetricAttributeKey string
+
+const (
+	EbpfHTTPExcludedMetricAttributeKeyEbpfExcludedReason EbpfHTTPExcludedMetricAttributeKey = "ebpf.excluded.reason"
+)
+
+// EbpfHTTPExcludedMetricConfig provides config for the ebpf.http.excluded metric.
+type EbpfHTTPExcludedMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                               `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfHTTPExcludedMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfHTTPExcludedMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfHTTPExcludedMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfHTTPExcludedMetricAttributeKeyEbpfExcludedReason:
+		default:
+			return fmt.Errorf("metric ebpf.http.excluded doesn't have an attribute %v, valid attributes: [ebpf.excluded.reason]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfHTTPLostMetricAttributeKey specifies the key of an attribute for the ebpf.http.lost metric.
 type EbpfHTTPLostMetricAttributeKey string
 
@@ -1204,6 +1252,7 @@ type MetricsConfig struct {
 	EbpfCgroupsCached        EbpfCgroupsCachedMetricConfig        `mapstructure:"ebpf.cgroups.cached"`
 	EbpfDiskLost             EbpfDiskLostMetricConfig             `mapstructure:"ebpf.disk.lost"`
 	EbpfHTTPEvents           EbpfHTTPEventsMetricConfig           `mapstructure:"ebpf.http.events"`
+	EbpfHTTPExcluded         EbpfHTTPExcludedMetricConfig         `mapstructure:"ebpf.http.excluded"`
 	EbpfHTTPLost             EbpfHTTPLostMetricConfig             `mapstructure:"ebpf.http.lost"`
 	EbpfMapCapacity          EbpfMapCapacityMetricConfig          `mapstructure:"ebpf.map.capacity"`
 	EbpfMapEntries           EbpfMapEntriesMetricConfig           `mapstructure:"ebpf.map.entries"`
@@ -1256,6 +1305,11 @@ func DefaultMetricsConfig() MetricsConfig {
 		},
 		EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
 			Enabled: true,
+		},
+		EbpfHTTPExcluded: EbpfHTTPExcludedMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfHTTPExcludedMetricAttributeKey{EbpfHTTPExcludedMetricAttributeKeyEbpfExcludedReason},
 		},
 		EbpfHTTPLost: EbpfHTTPLostMetricConfig{
 			Enabled:             true,

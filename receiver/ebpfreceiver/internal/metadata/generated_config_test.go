@@ -55,6 +55,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
 						Enabled: true,
 					},
+					EbpfHTTPExcluded: EbpfHTTPExcludedMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfHTTPExcludedMetricAttributeKey{EbpfHTTPExcludedMetricAttributeKeyEbpfExcludedReason},
+					},
 					EbpfHTTPLost: EbpfHTTPLostMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
@@ -196,6 +201,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					EbpfHTTPEvents: EbpfHTTPEventsMetricConfig{
 						Enabled: false,
 					},
+					EbpfHTTPExcluded: EbpfHTTPExcludedMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfHTTPExcludedMetricAttributeKey{EbpfHTTPExcludedMetricAttributeKeyEbpfExcludedReason},
+					},
 					EbpfHTTPLost: EbpfHTTPLostMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
@@ -308,7 +318,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(DiskIoMetricConfig{}, DiskOperationsMetricConfig{}, EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfDiskLostMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfProcessEventsMetricConfig{}, EbpfProcessLostMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfSchedLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, ProcessExitsMetricConfig{}, ProcessOomKillsMetricConfig{}, SchedCPUTimeMetricConfig{}, SchedSwitchesInvoluntaryMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(DiskIoMetricConfig{}, DiskOperationsMetricConfig{}, EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfDiskLostMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPExcludedMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfProcessEventsMetricConfig{}, EbpfProcessLostMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfSchedLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, ProcessExitsMetricConfig{}, ProcessOomKillsMetricConfig{}, SchedCPUTimeMetricConfig{}, SchedSwitchesInvoluntaryMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
@@ -357,6 +367,18 @@ func TestEbpfDiskLostMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.disk.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
 
 	cfg = DefaultMetricsConfig().EbpfDiskLost
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfHTTPExcludedMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfHTTPExcluded
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfHTTPExcludedMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.http.excluded doesn't have an attribute invalid, valid attributes: [ebpf.excluded.reason]")
+
+	cfg = DefaultMetricsConfig().EbpfHTTPExcluded
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }

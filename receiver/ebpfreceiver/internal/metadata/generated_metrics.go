@@ -45,6 +45,28 @@ var MapAttributeDiskIoDirection = map[string]AttributeDiskIoDirection{
 	"write": AttributeDiskIoDirectionWrite,
 }
 
+// AttributeEbpfExcludedReason specifies the value ebpf.excluded.reason attribute.
+type AttributeEbpfExcludedReason int
+
+const (
+	_ AttributeEbpfExcludedReason = iota
+	AttributeEbpfExcludedReasonOtlpExport
+)
+
+// String returns the string representation of the AttributeEbpfExcludedReason.
+func (av AttributeEbpfExcludedReason) String() string {
+	switch av {
+	case AttributeEbpfExcludedReasonOtlpExport:
+		return "otlp_export"
+	}
+	return ""
+}
+
+// MapAttributeEbpfExcludedReason is a helper map of string to AttributeEbpfExcludedReason attribute value.
+var MapAttributeEbpfExcludedReason = map[string]AttributeEbpfExcludedReason{
+	"otlp_export": AttributeEbpfExcludedReasonOtlpExport,
+}
+
 // AttributeEbpfLostReason specifies the value ebpf.lost.reason attribute.
 type AttributeEbpfLostReason int
 
@@ -281,6 +303,10 @@ var MetricsInfo = metricsInfo{
 	EbpfHTTPEvents: metricInfo{
 		Name: "ebpf.http.events",
 	},
+	EbpfHTTPExcluded: metricInfo{
+		Name:       "ebpf.http.excluded",
+		Attributes: []string{"ebpf.excluded.reason"},
+	},
 	EbpfHTTPLost: metricInfo{
 		Name:       "ebpf.http.lost",
 		Attributes: []string{"ebpf.lost.reason"},
@@ -369,6 +395,7 @@ type metricsInfo struct {
 	EbpfCgroupsCached        metricInfo
 	EbpfDiskLost             metricInfo
 	EbpfHTTPEvents           metricInfo
+	EbpfHTTPExcluded         metricInfo
 	EbpfHTTPLost             metricInfo
 	EbpfMapCapacity          metricInfo
 	EbpfMapEntries           metricInfo
@@ -919,6 +946,97 @@ func (m *metricEbpfHTTPEvents) emit(metrics pmetric.MetricSlice) {
 
 func newMetricEbpfHTTPEvents(cfg EbpfHTTPEventsMetricConfig) metricEbpfHTTPEvents {
 	m := metricEbpfHTTPEvents{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfHTTPExcluded struct {
+	data          pmetric.Metric               // data buffer for generated metric.
+	config        EbpfHTTPExcludedMetricConfig // metric config provided by user.
+	capacity      int                          // max observed number of data points added to the metric.
+	aggDataPoints []int64                      // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.http.excluded metric with initial data.
+func (m *metricEbpfHTTPExcluded) init() {
+	m.data.SetName("ebpf.http.excluded")
+	m.data.SetDescription("HTTP requests left out of spans and metrics by design, by reason: otlp_export (OTLP/HTTP export requests, unless http.trace_otlp_exports).")
+	m.data.SetUnit("{request}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfHTTPExcluded) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfExcludedReasonAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfHTTPExcludedMetricAttributeKeyEbpfExcludedReason) {
+		dp.Attributes().PutStr("ebpf.excluded.reason", ebpfExcludedReasonAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfHTTPExcluded) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfHTTPExcluded) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfHTTPExcluded(cfg EbpfHTTPExcludedMetricConfig) metricEbpfHTTPExcluded {
+	m := metricEbpfHTTPExcluded{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -2757,6 +2875,7 @@ type MetricsBuilder struct {
 	metricEbpfCgroupsCached        metricEbpfCgroupsCached
 	metricEbpfDiskLost             metricEbpfDiskLost
 	metricEbpfHTTPEvents           metricEbpfHTTPEvents
+	metricEbpfHTTPExcluded         metricEbpfHTTPExcluded
 	metricEbpfHTTPLost             metricEbpfHTTPLost
 	metricEbpfMapCapacity          metricEbpfMapCapacity
 	metricEbpfMapEntries           metricEbpfMapEntries
@@ -2809,6 +2928,7 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricEbpfCgroupsCached:        newMetricEbpfCgroupsCached(mbc.Metrics.EbpfCgroupsCached),
 		metricEbpfDiskLost:             newMetricEbpfDiskLost(mbc.Metrics.EbpfDiskLost),
 		metricEbpfHTTPEvents:           newMetricEbpfHTTPEvents(mbc.Metrics.EbpfHTTPEvents),
+		metricEbpfHTTPExcluded:         newMetricEbpfHTTPExcluded(mbc.Metrics.EbpfHTTPExcluded),
 		metricEbpfHTTPLost:             newMetricEbpfHTTPLost(mbc.Metrics.EbpfHTTPLost),
 		metricEbpfMapCapacity:          newMetricEbpfMapCapacity(mbc.Metrics.EbpfMapCapacity),
 		metricEbpfMapEntries:           newMetricEbpfMapEntries(mbc.Metrics.EbpfMapEntries),
@@ -2950,6 +3070,7 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricEbpfCgroupsCached.emit(ils.Metrics())
 	mb.metricEbpfDiskLost.emit(ils.Metrics())
 	mb.metricEbpfHTTPEvents.emit(ils.Metrics())
+	mb.metricEbpfHTTPExcluded.emit(ils.Metrics())
 	mb.metricEbpfHTTPLost.emit(ils.Metrics())
 	mb.metricEbpfMapCapacity.emit(ils.Metrics())
 	mb.metricEbpfMapEntries.emit(ils.Metrics())
@@ -3034,6 +3155,11 @@ func (mb *MetricsBuilder) RecordEbpfDiskLostDataPoint(ts pcommon.Timestamp, val 
 // RecordEbpfHTTPEventsDataPoint adds a data point to ebpf.http.events metric.
 func (mb *MetricsBuilder) RecordEbpfHTTPEventsDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricEbpfHTTPEvents.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordEbpfHTTPExcludedDataPoint adds a data point to ebpf.http.excluded metric.
+func (mb *MetricsBuilder) RecordEbpfHTTPExcludedDataPoint(ts pcommon.Timestamp, val int64, ebpfExcludedReasonAttributeValue AttributeEbpfExcludedReason) {
+	mb.metricEbpfHTTPExcluded.recordDataPoint(mb.startTime, ts, val, ebpfExcludedReasonAttributeValue.String())
 }
 
 // RecordEbpfHTTPLostDataPoint adds a data point to ebpf.http.lost metric.

@@ -71,6 +71,7 @@ func TestMetricsBuilder(t *testing.T) {
 			aggMap["disk.operations"] = mb.metricDiskOperations.config.AggregationStrategy
 			aggMap["ebpf.capability.enabled"] = mb.metricEbpfCapabilityEnabled.config.AggregationStrategy
 			aggMap["ebpf.disk.lost"] = mb.metricEbpfDiskLost.config.AggregationStrategy
+			aggMap["ebpf.http.excluded"] = mb.metricEbpfHTTPExcluded.config.AggregationStrategy
 			aggMap["ebpf.http.lost"] = mb.metricEbpfHTTPLost.config.AggregationStrategy
 			aggMap["ebpf.map.capacity"] = mb.metricEbpfMapCapacity.config.AggregationStrategy
 			aggMap["ebpf.map.entries"] = mb.metricEbpfMapEntries.config.AggregationStrategy
@@ -130,6 +131,12 @@ func TestMetricsBuilder(t *testing.T) {
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordEbpfHTTPEventsDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordEbpfHTTPExcludedDataPoint(ts, 1, AttributeEbpfExcludedReasonOtlpExport)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfHTTPExcludedDataPoint(ts, 3, AttributeEbpfExcludedReasonOtlpExport)
+			}
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordEbpfHTTPLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
@@ -260,6 +267,7 @@ func TestMetricsBuilder(t *testing.T) {
 				assert.Empty(t, mb.metricDiskOperations.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfCapabilityEnabled.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfDiskLost.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfHTTPExcluded.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfHTTPLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfMapCapacity.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfMapEntries.aggDataPoints)
@@ -542,6 +550,50 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
+				case "ebpf.http.excluded":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.http.excluded"], "Found a duplicate in the metrics slice: ebpf.http.excluded")
+						validatedMetrics["ebpf.http.excluded"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "HTTP requests left out of spans and metrics by design, by reason: otlp_export (OTLP/HTTP export requests, unless http.trace_otlp_exports).", mi.Description())
+						assert.Equal(t, "{request}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfExcludedReasonAttrVal, ok := dp.Attributes().Get("ebpf.excluded.reason")
+						assert.True(t, ok)
+						assert.Equal(t, "otlp_export", ebpfExcludedReasonAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.http.excluded"], "Found a duplicate in the metrics slice: ebpf.http.excluded")
+						validatedMetrics["ebpf.http.excluded"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "HTTP requests left out of spans and metrics by design, by reason: otlp_export (OTLP/HTTP export requests, unless http.trace_otlp_exports).", mi.Description())
+						assert.Equal(t, "{request}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.http.excluded"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.excluded.reason")
+						assert.False(t, ok)
+					}
 				case "ebpf.http.lost":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["ebpf.http.lost"], "Found a duplicate in the metrics slice: ebpf.http.lost")
