@@ -225,7 +225,7 @@ func (r *results) table() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s %g | %s |\n", x.Workload, x.Name, value, op, x.Target, verdict)
 	}
 	if r.IdleCPU != nil {
-		fmt.Fprintf(&b, "| idle | full receiver CPU over %.0f s with no traffic, %% of a core | %.2f | ≤ 1 | %s |\n",
+		fmt.Fprintf(&b, "| idle | full receiver CPU over %.0f s with no traffic (collection every 10 s), %% of a core | %.2f | ≤ 1 | %s |\n",
 			r.IdleCPU.Seconds, r.IdleCPU.AgentCPUPct, map[bool]string{true: "yes", false: "no"}[r.IdleCPU.AgentCPUPct <= 1])
 	}
 	if r.Idle != nil {

@@ -496,6 +496,60 @@ func TestImageTagsMatchVersion(t *testing.T) {
 	}
 }
 
+// The top README's component list names exactly the components that
+// builder-config.yaml builds in, by the name each one registers.
+func TestREADMEComponents(t *testing.T) {
+	// The type each module of the manifest registers under.
+	names := map[string]string{
+		"receiver/ebpfreceiver":  "ebpf",
+		"otlpreceiver":           "otlp",
+		"k8sattributesprocessor": "k8s_attributes",
+		"batchprocessor":         "batch",
+		"memorylimiterprocessor": "memory_limiter",
+		"debugexporter":          "debug",
+		"otlpexporter":           "otlp_grpc",
+		"otlphttpexporter":       "otlp_http",
+		"fileexporter":           "file",
+		"prometheusexporter":     "prometheus",
+		"healthcheckextension":   "health_check",
+	}
+	manifest := readYAML(t, "../builder-config.yaml")
+	want := map[string][]string{}
+	for _, kind := range []string{"receivers", "processors", "exporters", "extensions"} {
+		entries, _ := manifest[kind].([]any)
+		for _, e := range entries {
+			m := e.(map[string]any)
+			mod, _ := m["import"].(string)
+			if mod == "" {
+				mod, _, _ = strings.Cut(m["gomod"].(string), " ")
+			}
+			name := ""
+			for suffix, n := range names {
+				if strings.HasSuffix(mod, "/"+suffix) {
+					name = n
+				}
+			}
+			if name == "" {
+				t.Fatalf("builder-config.yaml: %s: add its component name to this test", mod)
+			}
+			want[kind] = append(want[kind], "`"+name+"`")
+		}
+	}
+	readme := readFile(t, "../README.md")
+	_, list, _ := strings.Cut(readme, "<!-- components -->\n")
+	list, _, _ = strings.Cut(list, "<!-- /components -->")
+	got := map[string][]string{}
+	for line := range strings.Lines(list) {
+		kind, items, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "- "), ": ")
+		if ok {
+			got[kind] = strings.Split(items, ", ")
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("README components %v, builder-config.yaml builds %v", got, want)
+	}
+}
+
 func TestDockerfileVersions(t *testing.T) {
 	docker := readFile(t, "Dockerfile")
 	goVersion := field(t, readFile(t, "../go.mod"), "go ")

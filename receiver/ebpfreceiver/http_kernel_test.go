@@ -170,6 +170,7 @@ func TestHTTPGoClientServer(t *testing.T) {
 	}
 	for _, c := range clientSpans {
 		path := attr(c, "url.path").(string)
+		assert.Equal(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), attr(c, "url.full"), "client span url.full")
 		s := byPath[path]
 		assert.Equal(t, s.TraceID(), c.TraceID(), "one trace for %s", path)
 		assert.Equal(t, c.SpanID(), s.ParentSpanID(), "the server span is the client span's child for %s", path)

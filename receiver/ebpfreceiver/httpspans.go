@@ -285,6 +285,10 @@ func (q *spanQueue) fill(out ptrace.Span, s *span) {
 	} else {
 		out.SetName(x.Method)
 		out.SetKind(ptrace.SpanKindClient)
+		// Required on client spans. Built from the peer's address and the
+		// path: the Host header's value is not exported, and the query
+		// string is left out, as url.path leaves it out on server spans.
+		a.PutStr("url.full", "http://"+x.remote.String()+x.Path())
 	}
 	a.PutStr("server.address", serverAddr)
 	a.PutInt("server.port", int64(serverPort))
