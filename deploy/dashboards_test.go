@@ -342,12 +342,12 @@ func checkPressurePanels(t *testing.T, addr string, queries map[string]panelQuer
 	// cluster; here the load's cgroup stands for its container.
 	sel := fmt.Sprintf(`{cgroup_path=%q}`, load.CgroupPath)
 	for _, expr := range []string{
-		"rate(sched_cpu_time_seconds_total" + sel + "[20s])",
+		"rate(container_cpu_time_seconds_total" + sel + "[20s])",
 		"rate(sched_switches_involuntary_total" + sel + "[20s])",
 		"rate(sched_run_queue_latency_seconds_count" + sel + "[20s])",
 		"rate(process_exits_total" + sel + "[20s])",
 		"rate(process_oom_kills_total" + sel + "[1m])",
-		"rate(disk_io_bytes_total" + sel + "[20s])",
+		"rate(container_disk_io_bytes_total" + sel + "[20s])",
 		"rate(disk_operations_total" + sel + "[20s])",
 		"rate(disk_io_latency_seconds_count" + sel + "[20s])",
 	} {
@@ -371,9 +371,9 @@ func checkProcessLogs(t *testing.T, path string, load pressure) {
 				continue
 			}
 			switch {
-			case r.event == "process.signal_death" && r.attrs["process.exit.signal"] == "SIGSEGV" && r.attrs["process.command"] == "sh":
+			case r.event == "process.signal_death" && r.attrs["process.exit.signal"] == "SIGSEGV" && r.attrs["process.executable.name"] == "sh":
 				segv++
-			case r.event == "process.oom_kill" && r.attrs["process.command"] == "tail":
+			case r.event == "process.oom_kill" && r.attrs["process.executable.name"] == "tail":
 				oom++
 			}
 		}

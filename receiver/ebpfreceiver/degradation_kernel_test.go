@@ -129,7 +129,7 @@ func TestUnreadableBTFDisablesItsCapability(t *testing.T) {
 		assert.Equal(t, "", caps[c], c)
 	}
 	assert.True(t, hasMetric(md, "tcp.connection.opened"))
-	assert.True(t, hasMetric(md, "sched.cpu.time"))
+	assert.True(t, hasMetric(md, "container.cpu.time"))
 }
 
 // A program the verifier rejects disables its part only, with the program

@@ -117,15 +117,13 @@ func (s *diskSource) recordNode(now pcommon.Timestamp, histograms pmetric.Metric
 	s.histOpen = false
 	s.mb.RecordEbpfDiskLostDataPoint(now, int64(s.snap.Lost.InflightFull), metadata.AttributeEbpfLostReasonInflightMapFull)
 	s.mb.RecordEbpfDiskLostDataPoint(now, int64(s.snap.Lost.SeriesFull), metadata.AttributeEbpfLostReasonSeriesMapFull)
-	s.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(s.snap.Series)), metadata.AttributeEbpfMapDiskSeries)
-	s.mb.RecordEbpfMapCapacityDataPoint(now, s.capSeries, metadata.AttributeEbpfMapDiskSeries)
-	s.mb.RecordEbpfMapEntriesDataPoint(now, int64(s.snap.Inflight), metadata.AttributeEbpfMapDiskInflight)
-	s.mb.RecordEbpfMapCapacityDataPoint(now, s.capInflight, metadata.AttributeEbpfMapDiskInflight)
+	recordMapFill(s.mb, now, int64(len(s.snap.Series)), s.capSeries, metadata.AttributeEbpfMapDiskSeries)
+	recordMapFill(s.mb, now, int64(s.snap.Inflight), s.capInflight, metadata.AttributeEbpfMapDiskInflight)
 }
 
 func (s *diskSource) recordSeries(device string, op blockio.Op, st *blockio.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	dir := diskDirections[op]
-	s.mb.RecordDiskIoDataPoint(now, int64(st.Bytes), device, dir, overflow)
+	s.mb.RecordContainerDiskIoDataPoint(now, int64(st.Bytes), device, dir, overflow)
 	s.mb.RecordDiskOperationsDataPoint(now, int64(st.Count), device, dir, overflow)
 	if !s.histogram || st.Count == 0 {
 		return

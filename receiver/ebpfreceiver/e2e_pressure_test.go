@@ -182,8 +182,8 @@ func e2eCheckPressure(exports []pmetric.Metrics, containerID, device string) err
 	if oom := points["process.oom_kills"]; len(oom) != 1 || oom[0].IntValue() != 1 {
 		return fmt.Errorf("process.oom_kills %v, want 1", oom)
 	}
-	if cpu := points["sched.cpu.time"]; len(cpu) != 1 || cpu[0].DoubleValue() < 0.05 {
-		return fmt.Errorf("sched.cpu.time %v, want at least the 50 ms the shell loop burns", cpu)
+	if cpu := points["container.cpu.time"]; len(cpu) != 1 || cpu[0].DoubleValue() < 0.05 {
+		return fmt.Errorf("container.cpu.time %v, want at least the 50 ms the shell loop burns", cpu)
 	}
 	if h := histograms["sched.run_queue.latency"]; len(h) != 1 || h[0].Count() == 0 {
 		return errors.New("no sched.run_queue.latency histogram with samples")
@@ -191,7 +191,7 @@ func e2eCheckPressure(exports []pmetric.Metrics, containerID, device string) err
 	for _, dir := range []string{"read", "write"} {
 		var bytes, ops int64
 		var hist uint64
-		for _, dp := range points["disk.io"] {
+		for _, dp := range points["container.disk.io"] {
 			if e2eStr(dp.Attributes(), "system.device") == device && e2eStr(dp.Attributes(), "disk.io.direction") == dir {
 				bytes = dp.IntValue()
 			}
@@ -207,7 +207,7 @@ func e2eCheckPressure(exports []pmetric.Metrics, containerID, device string) err
 			}
 		}
 		if bytes != e2eBlock*e2eBlocks || ops < e2eBlocks || hist != uint64(ops) {
-			return fmt.Errorf("%s %s: disk.io %d bytes, %d operations, latency histogram count %d; want %d bytes, at least %d operations, all in the histogram",
+			return fmt.Errorf("%s %s: container.disk.io %d bytes, %d operations, latency histogram count %d; want %d bytes, at least %d operations, all in the histogram",
 				device, dir, bytes, ops, hist, e2eBlock*e2eBlocks, e2eBlocks)
 		}
 	}
@@ -250,7 +250,7 @@ func e2eCheckProcessLogs(t *testing.T, path, containerID string, hogPID int) err
 			}
 		}
 	}
-	if len(segv) != 1 || e2eStr(segv[0].Attributes(), "process.command") != "sh" {
+	if len(segv) != 1 || e2eStr(segv[0].Attributes(), "process.executable.name") != "sh" {
 		return fmt.Errorf("%d SIGSEGV records of sh, want 1", len(segv))
 	}
 	if len(oom) != 1 || e2eInt(oom[0].Attributes(), "process.pid") != int64(hogPID) {

@@ -75,10 +75,26 @@ func TestE2ESelfExport(t *testing.T) {
 		t.Fatalf("curl, which make deps installs: %v", err)
 	}
 	sink := startOTLPSink(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appPort := int64(ln.Addr().(*net.TCPAddr).Port)
+	app := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = app.Serve(ln) }()
+	defer app.Close()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "metrics.json")
 	export := filepath.Join(dir, "export.yaml")
-	if err := os.WriteFile(export, fmt.Appendf(nil, `exporters:
+	// Only the app's and the sink's ports are traced, so that other HTTP on
+	// the machine cannot make exports; the sink's port is traced, so only
+	// the self and OTLP exclusions keep its connections out of the spans.
+	if err := os.WriteFile(export, fmt.Appendf(nil, `receivers:
+  ebpf:
+    http:
+      ports:
+        include: [%d, %d]
+exporters:
   otlp_http/sink:
     endpoint: http://127.0.0.1:%d
     compression: none
@@ -90,21 +106,13 @@ service:
       exporters: [file, otlp_http/sink]
     traces:
       exporters: [file/traces, otlp_http/sink]
-`, sink.port), 0o644); err != nil {
+`, appPort, sink.port, sink.port), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	col := e2eStartCollector(t, bin, dir, out, export)
 	col.waitHealthy(t, 60*time.Second)
 
 	// Traffic that is traced: its spans reach the sink.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	appPort := int64(ln.Addr().(*net.TCPAddr).Port)
-	app := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = app.Serve(ln) }()
-	defer app.Close()
 	const requests = 50
 	client := &http.Client{Transport: &http.Transport{}}
 	for i := range requests {

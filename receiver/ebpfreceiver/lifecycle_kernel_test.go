@@ -255,6 +255,7 @@ func TestProgramStats(t *testing.T) {
 	cfg := createDefaultConfig()
 	cfg.CollectionInterval = 100 * time.Millisecond
 	cfg.InitialDelay = 0
+	cfg.Metrics.EbpfProgramRuns.Enabled = true // off by default
 	sink := new(consumertest.MetricsSink)
 	r := startReceiver(t, cfg, sink)
 	defer func() { require.NoError(t, r.Shutdown(context.Background())) }()

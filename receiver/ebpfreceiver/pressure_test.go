@@ -28,6 +28,7 @@ import (
 // disk): kernel snapshots in, metrics and log records out.
 
 func testMetricsBuilder(cfg *Config) (*metadata.MetricsBuilder, pcommon.Timestamp) {
+	enableMapDetail(cfg)
 	set := receivertest.NewNopSettings(metadata.Type)
 	start := pcommon.NewTimestampFromTime(time.Now())
 	return metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start)), start

@@ -118,10 +118,8 @@ func (s *processSource) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice)
 	events, refused := s.logs.counts()
 	s.mb.RecordEbpfProcessLostDataPoint(now, int64(refused), metadata.AttributeEbpfLostReasonLogsRefused)
 	s.mb.RecordEbpfProcessEventsDataPoint(now, int64(events))
-	s.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(s.snap.Exits)), metadata.AttributeEbpfMapProcessExits)
-	s.mb.RecordEbpfMapCapacityDataPoint(now, s.capacity, metadata.AttributeEbpfMapProcessExits)
-	s.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(s.snap.OOMKills)), metadata.AttributeEbpfMapProcessOomKills)
-	s.mb.RecordEbpfMapCapacityDataPoint(now, s.capacity, metadata.AttributeEbpfMapProcessOomKills)
+	recordMapFill(s.mb, now, int64(len(s.snap.Exits)), s.capacity, metadata.AttributeEbpfMapProcessExits)
+	recordMapFill(s.mb, now, int64(len(s.snap.OOMKills)), s.capacity, metadata.AttributeEbpfMapProcessOomKills)
 }
 
 func (s *processSource) deleteCgroups(ids []uint64) error {
@@ -294,7 +292,7 @@ func describe(logs plog.Logs) {
 				lr := lrs.At(k)
 				attrs := lr.Attributes()
 				pid, _ := attrs.Get("process.pid")
-				comm, _ := attrs.Get("process.command")
+				comm, _ := attrs.Get("process.executable.name")
 				switch lr.EventName() {
 				case "process.oom_kill":
 					lr.SetSeverityNumber(plog.SeverityNumberError)

@@ -59,12 +59,11 @@ func (s *schedSource) recordNode(now pcommon.Timestamp, histograms pmetric.Metri
 	}
 	s.mb.RecordEbpfSchedLostDataPoint(now, int64(s.snap.Lost.CgroupsFull), metadata.AttributeEbpfLostReasonCgroupsMapFull)
 	s.mb.RecordEbpfSchedLostDataPoint(now, int64(s.snap.Lost.TasksFull), metadata.AttributeEbpfLostReasonTasksMapFull)
-	s.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(s.snap.Cgroups)), metadata.AttributeEbpfMapSchedCgroups)
-	s.mb.RecordEbpfMapCapacityDataPoint(now, s.capacity, metadata.AttributeEbpfMapSchedCgroups)
+	recordMapFill(s.mb, now, int64(len(s.snap.Cgroups)), s.capacity, metadata.AttributeEbpfMapSchedCgroups)
 }
 
 func (s *schedSource) recordStats(st *schedstat.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
-	s.mb.RecordSchedCPUTimeDataPoint(now, float64(st.OncpuNs)/1e9, overflow)
+	s.mb.RecordContainerCPUTimeDataPoint(now, float64(st.OncpuNs)/1e9, overflow)
 	s.mb.RecordSchedSwitchesInvoluntaryDataPoint(now, int64(st.Involuntary), overflow)
 	if !s.histogram || st.RunqCount == 0 {
 		return

@@ -140,10 +140,8 @@ func (b *tcpBuilder) recordNode(now pcommon.Timestamp, histograms pmetric.Metric
 	}
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.ConnsFull), metadata.AttributeEbpfLostReasonConnectionsMapFull)
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.FlowsFull), metadata.AttributeEbpfLostReasonFlowsMapFull)
-	b.mb.RecordEbpfMapEntriesDataPoint(now, int64(b.snap.Conns), metadata.AttributeEbpfMapTCPConnections)
-	b.mb.RecordEbpfMapEntriesDataPoint(now, int64(len(b.snap.Flows)), metadata.AttributeEbpfMapTCPFlows)
-	b.mb.RecordEbpfMapCapacityDataPoint(now, b.capConns, metadata.AttributeEbpfMapTCPConnections)
-	b.mb.RecordEbpfMapCapacityDataPoint(now, b.capFlows, metadata.AttributeEbpfMapTCPFlows)
+	recordMapFill(b.mb, now, int64(b.snap.Conns), b.capConns, metadata.AttributeEbpfMapTCPConnections)
+	recordMapFill(b.mb, now, int64(len(b.snap.Flows)), b.capFlows, metadata.AttributeEbpfMapTCPFlows)
 	b.appendRTT(histograms, now)
 }
 

@@ -158,10 +158,18 @@ func TestTCPBuilderPeerCapIsSticky(t *testing.T) {
 }
 
 func newTestBuilder(cfg *Config) *tcpBuilder {
+	enableMapDetail(cfg)
 	set := receivertest.NewNopSettings(metadata.Type)
 	start := pcommon.NewTimestampFromTime(time.Now())
 	mb := metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start))
 	return newTCPBuilder(mb, start, cfg.TCP, testPaths.IsRemoved)
+}
+
+// enableMapDetail turns on the per-map metrics, off by default, so that the
+// golden files cover them.
+func enableMapDetail(cfg *Config) {
+	cfg.Metrics.EbpfMapEntries.Enabled = true
+	cfg.Metrics.EbpfMapUtilization.Enabled = true
 }
 
 // buildTCP does what the scraper does with a snapshot.

@@ -9,25 +9,23 @@ import (
 	"go.opentelemetry.io/collector/filter"
 )
 
-// DiskIoMetricAttributeKey specifies the key of an attribute for the disk.io metric.
-type DiskIoMetricAttributeKey string
+// ContainerCPUTimeMetricAttributeKey specifies the key of an attribute for the container.cpu.time metric.
+type ContainerCPUTimeMetricAttributeKey string
 
 const (
-	DiskIoMetricAttributeKeySystemDevice       DiskIoMetricAttributeKey = "system.device"
-	DiskIoMetricAttributeKeyDiskIoDirection    DiskIoMetricAttributeKey = "disk.io.direction"
-	DiskIoMetricAttributeKeyOtelMetricOverflow DiskIoMetricAttributeKey = "otel.metric.overflow"
+	ContainerCPUTimeMetricAttributeKeyOtelMetricOverflow ContainerCPUTimeMetricAttributeKey = "otel.metric.overflow"
 )
 
-// DiskIoMetricConfig provides config for the disk.io metric.
-type DiskIoMetricConfig struct {
+// ContainerCPUTimeMetricConfig provides config for the container.cpu.time metric.
+type ContainerCPUTimeMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
 	enabledSetByUser bool
 
-	AggregationStrategy string                     `mapstructure:"aggregation_strategy"`
-	EnabledAttributes   []DiskIoMetricAttributeKey `mapstructure:"attributes"`
+	AggregationStrategy string                               `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []ContainerCPUTimeMetricAttributeKey `mapstructure:"attributes"`
 }
 
-func (ms *DiskIoMetricConfig) Unmarshal(parser *confmap.Conf) error {
+func (ms *ContainerCPUTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	if parser == nil {
 		return nil
 	}
@@ -41,12 +39,62 @@ func (ms *DiskIoMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	return nil
 }
 
-func (ms *DiskIoMetricConfig) Validate() error {
+func (ms *ContainerCPUTimeMetricConfig) Validate() error {
 	for _, val := range ms.EnabledAttributes {
 		switch val {
-		case DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow:
+		case ContainerCPUTimeMetricAttributeKeyOtelMetricOverflow:
 		default:
-			return fmt.Errorf("metric disk.io doesn't have an attribute %v, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]", val)
+			return fmt.Errorf("metric container.cpu.time doesn't have an attribute %v, valid attributes: [otel.metric.overflow]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// ContainerDiskIoMetricAttributeKey specifies the key of an attribute for the container.disk.io metric.
+type ContainerDiskIoMetricAttributeKey string
+
+const (
+	ContainerDiskIoMetricAttributeKeySystemDevice       ContainerDiskIoMetricAttributeKey = "system.device"
+	ContainerDiskIoMetricAttributeKeyDiskIoDirection    ContainerDiskIoMetricAttributeKey = "disk.io.direction"
+	ContainerDiskIoMetricAttributeKeyOtelMetricOverflow ContainerDiskIoMetricAttributeKey = "otel.metric.overflow"
+)
+
+// ContainerDiskIoMetricConfig provides config for the container.disk.io metric.
+type ContainerDiskIoMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                              `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []ContainerDiskIoMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *ContainerDiskIoMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *ContainerDiskIoMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case ContainerDiskIoMetricAttributeKeySystemDevice, ContainerDiskIoMetricAttributeKeyDiskIoDirection, ContainerDiskIoMetricAttributeKeyOtelMetricOverflow:
+		default:
+			return fmt.Errorf("metric container.disk.io doesn't have an attribute %v, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]", val)
 		}
 	}
 
@@ -362,54 +410,6 @@ func (ms *EbpfHTTPLostMetricConfig) Validate() error {
 	return nil
 }
 
-// EbpfMapCapacityMetricAttributeKey specifies the key of an attribute for the ebpf.map.capacity metric.
-type EbpfMapCapacityMetricAttributeKey string
-
-const (
-	EbpfMapCapacityMetricAttributeKeyEbpfMap EbpfMapCapacityMetricAttributeKey = "ebpf.map"
-)
-
-// EbpfMapCapacityMetricConfig provides config for the ebpf.map.capacity metric.
-type EbpfMapCapacityMetricConfig struct {
-	Enabled          bool `mapstructure:"enabled"`
-	enabledSetByUser bool
-
-	AggregationStrategy string                              `mapstructure:"aggregation_strategy"`
-	EnabledAttributes   []EbpfMapCapacityMetricAttributeKey `mapstructure:"attributes"`
-}
-
-func (ms *EbpfMapCapacityMetricConfig) Unmarshal(parser *confmap.Conf) error {
-	if parser == nil {
-		return nil
-	}
-
-	err := parser.Unmarshal(ms)
-	if err != nil {
-		return err
-	}
-
-	ms.enabledSetByUser = parser.IsSet("enabled")
-	return nil
-}
-
-func (ms *EbpfMapCapacityMetricConfig) Validate() error {
-	for _, val := range ms.EnabledAttributes {
-		switch val {
-		case EbpfMapCapacityMetricAttributeKeyEbpfMap:
-		default:
-			return fmt.Errorf("metric ebpf.map.capacity doesn't have an attribute %v, valid attributes: [ebpf.map]", val)
-		}
-	}
-
-	switch ms.AggregationStrategy {
-	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
-	default:
-		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
-	}
-
-	return nil
-}
-
 // EbpfMapEntriesMetricAttributeKey specifies the key of an attribute for the ebpf.map.entries metric.
 type EbpfMapEntriesMetricAttributeKey string
 
@@ -446,6 +446,54 @@ func (ms *EbpfMapEntriesMetricConfig) Validate() error {
 		case EbpfMapEntriesMetricAttributeKeyEbpfMap:
 		default:
 			return fmt.Errorf("metric ebpf.map.entries doesn't have an attribute %v, valid attributes: [ebpf.map]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
+// EbpfMapUtilizationMetricAttributeKey specifies the key of an attribute for the ebpf.map.utilization metric.
+type EbpfMapUtilizationMetricAttributeKey string
+
+const (
+	EbpfMapUtilizationMetricAttributeKeyEbpfMap EbpfMapUtilizationMetricAttributeKey = "ebpf.map"
+)
+
+// EbpfMapUtilizationMetricConfig provides config for the ebpf.map.utilization metric.
+type EbpfMapUtilizationMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                                 `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfMapUtilizationMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfMapUtilizationMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfMapUtilizationMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfMapUtilizationMetricAttributeKeyEbpfMap:
+		default:
+			return fmt.Errorf("metric ebpf.map.utilization doesn't have an attribute %v, valid attributes: [ebpf.map]", val)
 		}
 	}
 
@@ -836,54 +884,6 @@ func (ms *ProcessOomKillsMetricConfig) Validate() error {
 	return nil
 }
 
-// SchedCPUTimeMetricAttributeKey specifies the key of an attribute for the sched.cpu.time metric.
-type SchedCPUTimeMetricAttributeKey string
-
-const (
-	SchedCPUTimeMetricAttributeKeyOtelMetricOverflow SchedCPUTimeMetricAttributeKey = "otel.metric.overflow"
-)
-
-// SchedCPUTimeMetricConfig provides config for the sched.cpu.time metric.
-type SchedCPUTimeMetricConfig struct {
-	Enabled          bool `mapstructure:"enabled"`
-	enabledSetByUser bool
-
-	AggregationStrategy string                           `mapstructure:"aggregation_strategy"`
-	EnabledAttributes   []SchedCPUTimeMetricAttributeKey `mapstructure:"attributes"`
-}
-
-func (ms *SchedCPUTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
-	if parser == nil {
-		return nil
-	}
-
-	err := parser.Unmarshal(ms)
-	if err != nil {
-		return err
-	}
-
-	ms.enabledSetByUser = parser.IsSet("enabled")
-	return nil
-}
-
-func (ms *SchedCPUTimeMetricConfig) Validate() error {
-	for _, val := range ms.EnabledAttributes {
-		switch val {
-		case SchedCPUTimeMetricAttributeKeyOtelMetricOverflow:
-		default:
-			return fmt.Errorf("metric sched.cpu.time doesn't have an attribute %v, valid attributes: [otel.metric.overflow]", val)
-		}
-	}
-
-	switch ms.AggregationStrategy {
-	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
-	default:
-		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
-	}
-
-	return nil
-}
-
 // SchedSwitchesInvoluntaryMetricAttributeKey specifies the key of an attribute for the sched.switches.involuntary metric.
 type SchedSwitchesInvoluntaryMetricAttributeKey string
 
@@ -1245,7 +1245,8 @@ func (ms *TCPConnectionRetransmitsMetricConfig) Validate() error {
 
 // MetricsConfig provides config for ebpf metrics.
 type MetricsConfig struct {
-	DiskIo                   DiskIoMetricConfig                   `mapstructure:"disk.io"`
+	ContainerCPUTime         ContainerCPUTimeMetricConfig         `mapstructure:"container.cpu.time"`
+	ContainerDiskIo          ContainerDiskIoMetricConfig          `mapstructure:"container.disk.io"`
 	DiskOperations           DiskOperationsMetricConfig           `mapstructure:"disk.operations"`
 	EbpfCapabilityEnabled    EbpfCapabilityEnabledMetricConfig    `mapstructure:"ebpf.capability.enabled"`
 	EbpfCgroupEventsLost     EbpfCgroupEventsLostMetricConfig     `mapstructure:"ebpf.cgroup.events.lost"`
@@ -1254,8 +1255,8 @@ type MetricsConfig struct {
 	EbpfHTTPEvents           EbpfHTTPEventsMetricConfig           `mapstructure:"ebpf.http.events"`
 	EbpfHTTPExcluded         EbpfHTTPExcludedMetricConfig         `mapstructure:"ebpf.http.excluded"`
 	EbpfHTTPLost             EbpfHTTPLostMetricConfig             `mapstructure:"ebpf.http.lost"`
-	EbpfMapCapacity          EbpfMapCapacityMetricConfig          `mapstructure:"ebpf.map.capacity"`
 	EbpfMapEntries           EbpfMapEntriesMetricConfig           `mapstructure:"ebpf.map.entries"`
+	EbpfMapUtilization       EbpfMapUtilizationMetricConfig       `mapstructure:"ebpf.map.utilization"`
 	EbpfProcessEvents        EbpfProcessEventsMetricConfig        `mapstructure:"ebpf.process.events"`
 	EbpfProcessLost          EbpfProcessLostMetricConfig          `mapstructure:"ebpf.process.lost"`
 	EbpfProgramRunTime       EbpfProgramRunTimeMetricConfig       `mapstructure:"ebpf.program.run_time"`
@@ -1265,7 +1266,6 @@ type MetricsConfig struct {
 	HTTPServerRoutesFolded   HTTPServerRoutesFoldedMetricConfig   `mapstructure:"http.server.routes.folded"`
 	ProcessExits             ProcessExitsMetricConfig             `mapstructure:"process.exits"`
 	ProcessOomKills          ProcessOomKillsMetricConfig          `mapstructure:"process.oom_kills"`
-	SchedCPUTime             SchedCPUTimeMetricConfig             `mapstructure:"sched.cpu.time"`
 	SchedSwitchesInvoluntary SchedSwitchesInvoluntaryMetricConfig `mapstructure:"sched.switches.involuntary"`
 	TCPConnectionActive      TCPConnectionActiveMetricConfig      `mapstructure:"tcp.connection.active"`
 	TCPConnectionIo          TCPConnectionIoMetricConfig          `mapstructure:"tcp.connection.io"`
@@ -1277,10 +1277,15 @@ type MetricsConfig struct {
 
 func DefaultMetricsConfig() MetricsConfig {
 	return MetricsConfig{
-		DiskIo: DiskIoMetricConfig{
+		ContainerCPUTime: ContainerCPUTimeMetricConfig{
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
-			EnabledAttributes:   []DiskIoMetricAttributeKey{DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow},
+			EnabledAttributes:   []ContainerCPUTimeMetricAttributeKey{ContainerCPUTimeMetricAttributeKeyOtelMetricOverflow},
+		},
+		ContainerDiskIo: ContainerDiskIoMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []ContainerDiskIoMetricAttributeKey{ContainerDiskIoMetricAttributeKeySystemDevice, ContainerDiskIoMetricAttributeKeyDiskIoDirection, ContainerDiskIoMetricAttributeKeyOtelMetricOverflow},
 		},
 		DiskOperations: DiskOperationsMetricConfig{
 			Enabled:             true,
@@ -1316,15 +1321,15 @@ func DefaultMetricsConfig() MetricsConfig {
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
 		},
-		EbpfMapCapacity: EbpfMapCapacityMetricConfig{
-			Enabled:             true,
-			AggregationStrategy: AggregationStrategyAvg,
-			EnabledAttributes:   []EbpfMapCapacityMetricAttributeKey{EbpfMapCapacityMetricAttributeKeyEbpfMap},
-		},
 		EbpfMapEntries: EbpfMapEntriesMetricConfig{
-			Enabled:             true,
+			Enabled:             false,
 			AggregationStrategy: AggregationStrategyAvg,
 			EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
+		},
+		EbpfMapUtilization: EbpfMapUtilizationMetricConfig{
+			Enabled:             false,
+			AggregationStrategy: AggregationStrategyAvg,
+			EnabledAttributes:   []EbpfMapUtilizationMetricAttributeKey{EbpfMapUtilizationMetricAttributeKeyEbpfMap},
 		},
 		EbpfProcessEvents: EbpfProcessEventsMetricConfig{
 			Enabled: true,
@@ -1335,12 +1340,12 @@ func DefaultMetricsConfig() MetricsConfig {
 			EnabledAttributes:   []EbpfProcessLostMetricAttributeKey{EbpfProcessLostMetricAttributeKeyEbpfLostReason},
 		},
 		EbpfProgramRunTime: EbpfProgramRunTimeMetricConfig{
-			Enabled:             true,
+			Enabled:             false,
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []EbpfProgramRunTimeMetricAttributeKey{EbpfProgramRunTimeMetricAttributeKeyEbpfProgram},
 		},
 		EbpfProgramRuns: EbpfProgramRunsMetricConfig{
-			Enabled:             true,
+			Enabled:             false,
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []EbpfProgramRunsMetricAttributeKey{EbpfProgramRunsMetricAttributeKeyEbpfProgram},
 		},
@@ -1366,11 +1371,6 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []ProcessOomKillsMetricAttributeKey{ProcessOomKillsMetricAttributeKeyOtelMetricOverflow},
-		},
-		SchedCPUTime: SchedCPUTimeMetricConfig{
-			Enabled:             true,
-			AggregationStrategy: AggregationStrategySum,
-			EnabledAttributes:   []SchedCPUTimeMetricAttributeKey{SchedCPUTimeMetricAttributeKeyOtelMetricOverflow},
 		},
 		SchedSwitchesInvoluntary: SchedSwitchesInvoluntaryMetricConfig{
 			Enabled:             true,

@@ -26,10 +26,15 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "all_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
-					DiskIo: DiskIoMetricConfig{
+					ContainerCPUTime: ContainerCPUTimeMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
-						EnabledAttributes:   []DiskIoMetricAttributeKey{DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow},
+						EnabledAttributes:   []ContainerCPUTimeMetricAttributeKey{ContainerCPUTimeMetricAttributeKeyOtelMetricOverflow},
+					},
+					ContainerDiskIo: ContainerDiskIoMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ContainerDiskIoMetricAttributeKey{ContainerDiskIoMetricAttributeKeySystemDevice, ContainerDiskIoMetricAttributeKeyDiskIoDirection, ContainerDiskIoMetricAttributeKeyOtelMetricOverflow},
 					},
 					DiskOperations: DiskOperationsMetricConfig{
 						Enabled:             true,
@@ -65,15 +70,15 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
 					},
-					EbpfMapCapacity: EbpfMapCapacityMetricConfig{
-						Enabled:             true,
-						AggregationStrategy: AggregationStrategyAvg,
-						EnabledAttributes:   []EbpfMapCapacityMetricAttributeKey{EbpfMapCapacityMetricAttributeKeyEbpfMap},
-					},
 					EbpfMapEntries: EbpfMapEntriesMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
+					},
+					EbpfMapUtilization: EbpfMapUtilizationMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfMapUtilizationMetricAttributeKey{EbpfMapUtilizationMetricAttributeKeyEbpfMap},
 					},
 					EbpfProcessEvents: EbpfProcessEventsMetricConfig{
 						Enabled: true,
@@ -115,11 +120,6 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []ProcessOomKillsMetricAttributeKey{ProcessOomKillsMetricAttributeKeyOtelMetricOverflow},
-					},
-					SchedCPUTime: SchedCPUTimeMetricConfig{
-						Enabled:             true,
-						AggregationStrategy: AggregationStrategySum,
-						EnabledAttributes:   []SchedCPUTimeMetricAttributeKey{SchedCPUTimeMetricAttributeKeyOtelMetricOverflow},
 					},
 					SchedSwitchesInvoluntary: SchedSwitchesInvoluntaryMetricConfig{
 						Enabled:             true,
@@ -172,10 +172,15 @@ func TestMetricsBuilderConfig(t *testing.T) {
 			name: "none_set",
 			want: MetricsBuilderConfig{
 				Metrics: MetricsConfig{
-					DiskIo: DiskIoMetricConfig{
+					ContainerCPUTime: ContainerCPUTimeMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
-						EnabledAttributes:   []DiskIoMetricAttributeKey{DiskIoMetricAttributeKeySystemDevice, DiskIoMetricAttributeKeyDiskIoDirection, DiskIoMetricAttributeKeyOtelMetricOverflow},
+						EnabledAttributes:   []ContainerCPUTimeMetricAttributeKey{ContainerCPUTimeMetricAttributeKeyOtelMetricOverflow},
+					},
+					ContainerDiskIo: ContainerDiskIoMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ContainerDiskIoMetricAttributeKey{ContainerDiskIoMetricAttributeKeySystemDevice, ContainerDiskIoMetricAttributeKeyDiskIoDirection, ContainerDiskIoMetricAttributeKeyOtelMetricOverflow},
 					},
 					DiskOperations: DiskOperationsMetricConfig{
 						Enabled:             false,
@@ -211,15 +216,15 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfHTTPLostMetricAttributeKey{EbpfHTTPLostMetricAttributeKeyEbpfLostReason},
 					},
-					EbpfMapCapacity: EbpfMapCapacityMetricConfig{
-						Enabled:             false,
-						AggregationStrategy: AggregationStrategyAvg,
-						EnabledAttributes:   []EbpfMapCapacityMetricAttributeKey{EbpfMapCapacityMetricAttributeKeyEbpfMap},
-					},
 					EbpfMapEntries: EbpfMapEntriesMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []EbpfMapEntriesMetricAttributeKey{EbpfMapEntriesMetricAttributeKeyEbpfMap},
+					},
+					EbpfMapUtilization: EbpfMapUtilizationMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategyAvg,
+						EnabledAttributes:   []EbpfMapUtilizationMetricAttributeKey{EbpfMapUtilizationMetricAttributeKeyEbpfMap},
 					},
 					EbpfProcessEvents: EbpfProcessEventsMetricConfig{
 						Enabled: false,
@@ -261,11 +266,6 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []ProcessOomKillsMetricAttributeKey{ProcessOomKillsMetricAttributeKeyOtelMetricOverflow},
-					},
-					SchedCPUTime: SchedCPUTimeMetricConfig{
-						Enabled:             false,
-						AggregationStrategy: AggregationStrategySum,
-						EnabledAttributes:   []SchedCPUTimeMetricAttributeKey{SchedCPUTimeMetricAttributeKeyOtelMetricOverflow},
 					},
 					SchedSwitchesInvoluntary: SchedSwitchesInvoluntaryMetricConfig{
 						Enabled:             false,
@@ -318,19 +318,31 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(DiskIoMetricConfig{}, DiskOperationsMetricConfig{}, EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfDiskLostMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPExcludedMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapCapacityMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfProcessEventsMetricConfig{}, EbpfProcessLostMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfSchedLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, ProcessExitsMetricConfig{}, ProcessOomKillsMetricConfig{}, SchedCPUTimeMetricConfig{}, SchedSwitchesInvoluntaryMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerDiskIoMetricConfig{}, DiskOperationsMetricConfig{}, EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfDiskLostMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPExcludedMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfMapUtilizationMetricConfig{}, EbpfProcessEventsMetricConfig{}, EbpfProcessLostMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfSchedLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, ProcessExitsMetricConfig{}, ProcessOomKillsMetricConfig{}, SchedSwitchesInvoluntaryMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
 }
-func TestDiskIoMetricsConfig_Validate(t *testing.T) {
-	cfg := DefaultMetricsConfig().DiskIo
+func TestContainerCPUTimeMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().ContainerCPUTime
 	require.NoError(t, cfg.Validate())
 
-	cfg.EnabledAttributes = []DiskIoMetricAttributeKey{"invalid"}
-	require.ErrorContains(t, cfg.Validate(), "metric disk.io doesn't have an attribute invalid, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]")
+	cfg.EnabledAttributes = []ContainerCPUTimeMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric container.cpu.time doesn't have an attribute invalid, valid attributes: [otel.metric.overflow]")
 
-	cfg = DefaultMetricsConfig().DiskIo
+	cfg = DefaultMetricsConfig().ContainerCPUTime
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestContainerDiskIoMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().ContainerDiskIo
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []ContainerDiskIoMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric container.disk.io doesn't have an attribute invalid, valid attributes: [system.device, disk.io.direction, otel.metric.overflow]")
+
+	cfg = DefaultMetricsConfig().ContainerDiskIo
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
@@ -395,18 +407,6 @@ func TestEbpfHTTPLostMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
 
-func TestEbpfMapCapacityMetricsConfig_Validate(t *testing.T) {
-	cfg := DefaultMetricsConfig().EbpfMapCapacity
-	require.NoError(t, cfg.Validate())
-
-	cfg.EnabledAttributes = []EbpfMapCapacityMetricAttributeKey{"invalid"}
-	require.ErrorContains(t, cfg.Validate(), "metric ebpf.map.capacity doesn't have an attribute invalid, valid attributes: [ebpf.map]")
-
-	cfg = DefaultMetricsConfig().EbpfMapCapacity
-	cfg.AggregationStrategy = "invalid"
-	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
-}
-
 func TestEbpfMapEntriesMetricsConfig_Validate(t *testing.T) {
 	cfg := DefaultMetricsConfig().EbpfMapEntries
 	require.NoError(t, cfg.Validate())
@@ -415,6 +415,18 @@ func TestEbpfMapEntriesMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.map.entries doesn't have an attribute invalid, valid attributes: [ebpf.map]")
 
 	cfg = DefaultMetricsConfig().EbpfMapEntries
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfMapUtilizationMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfMapUtilization
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfMapUtilizationMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.map.utilization doesn't have an attribute invalid, valid attributes: [ebpf.map]")
+
+	cfg = DefaultMetricsConfig().EbpfMapUtilization
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }
@@ -499,18 +511,6 @@ func TestProcessOomKillsMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric process.oom_kills doesn't have an attribute invalid, valid attributes: [otel.metric.overflow]")
 
 	cfg = DefaultMetricsConfig().ProcessOomKills
-	cfg.AggregationStrategy = "invalid"
-	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
-}
-
-func TestSchedCPUTimeMetricsConfig_Validate(t *testing.T) {
-	cfg := DefaultMetricsConfig().SchedCPUTime
-	require.NoError(t, cfg.Validate())
-
-	cfg.EnabledAttributes = []SchedCPUTimeMetricAttributeKey{"invalid"}
-	require.ErrorContains(t, cfg.Validate(), "metric sched.cpu.time doesn't have an attribute invalid, valid attributes: [otel.metric.overflow]")
-
-	cfg = DefaultMetricsConfig().SchedCPUTime
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }

@@ -69,7 +69,7 @@ type eventProcessOomKill struct {
 	config EventConfig         // event config provided by user.
 }
 
-func (e *eventProcessOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processCommandAttributeValue string, options ...EventAttributeOption) {
+func (e *eventProcessOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processExecutableNameAttributeValue string, options ...EventAttributeOption) {
 	if !e.config.Enabled {
 		return
 	}
@@ -82,7 +82,7 @@ func (e *eventProcessOomKill) recordEvent(ctx context.Context, timestamp pcommon
 		dp.SetSpanID(pcommon.SpanID(span.SpanID()))
 	}
 	dp.Attributes().PutInt("process.pid", processPidAttributeValue)
-	dp.Attributes().PutStr("process.command", processCommandAttributeValue)
+	dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
 
 	for _, op := range options {
 		op.apply(dp)
@@ -109,7 +109,7 @@ type eventProcessSignalDeath struct {
 	config EventConfig         // event config provided by user.
 }
 
-func (e *eventProcessSignalDeath) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processCommandAttributeValue string, processExitSignalAttributeValue string, processExitCoreDumpedAttributeValue bool) {
+func (e *eventProcessSignalDeath) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processExecutableNameAttributeValue string, processExitSignalAttributeValue string, processExitCoreDumpedAttributeValue bool) {
 	if !e.config.Enabled {
 		return
 	}
@@ -122,7 +122,7 @@ func (e *eventProcessSignalDeath) recordEvent(ctx context.Context, timestamp pco
 		dp.SetSpanID(pcommon.SpanID(span.SpanID()))
 	}
 	dp.Attributes().PutInt("process.pid", processPidAttributeValue)
-	dp.Attributes().PutStr("process.command", processCommandAttributeValue)
+	dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
 	dp.Attributes().PutStr("process.exit.signal", processExitSignalAttributeValue)
 	dp.Attributes().PutBool("process.exit.core_dumped", processExitCoreDumpedAttributeValue)
 
@@ -296,11 +296,11 @@ func (lb *LogsBuilder) Emit(options ...ResourceLogsOption) plog.Logs {
 }
 
 // RecordProcessOomKillEvent adds a log record of process.oom_kill event.
-func (lb *LogsBuilder) RecordProcessOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processCommandAttributeValue string, options ...EventAttributeOption) {
-	lb.eventProcessOomKill.recordEvent(ctx, timestamp, processPidAttributeValue, processCommandAttributeValue, options...)
+func (lb *LogsBuilder) RecordProcessOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processExecutableNameAttributeValue string, options ...EventAttributeOption) {
+	lb.eventProcessOomKill.recordEvent(ctx, timestamp, processPidAttributeValue, processExecutableNameAttributeValue, options...)
 }
 
 // RecordProcessSignalDeathEvent adds a log record of process.signal_death event.
-func (lb *LogsBuilder) RecordProcessSignalDeathEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processCommandAttributeValue string, processExitSignalAttributeValue string, processExitCoreDumpedAttributeValue bool) {
-	lb.eventProcessSignalDeath.recordEvent(ctx, timestamp, processPidAttributeValue, processCommandAttributeValue, processExitSignalAttributeValue, processExitCoreDumpedAttributeValue)
+func (lb *LogsBuilder) RecordProcessSignalDeathEvent(ctx context.Context, timestamp pcommon.Timestamp, processPidAttributeValue int64, processExecutableNameAttributeValue string, processExitSignalAttributeValue string, processExitCoreDumpedAttributeValue bool) {
+	lb.eventProcessSignalDeath.recordEvent(ctx, timestamp, processPidAttributeValue, processExecutableNameAttributeValue, processExitSignalAttributeValue, processExitCoreDumpedAttributeValue)
 }

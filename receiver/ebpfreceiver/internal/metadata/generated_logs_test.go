@@ -134,10 +134,10 @@ func TestLogsBuilder(t *testing.T) {
 			allEventsCount := 0
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordProcessOomKillEvent(ctx, timestamp, 11, "process.command-val", WithOomMemoryTotalVMEventAttribute(19), WithOomMemoryAnonRssEventAttribute(19), WithOomMemoryFileRssEventAttribute(19), WithOomMemoryShmemRssEventAttribute(20), WithOomMemoryPageTablesEventAttribute(22), WithOomScoreAdjEventAttribute(13), WithProcessUserIDEventAttribute(15))
+			lb.RecordProcessOomKillEvent(ctx, timestamp, 11, "process.executable.name-val", WithOomMemoryTotalVMEventAttribute(19), WithOomMemoryAnonRssEventAttribute(19), WithOomMemoryFileRssEventAttribute(19), WithOomMemoryShmemRssEventAttribute(20), WithOomMemoryPageTablesEventAttribute(22), WithOomScoreAdjEventAttribute(13), WithProcessUserIDEventAttribute(15))
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordProcessSignalDeathEvent(ctx, timestamp, 11, "process.command-val", "process.exit.signal-val", true)
+			lb.RecordProcessSignalDeathEvent(ctx, timestamp, 11, "process.executable.name-val", "process.exit.signal-val", true)
 
 			rb := lb.NewResourceBuilder()
 			rb.SetCgroupID(9)
@@ -179,9 +179,9 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok := lr.Attributes().Get("process.pid")
 					assert.True(t, ok)
 					assert.EqualValues(t, 11, attrVal.Int())
-					attrVal, ok = lr.Attributes().Get("process.command")
+					attrVal, ok = lr.Attributes().Get("process.executable.name")
 					assert.True(t, ok)
-					assert.Equal(t, "process.command-val", attrVal.Str())
+					assert.Equal(t, "process.executable.name-val", attrVal.Str())
 					attrVal, ok = lr.Attributes().Get("oom.memory.total_vm")
 					assert.True(t, ok)
 					assert.EqualValues(t, 19, attrVal.Int())
@@ -213,9 +213,9 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok := lr.Attributes().Get("process.pid")
 					assert.True(t, ok)
 					assert.EqualValues(t, 11, attrVal.Int())
-					attrVal, ok = lr.Attributes().Get("process.command")
+					attrVal, ok = lr.Attributes().Get("process.executable.name")
 					assert.True(t, ok)
-					assert.Equal(t, "process.command-val", attrVal.Str())
+					assert.Equal(t, "process.executable.name-val", attrVal.Str())
 					attrVal, ok = lr.Attributes().Get("process.exit.signal")
 					assert.True(t, ok)
 					assert.Equal(t, "process.exit.signal-val", attrVal.Str())

@@ -278,8 +278,12 @@ var MapAttributeTCPConnectionOutcome = map[string]AttributeTCPConnectionOutcome{
 }
 
 var MetricsInfo = metricsInfo{
-	DiskIo: metricInfo{
-		Name:       "disk.io",
+	ContainerCPUTime: metricInfo{
+		Name:       "container.cpu.time",
+		Attributes: []string{"otel.metric.overflow"},
+	},
+	ContainerDiskIo: metricInfo{
+		Name:       "container.disk.io",
 		Attributes: []string{"system.device", "disk.io.direction", "otel.metric.overflow"},
 	},
 	DiskOperations: metricInfo{
@@ -311,12 +315,12 @@ var MetricsInfo = metricsInfo{
 		Name:       "ebpf.http.lost",
 		Attributes: []string{"ebpf.lost.reason"},
 	},
-	EbpfMapCapacity: metricInfo{
-		Name:       "ebpf.map.capacity",
-		Attributes: []string{"ebpf.map"},
-	},
 	EbpfMapEntries: metricInfo{
 		Name:       "ebpf.map.entries",
+		Attributes: []string{"ebpf.map"},
+	},
+	EbpfMapUtilization: metricInfo{
+		Name:       "ebpf.map.utilization",
 		Attributes: []string{"ebpf.map"},
 	},
 	EbpfProcessEvents: metricInfo{
@@ -353,10 +357,6 @@ var MetricsInfo = metricsInfo{
 		Name:       "process.oom_kills",
 		Attributes: []string{"otel.metric.overflow"},
 	},
-	SchedCPUTime: metricInfo{
-		Name:       "sched.cpu.time",
-		Attributes: []string{"otel.metric.overflow"},
-	},
 	SchedSwitchesInvoluntary: metricInfo{
 		Name:       "sched.switches.involuntary",
 		Attributes: []string{"otel.metric.overflow"},
@@ -388,7 +388,8 @@ var MetricsInfo = metricsInfo{
 }
 
 type metricsInfo struct {
-	DiskIo                   metricInfo
+	ContainerCPUTime         metricInfo
+	ContainerDiskIo          metricInfo
 	DiskOperations           metricInfo
 	EbpfCapabilityEnabled    metricInfo
 	EbpfCgroupEventsLost     metricInfo
@@ -397,8 +398,8 @@ type metricsInfo struct {
 	EbpfHTTPEvents           metricInfo
 	EbpfHTTPExcluded         metricInfo
 	EbpfHTTPLost             metricInfo
-	EbpfMapCapacity          metricInfo
 	EbpfMapEntries           metricInfo
+	EbpfMapUtilization       metricInfo
 	EbpfProcessEvents        metricInfo
 	EbpfProcessLost          metricInfo
 	EbpfProgramRunTime       metricInfo
@@ -408,7 +409,6 @@ type metricsInfo struct {
 	HTTPServerRoutesFolded   metricInfo
 	ProcessExits             metricInfo
 	ProcessOomKills          metricInfo
-	SchedCPUTime             metricInfo
 	SchedSwitchesInvoluntary metricInfo
 	TCPConnectionActive      metricInfo
 	TCPConnectionIo          metricInfo
@@ -423,16 +423,107 @@ type metricInfo struct {
 	Attributes []string
 }
 
-type metricDiskIo struct {
-	data          pmetric.Metric     // data buffer for generated metric.
-	config        DiskIoMetricConfig // metric config provided by user.
-	capacity      int                // max observed number of data points added to the metric.
-	aggDataPoints []int64            // slice containing number of aggregated datapoints at each index
+type metricContainerCPUTime struct {
+	data          pmetric.Metric               // data buffer for generated metric.
+	config        ContainerCPUTimeMetricConfig // metric config provided by user.
+	capacity      int                          // max observed number of data points added to the metric.
+	aggDataPoints []float64                    // slice containing number of aggregated datapoints at each index
 }
 
-// init fills disk.io metric with initial data.
-func (m *metricDiskIo) init() {
-	m.data.SetName("disk.io")
+// init fills container.cpu.time metric with initial data.
+func (m *metricContainerCPUTime) init() {
+	m.data.SetName("container.cpu.time")
+	m.data.SetDescription("Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricContainerCPUTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64, otelMetricOverflowAttributeValue bool) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, ContainerCPUTimeMetricAttributeKeyOtelMetricOverflow) {
+		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetDoubleValue(dpi.DoubleValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.DoubleValue() > val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.DoubleValue() < val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetDoubleValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricContainerCPUTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricContainerCPUTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetDoubleValue(m.data.Sum().DataPoints().At(i).DoubleValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricContainerCPUTime(cfg ContainerCPUTimeMetricConfig) metricContainerCPUTime {
+	m := metricContainerCPUTime{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricContainerDiskIo struct {
+	data          pmetric.Metric              // data buffer for generated metric.
+	config        ContainerDiskIoMetricConfig // metric config provided by user.
+	capacity      int                         // max observed number of data points added to the metric.
+	aggDataPoints []int64                     // slice containing number of aggregated datapoints at each index
+}
+
+// init fills container.disk.io metric with initial data.
+func (m *metricContainerDiskIo) init() {
+	m.data.SetName("container.disk.io")
 	m.data.SetDescription("Bytes of block read and write requests completed, attributed to the cgroup of the task that submitted each request, when it entered the block layer. Page cache writeback is submitted by kernel threads and counts on their cgroup's Resource.")
 	m.data.SetUnit("By")
 	m.data.SetEmptySum()
@@ -442,7 +533,7 @@ func (m *metricDiskIo) init() {
 	m.aggDataPoints = m.aggDataPoints[:0]
 }
 
-func (m *metricDiskIo) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue string, otelMetricOverflowAttributeValue bool) {
+func (m *metricContainerDiskIo) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue string, otelMetricOverflowAttributeValue bool) {
 	if !m.config.Enabled {
 		return
 	}
@@ -450,13 +541,13 @@ func (m *metricDiskIo) recordDataPoint(start pcommon.Timestamp, ts pcommon.Times
 	dp := pmetric.NewNumberDataPoint()
 	dp.SetStartTimestamp(start)
 	dp.SetTimestamp(ts)
-	if slices.Contains(m.config.EnabledAttributes, DiskIoMetricAttributeKeySystemDevice) {
+	if slices.Contains(m.config.EnabledAttributes, ContainerDiskIoMetricAttributeKeySystemDevice) {
 		dp.Attributes().PutStr("system.device", systemDeviceAttributeValue)
 	}
-	if slices.Contains(m.config.EnabledAttributes, DiskIoMetricAttributeKeyDiskIoDirection) {
+	if slices.Contains(m.config.EnabledAttributes, ContainerDiskIoMetricAttributeKeyDiskIoDirection) {
 		dp.Attributes().PutStr("disk.io.direction", diskIoDirectionAttributeValue)
 	}
-	if slices.Contains(m.config.EnabledAttributes, DiskIoMetricAttributeKeyOtelMetricOverflow) {
+	if slices.Contains(m.config.EnabledAttributes, ContainerDiskIoMetricAttributeKeyOtelMetricOverflow) {
 		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
 	}
 
@@ -490,14 +581,14 @@ func (m *metricDiskIo) recordDataPoint(start pcommon.Timestamp, ts pcommon.Times
 }
 
 // updateCapacity saves max length of data point slices that will be used for the slice capacity.
-func (m *metricDiskIo) updateCapacity() {
+func (m *metricContainerDiskIo) updateCapacity() {
 	if m.data.Sum().DataPoints().Len() > m.capacity {
 		m.capacity = m.data.Sum().DataPoints().Len()
 	}
 }
 
 // emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
-func (m *metricDiskIo) emit(metrics pmetric.MetricSlice) {
+func (m *metricContainerDiskIo) emit(metrics pmetric.MetricSlice) {
 	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
 		if m.config.AggregationStrategy == AggregationStrategyAvg {
 			for i, aggCount := range m.aggDataPoints {
@@ -510,8 +601,8 @@ func (m *metricDiskIo) emit(metrics pmetric.MetricSlice) {
 	}
 }
 
-func newMetricDiskIo(cfg DiskIoMetricConfig) metricDiskIo {
-	m := metricDiskIo{config: cfg}
+func newMetricContainerDiskIo(cfg ContainerDiskIoMetricConfig) metricContainerDiskIo {
+	m := metricContainerDiskIo{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -1136,95 +1227,6 @@ func newMetricEbpfHTTPLost(cfg EbpfHTTPLostMetricConfig) metricEbpfHTTPLost {
 	return m
 }
 
-type metricEbpfMapCapacity struct {
-	data          pmetric.Metric              // data buffer for generated metric.
-	config        EbpfMapCapacityMetricConfig // metric config provided by user.
-	capacity      int                         // max observed number of data points added to the metric.
-	aggDataPoints []int64                     // slice containing number of aggregated datapoints at each index
-}
-
-// init fills ebpf.map.capacity metric with initial data.
-func (m *metricEbpfMapCapacity) init() {
-	m.data.SetName("ebpf.map.capacity")
-	m.data.SetDescription("Entries a kernel map can hold.")
-	m.data.SetUnit("{entry}")
-	m.data.SetEmptyGauge()
-	m.data.Gauge().DataPoints().EnsureCapacity(m.capacity)
-	m.aggDataPoints = m.aggDataPoints[:0]
-}
-
-func (m *metricEbpfMapCapacity) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfMapAttributeValue string) {
-	if !m.config.Enabled {
-		return
-	}
-
-	dp := pmetric.NewNumberDataPoint()
-	dp.SetStartTimestamp(start)
-	dp.SetTimestamp(ts)
-	if slices.Contains(m.config.EnabledAttributes, EbpfMapCapacityMetricAttributeKeyEbpfMap) {
-		dp.Attributes().PutStr("ebpf.map", ebpfMapAttributeValue)
-	}
-
-	var s string
-	dps := m.data.Gauge().DataPoints()
-	for i := 0; i < dps.Len(); i++ {
-		dpi := dps.At(i)
-		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
-			switch s = m.config.AggregationStrategy; s {
-			case AggregationStrategySum, AggregationStrategyAvg:
-				dpi.SetIntValue(dpi.IntValue() + val)
-				m.aggDataPoints[i] += 1
-				return
-			case AggregationStrategyMin:
-				if dpi.IntValue() > val {
-					dpi.SetIntValue(val)
-				}
-				return
-			case AggregationStrategyMax:
-				if dpi.IntValue() < val {
-					dpi.SetIntValue(val)
-				}
-				return
-			}
-		}
-	}
-
-	dp.SetIntValue(val)
-	m.aggDataPoints = append(m.aggDataPoints, 1)
-	dp.MoveTo(dps.AppendEmpty())
-}
-
-// updateCapacity saves max length of data point slices that will be used for the slice capacity.
-func (m *metricEbpfMapCapacity) updateCapacity() {
-	if m.data.Gauge().DataPoints().Len() > m.capacity {
-		m.capacity = m.data.Gauge().DataPoints().Len()
-	}
-}
-
-// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
-func (m *metricEbpfMapCapacity) emit(metrics pmetric.MetricSlice) {
-	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
-		if m.config.AggregationStrategy == AggregationStrategyAvg {
-			for i, aggCount := range m.aggDataPoints {
-				m.data.Gauge().DataPoints().At(i).SetIntValue(m.data.Gauge().DataPoints().At(i).IntValue() / aggCount)
-			}
-		}
-		m.updateCapacity()
-		m.data.MoveTo(metrics.AppendEmpty())
-		m.init()
-	}
-}
-
-func newMetricEbpfMapCapacity(cfg EbpfMapCapacityMetricConfig) metricEbpfMapCapacity {
-	m := metricEbpfMapCapacity{config: cfg}
-
-	if cfg.Enabled {
-		m.data = pmetric.NewMetric()
-		m.init()
-	}
-	return m
-}
-
 type metricEbpfMapEntries struct {
 	data          pmetric.Metric             // data buffer for generated metric.
 	config        EbpfMapEntriesMetricConfig // metric config provided by user.
@@ -1306,6 +1308,95 @@ func (m *metricEbpfMapEntries) emit(metrics pmetric.MetricSlice) {
 
 func newMetricEbpfMapEntries(cfg EbpfMapEntriesMetricConfig) metricEbpfMapEntries {
 	m := metricEbpfMapEntries{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricEbpfMapUtilization struct {
+	data          pmetric.Metric                 // data buffer for generated metric.
+	config        EbpfMapUtilizationMetricConfig // metric config provided by user.
+	capacity      int                            // max observed number of data points added to the metric.
+	aggDataPoints []float64                      // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.map.utilization metric with initial data.
+func (m *metricEbpfMapUtilization) init() {
+	m.data.SetName("ebpf.map.utilization")
+	m.data.SetDescription("Fill of a kernel map, its entries over what it can hold (1 is full). Past 1, updates are lost or folded and counted in the ebpf.*.lost metrics.")
+	m.data.SetUnit("1")
+	m.data.SetEmptyGauge()
+	m.data.Gauge().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfMapUtilization) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64, ebpfMapAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfMapUtilizationMetricAttributeKeyEbpfMap) {
+		dp.Attributes().PutStr("ebpf.map", ebpfMapAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Gauge().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetDoubleValue(dpi.DoubleValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.DoubleValue() > val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.DoubleValue() < val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetDoubleValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfMapUtilization) updateCapacity() {
+	if m.data.Gauge().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Gauge().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfMapUtilization) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Gauge().DataPoints().At(i).SetDoubleValue(m.data.Gauge().DataPoints().At(i).DoubleValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfMapUtilization(cfg EbpfMapUtilizationMetricConfig) metricEbpfMapUtilization {
+	m := metricEbpfMapUtilization{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -2061,97 +2152,6 @@ func newMetricProcessOomKills(cfg ProcessOomKillsMetricConfig) metricProcessOomK
 	return m
 }
 
-type metricSchedCPUTime struct {
-	data          pmetric.Metric           // data buffer for generated metric.
-	config        SchedCPUTimeMetricConfig // metric config provided by user.
-	capacity      int                      // max observed number of data points added to the metric.
-	aggDataPoints []float64                // slice containing number of aggregated datapoints at each index
-}
-
-// init fills sched.cpu.time metric with initial data.
-func (m *metricSchedCPUTime) init() {
-	m.data.SetName("sched.cpu.time")
-	m.data.SetDescription("Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.")
-	m.data.SetUnit("s")
-	m.data.SetEmptySum()
-	m.data.Sum().SetIsMonotonic(true)
-	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
-	m.aggDataPoints = m.aggDataPoints[:0]
-}
-
-func (m *metricSchedCPUTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64, otelMetricOverflowAttributeValue bool) {
-	if !m.config.Enabled {
-		return
-	}
-
-	dp := pmetric.NewNumberDataPoint()
-	dp.SetStartTimestamp(start)
-	dp.SetTimestamp(ts)
-	if slices.Contains(m.config.EnabledAttributes, SchedCPUTimeMetricAttributeKeyOtelMetricOverflow) {
-		dp.Attributes().PutBool("otel.metric.overflow", otelMetricOverflowAttributeValue)
-	}
-
-	var s string
-	dps := m.data.Sum().DataPoints()
-	for i := 0; i < dps.Len(); i++ {
-		dpi := dps.At(i)
-		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
-			switch s = m.config.AggregationStrategy; s {
-			case AggregationStrategySum, AggregationStrategyAvg:
-				dpi.SetDoubleValue(dpi.DoubleValue() + val)
-				m.aggDataPoints[i] += 1
-				return
-			case AggregationStrategyMin:
-				if dpi.DoubleValue() > val {
-					dpi.SetDoubleValue(val)
-				}
-				return
-			case AggregationStrategyMax:
-				if dpi.DoubleValue() < val {
-					dpi.SetDoubleValue(val)
-				}
-				return
-			}
-		}
-	}
-
-	dp.SetDoubleValue(val)
-	m.aggDataPoints = append(m.aggDataPoints, 1)
-	dp.MoveTo(dps.AppendEmpty())
-}
-
-// updateCapacity saves max length of data point slices that will be used for the slice capacity.
-func (m *metricSchedCPUTime) updateCapacity() {
-	if m.data.Sum().DataPoints().Len() > m.capacity {
-		m.capacity = m.data.Sum().DataPoints().Len()
-	}
-}
-
-// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
-func (m *metricSchedCPUTime) emit(metrics pmetric.MetricSlice) {
-	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
-		if m.config.AggregationStrategy == AggregationStrategyAvg {
-			for i, aggCount := range m.aggDataPoints {
-				m.data.Sum().DataPoints().At(i).SetDoubleValue(m.data.Sum().DataPoints().At(i).DoubleValue() / aggCount)
-			}
-		}
-		m.updateCapacity()
-		m.data.MoveTo(metrics.AppendEmpty())
-		m.init()
-	}
-}
-
-func newMetricSchedCPUTime(cfg SchedCPUTimeMetricConfig) metricSchedCPUTime {
-	m := metricSchedCPUTime{config: cfg}
-
-	if cfg.Enabled {
-		m.data = pmetric.NewMetric()
-		m.init()
-	}
-	return m
-}
-
 type metricSchedSwitchesInvoluntary struct {
 	data          pmetric.Metric                       // data buffer for generated metric.
 	config        SchedSwitchesInvoluntaryMetricConfig // metric config provided by user.
@@ -2868,7 +2868,8 @@ type MetricsBuilder struct {
 	buildInfo                      component.BuildInfo  // contains version information.
 	resourceAttributeIncludeFilter map[string]filter.Filter
 	resourceAttributeExcludeFilter map[string]filter.Filter
-	metricDiskIo                   metricDiskIo
+	metricContainerCPUTime         metricContainerCPUTime
+	metricContainerDiskIo          metricContainerDiskIo
 	metricDiskOperations           metricDiskOperations
 	metricEbpfCapabilityEnabled    metricEbpfCapabilityEnabled
 	metricEbpfCgroupEventsLost     metricEbpfCgroupEventsLost
@@ -2877,8 +2878,8 @@ type MetricsBuilder struct {
 	metricEbpfHTTPEvents           metricEbpfHTTPEvents
 	metricEbpfHTTPExcluded         metricEbpfHTTPExcluded
 	metricEbpfHTTPLost             metricEbpfHTTPLost
-	metricEbpfMapCapacity          metricEbpfMapCapacity
 	metricEbpfMapEntries           metricEbpfMapEntries
+	metricEbpfMapUtilization       metricEbpfMapUtilization
 	metricEbpfProcessEvents        metricEbpfProcessEvents
 	metricEbpfProcessLost          metricEbpfProcessLost
 	metricEbpfProgramRunTime       metricEbpfProgramRunTime
@@ -2888,7 +2889,6 @@ type MetricsBuilder struct {
 	metricHTTPServerRoutesFolded   metricHTTPServerRoutesFolded
 	metricProcessExits             metricProcessExits
 	metricProcessOomKills          metricProcessOomKills
-	metricSchedCPUTime             metricSchedCPUTime
 	metricSchedSwitchesInvoluntary metricSchedSwitchesInvoluntary
 	metricTCPConnectionActive      metricTCPConnectionActive
 	metricTCPConnectionIo          metricTCPConnectionIo
@@ -2921,7 +2921,8 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		startTime:                      pcommon.NewTimestampFromTime(time.Now()),
 		metricsBuffer:                  pmetric.NewMetrics(),
 		buildInfo:                      settings.BuildInfo,
-		metricDiskIo:                   newMetricDiskIo(mbc.Metrics.DiskIo),
+		metricContainerCPUTime:         newMetricContainerCPUTime(mbc.Metrics.ContainerCPUTime),
+		metricContainerDiskIo:          newMetricContainerDiskIo(mbc.Metrics.ContainerDiskIo),
 		metricDiskOperations:           newMetricDiskOperations(mbc.Metrics.DiskOperations),
 		metricEbpfCapabilityEnabled:    newMetricEbpfCapabilityEnabled(mbc.Metrics.EbpfCapabilityEnabled),
 		metricEbpfCgroupEventsLost:     newMetricEbpfCgroupEventsLost(mbc.Metrics.EbpfCgroupEventsLost),
@@ -2930,8 +2931,8 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricEbpfHTTPEvents:           newMetricEbpfHTTPEvents(mbc.Metrics.EbpfHTTPEvents),
 		metricEbpfHTTPExcluded:         newMetricEbpfHTTPExcluded(mbc.Metrics.EbpfHTTPExcluded),
 		metricEbpfHTTPLost:             newMetricEbpfHTTPLost(mbc.Metrics.EbpfHTTPLost),
-		metricEbpfMapCapacity:          newMetricEbpfMapCapacity(mbc.Metrics.EbpfMapCapacity),
 		metricEbpfMapEntries:           newMetricEbpfMapEntries(mbc.Metrics.EbpfMapEntries),
+		metricEbpfMapUtilization:       newMetricEbpfMapUtilization(mbc.Metrics.EbpfMapUtilization),
 		metricEbpfProcessEvents:        newMetricEbpfProcessEvents(mbc.Metrics.EbpfProcessEvents),
 		metricEbpfProcessLost:          newMetricEbpfProcessLost(mbc.Metrics.EbpfProcessLost),
 		metricEbpfProgramRunTime:       newMetricEbpfProgramRunTime(mbc.Metrics.EbpfProgramRunTime),
@@ -2941,7 +2942,6 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricHTTPServerRoutesFolded:   newMetricHTTPServerRoutesFolded(mbc.Metrics.HTTPServerRoutesFolded),
 		metricProcessExits:             newMetricProcessExits(mbc.Metrics.ProcessExits),
 		metricProcessOomKills:          newMetricProcessOomKills(mbc.Metrics.ProcessOomKills),
-		metricSchedCPUTime:             newMetricSchedCPUTime(mbc.Metrics.SchedCPUTime),
 		metricSchedSwitchesInvoluntary: newMetricSchedSwitchesInvoluntary(mbc.Metrics.SchedSwitchesInvoluntary),
 		metricTCPConnectionActive:      newMetricTCPConnectionActive(mbc.Metrics.TCPConnectionActive),
 		metricTCPConnectionIo:          newMetricTCPConnectionIo(mbc.Metrics.TCPConnectionIo),
@@ -3063,7 +3063,8 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	ils.Scope().SetName(ScopeName)
 	ils.Scope().SetVersion(mb.buildInfo.Version)
 	ils.Metrics().EnsureCapacity(mb.metricsCapacity)
-	mb.metricDiskIo.emit(ils.Metrics())
+	mb.metricContainerCPUTime.emit(ils.Metrics())
+	mb.metricContainerDiskIo.emit(ils.Metrics())
 	mb.metricDiskOperations.emit(ils.Metrics())
 	mb.metricEbpfCapabilityEnabled.emit(ils.Metrics())
 	mb.metricEbpfCgroupEventsLost.emit(ils.Metrics())
@@ -3072,8 +3073,8 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricEbpfHTTPEvents.emit(ils.Metrics())
 	mb.metricEbpfHTTPExcluded.emit(ils.Metrics())
 	mb.metricEbpfHTTPLost.emit(ils.Metrics())
-	mb.metricEbpfMapCapacity.emit(ils.Metrics())
 	mb.metricEbpfMapEntries.emit(ils.Metrics())
+	mb.metricEbpfMapUtilization.emit(ils.Metrics())
 	mb.metricEbpfProcessEvents.emit(ils.Metrics())
 	mb.metricEbpfProcessLost.emit(ils.Metrics())
 	mb.metricEbpfProgramRunTime.emit(ils.Metrics())
@@ -3083,7 +3084,6 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricHTTPServerRoutesFolded.emit(ils.Metrics())
 	mb.metricProcessExits.emit(ils.Metrics())
 	mb.metricProcessOomKills.emit(ils.Metrics())
-	mb.metricSchedCPUTime.emit(ils.Metrics())
 	mb.metricSchedSwitchesInvoluntary.emit(ils.Metrics())
 	mb.metricTCPConnectionActive.emit(ils.Metrics())
 	mb.metricTCPConnectionIo.emit(ils.Metrics())
@@ -3122,9 +3122,14 @@ func (mb *MetricsBuilder) Emit(options ...ResourceMetricsOption) pmetric.Metrics
 	return metrics
 }
 
-// RecordDiskIoDataPoint adds a data point to disk.io metric.
-func (mb *MetricsBuilder) RecordDiskIoDataPoint(ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue AttributeDiskIoDirection, otelMetricOverflowAttributeValue bool) {
-	mb.metricDiskIo.recordDataPoint(mb.startTime, ts, val, systemDeviceAttributeValue, diskIoDirectionAttributeValue.String(), otelMetricOverflowAttributeValue)
+// RecordContainerCPUTimeDataPoint adds a data point to container.cpu.time metric.
+func (mb *MetricsBuilder) RecordContainerCPUTimeDataPoint(ts pcommon.Timestamp, val float64, otelMetricOverflowAttributeValue bool) {
+	mb.metricContainerCPUTime.recordDataPoint(mb.startTime, ts, val, otelMetricOverflowAttributeValue)
+}
+
+// RecordContainerDiskIoDataPoint adds a data point to container.disk.io metric.
+func (mb *MetricsBuilder) RecordContainerDiskIoDataPoint(ts pcommon.Timestamp, val int64, systemDeviceAttributeValue string, diskIoDirectionAttributeValue AttributeDiskIoDirection, otelMetricOverflowAttributeValue bool) {
+	mb.metricContainerDiskIo.recordDataPoint(mb.startTime, ts, val, systemDeviceAttributeValue, diskIoDirectionAttributeValue.String(), otelMetricOverflowAttributeValue)
 }
 
 // RecordDiskOperationsDataPoint adds a data point to disk.operations metric.
@@ -3167,14 +3172,14 @@ func (mb *MetricsBuilder) RecordEbpfHTTPLostDataPoint(ts pcommon.Timestamp, val 
 	mb.metricEbpfHTTPLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
 }
 
-// RecordEbpfMapCapacityDataPoint adds a data point to ebpf.map.capacity metric.
-func (mb *MetricsBuilder) RecordEbpfMapCapacityDataPoint(ts pcommon.Timestamp, val int64, ebpfMapAttributeValue AttributeEbpfMap) {
-	mb.metricEbpfMapCapacity.recordDataPoint(mb.startTime, ts, val, ebpfMapAttributeValue.String())
-}
-
 // RecordEbpfMapEntriesDataPoint adds a data point to ebpf.map.entries metric.
 func (mb *MetricsBuilder) RecordEbpfMapEntriesDataPoint(ts pcommon.Timestamp, val int64, ebpfMapAttributeValue AttributeEbpfMap) {
 	mb.metricEbpfMapEntries.recordDataPoint(mb.startTime, ts, val, ebpfMapAttributeValue.String())
+}
+
+// RecordEbpfMapUtilizationDataPoint adds a data point to ebpf.map.utilization metric.
+func (mb *MetricsBuilder) RecordEbpfMapUtilizationDataPoint(ts pcommon.Timestamp, val float64, ebpfMapAttributeValue AttributeEbpfMap) {
+	mb.metricEbpfMapUtilization.recordDataPoint(mb.startTime, ts, val, ebpfMapAttributeValue.String())
 }
 
 // RecordEbpfProcessEventsDataPoint adds a data point to ebpf.process.events metric.
@@ -3220,11 +3225,6 @@ func (mb *MetricsBuilder) RecordProcessExitsDataPoint(ts pcommon.Timestamp, val 
 // RecordProcessOomKillsDataPoint adds a data point to process.oom_kills metric.
 func (mb *MetricsBuilder) RecordProcessOomKillsDataPoint(ts pcommon.Timestamp, val int64, otelMetricOverflowAttributeValue bool) {
 	mb.metricProcessOomKills.recordDataPoint(mb.startTime, ts, val, otelMetricOverflowAttributeValue)
-}
-
-// RecordSchedCPUTimeDataPoint adds a data point to sched.cpu.time metric.
-func (mb *MetricsBuilder) RecordSchedCPUTimeDataPoint(ts pcommon.Timestamp, val float64, otelMetricOverflowAttributeValue bool) {
-	mb.metricSchedCPUTime.recordDataPoint(mb.startTime, ts, val, otelMetricOverflowAttributeValue)
 }
 
 // RecordSchedSwitchesInvoluntaryDataPoint adds a data point to sched.switches.involuntary metric.

@@ -67,14 +67,15 @@ func TestMetricsBuilder(t *testing.T) {
 			settings.Logger = zap.New(observedZapCore)
 			mb := NewMetricsBuilder(loadMetricsBuilderConfig(t, tt.name), settings, WithStartTime(start))
 			aggMap := make(map[string]string) // contains the aggregation strategies for each metric name
-			aggMap["disk.io"] = mb.metricDiskIo.config.AggregationStrategy
+			aggMap["container.cpu.time"] = mb.metricContainerCPUTime.config.AggregationStrategy
+			aggMap["container.disk.io"] = mb.metricContainerDiskIo.config.AggregationStrategy
 			aggMap["disk.operations"] = mb.metricDiskOperations.config.AggregationStrategy
 			aggMap["ebpf.capability.enabled"] = mb.metricEbpfCapabilityEnabled.config.AggregationStrategy
 			aggMap["ebpf.disk.lost"] = mb.metricEbpfDiskLost.config.AggregationStrategy
 			aggMap["ebpf.http.excluded"] = mb.metricEbpfHTTPExcluded.config.AggregationStrategy
 			aggMap["ebpf.http.lost"] = mb.metricEbpfHTTPLost.config.AggregationStrategy
-			aggMap["ebpf.map.capacity"] = mb.metricEbpfMapCapacity.config.AggregationStrategy
 			aggMap["ebpf.map.entries"] = mb.metricEbpfMapEntries.config.AggregationStrategy
+			aggMap["ebpf.map.utilization"] = mb.metricEbpfMapUtilization.config.AggregationStrategy
 			aggMap["ebpf.process.lost"] = mb.metricEbpfProcessLost.config.AggregationStrategy
 			aggMap["ebpf.program.run_time"] = mb.metricEbpfProgramRunTime.config.AggregationStrategy
 			aggMap["ebpf.program.runs"] = mb.metricEbpfProgramRuns.config.AggregationStrategy
@@ -82,7 +83,6 @@ func TestMetricsBuilder(t *testing.T) {
 			aggMap["ebpf.tcp.lost"] = mb.metricEbpfTCPLost.config.AggregationStrategy
 			aggMap["process.exits"] = mb.metricProcessExits.config.AggregationStrategy
 			aggMap["process.oom_kills"] = mb.metricProcessOomKills.config.AggregationStrategy
-			aggMap["sched.cpu.time"] = mb.metricSchedCPUTime.config.AggregationStrategy
 			aggMap["sched.switches.involuntary"] = mb.metricSchedSwitchesInvoluntary.config.AggregationStrategy
 			aggMap["tcp.connection.active"] = mb.metricTCPConnectionActive.config.AggregationStrategy
 			aggMap["tcp.connection.io"] = mb.metricTCPConnectionIo.config.AggregationStrategy
@@ -100,9 +100,15 @@ func TestMetricsBuilder(t *testing.T) {
 			allMetricsCount := 0
 			defaultMetricsCount++
 			allMetricsCount++
-			mb.RecordDiskIoDataPoint(ts, 1, "system.device-val", AttributeDiskIoDirectionRead, true)
+			mb.RecordContainerCPUTimeDataPoint(ts, 1, true)
 			if tt.name == "reaggregate_set" {
-				mb.RecordDiskIoDataPoint(ts, 3, "system.device-val-2", AttributeDiskIoDirectionWrite, false)
+				mb.RecordContainerCPUTimeDataPoint(ts, 3, false)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordContainerDiskIoDataPoint(ts, 1, "system.device-val", AttributeDiskIoDirectionRead, true)
+			if tt.name == "reaggregate_set" {
+				mb.RecordContainerDiskIoDataPoint(ts, 3, "system.device-val-2", AttributeDiskIoDirectionWrite, false)
 			}
 			defaultMetricsCount++
 			allMetricsCount++
@@ -143,17 +149,17 @@ func TestMetricsBuilder(t *testing.T) {
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfHTTPLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
 			}
-			defaultMetricsCount++
-			allMetricsCount++
-			mb.RecordEbpfMapCapacityDataPoint(ts, 1, AttributeEbpfMapTCPConnections)
-			if tt.name == "reaggregate_set" {
-				mb.RecordEbpfMapCapacityDataPoint(ts, 3, AttributeEbpfMapTCPFlows)
-			}
-			defaultMetricsCount++
+
 			allMetricsCount++
 			mb.RecordEbpfMapEntriesDataPoint(ts, 1, AttributeEbpfMapTCPConnections)
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfMapEntriesDataPoint(ts, 3, AttributeEbpfMapTCPFlows)
+			}
+
+			allMetricsCount++
+			mb.RecordEbpfMapUtilizationDataPoint(ts, 1, AttributeEbpfMapTCPConnections)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfMapUtilizationDataPoint(ts, 3, AttributeEbpfMapTCPFlows)
 			}
 			defaultMetricsCount++
 			allMetricsCount++
@@ -164,13 +170,13 @@ func TestMetricsBuilder(t *testing.T) {
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfProcessLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
 			}
-			defaultMetricsCount++
+
 			allMetricsCount++
 			mb.RecordEbpfProgramRunTimeDataPoint(ts, 1, "ebpf.program-val")
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfProgramRunTimeDataPoint(ts, 3, "ebpf.program-val-2")
 			}
-			defaultMetricsCount++
+
 			allMetricsCount++
 			mb.RecordEbpfProgramRunsDataPoint(ts, 1, "ebpf.program-val")
 			if tt.name == "reaggregate_set" {
@@ -202,12 +208,6 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordProcessOomKillsDataPoint(ts, 1, true)
 			if tt.name == "reaggregate_set" {
 				mb.RecordProcessOomKillsDataPoint(ts, 3, false)
-			}
-			defaultMetricsCount++
-			allMetricsCount++
-			mb.RecordSchedCPUTimeDataPoint(ts, 1, true)
-			if tt.name == "reaggregate_set" {
-				mb.RecordSchedCPUTimeDataPoint(ts, 3, false)
 			}
 			defaultMetricsCount++
 			allMetricsCount++
@@ -263,14 +263,15 @@ func TestMetricsBuilder(t *testing.T) {
 			res := rb.Emit()
 			metrics := mb.Emit(WithResource(res))
 			if tt.name == "reaggregate_set" {
-				assert.Empty(t, mb.metricDiskIo.aggDataPoints)
+				assert.Empty(t, mb.metricContainerCPUTime.aggDataPoints)
+				assert.Empty(t, mb.metricContainerDiskIo.aggDataPoints)
 				assert.Empty(t, mb.metricDiskOperations.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfCapabilityEnabled.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfDiskLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfHTTPExcluded.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfHTTPLost.aggDataPoints)
-				assert.Empty(t, mb.metricEbpfMapCapacity.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfMapEntries.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfMapUtilization.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfProcessLost.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfProgramRunTime.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfProgramRuns.aggDataPoints)
@@ -278,7 +279,6 @@ func TestMetricsBuilder(t *testing.T) {
 				assert.Empty(t, mb.metricEbpfTCPLost.aggDataPoints)
 				assert.Empty(t, mb.metricProcessExits.aggDataPoints)
 				assert.Empty(t, mb.metricProcessOomKills.aggDataPoints)
-				assert.Empty(t, mb.metricSchedCPUTime.aggDataPoints)
 				assert.Empty(t, mb.metricSchedSwitchesInvoluntary.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionActive.aggDataPoints)
 				assert.Empty(t, mb.metricTCPConnectionIo.aggDataPoints)
@@ -313,10 +313,54 @@ func TestMetricsBuilder(t *testing.T) {
 			validatedMetrics := make(map[string]bool)
 			for _, mi := range allMetricsList {
 				switch mi.Name() {
-				case "disk.io":
+				case "container.cpu.time":
 					if tt.name != "reaggregate_set" {
-						assert.False(t, validatedMetrics["disk.io"], "Found a duplicate in the metrics slice: disk.io")
-						validatedMetrics["disk.io"] = true
+						assert.False(t, validatedMetrics["container.cpu.time"], "Found a duplicate in the metrics slice: container.cpu.time")
+						validatedMetrics["container.cpu.time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.True(t, ok)
+						assert.True(t, otelMetricOverflowAttrVal.Bool())
+					} else {
+						assert.False(t, validatedMetrics["container.cpu.time"], "Found a duplicate in the metrics slice: container.cpu.time")
+						validatedMetrics["container.cpu.time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						switch aggMap["container.cpu.time"] {
+						case "sum":
+							assert.InDelta(t, float64(4), dp.DoubleValue(), 0.01)
+						case "avg":
+							assert.InDelta(t, float64(2), dp.DoubleValue(), 0.01)
+						case "min":
+							assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						case "max":
+							assert.InDelta(t, float64(3), dp.DoubleValue(), 0.01)
+						}
+						_, ok := dp.Attributes().Get("otel.metric.overflow")
+						assert.False(t, ok)
+					}
+				case "container.disk.io":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["container.disk.io"], "Found a duplicate in the metrics slice: container.disk.io")
+						validatedMetrics["container.disk.io"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
 						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that submitted each request, when it entered the block layer. Page cache writeback is submitted by kernel threads and counts on their cgroup's Resource.", mi.Description())
@@ -338,8 +382,8 @@ func TestMetricsBuilder(t *testing.T) {
 						assert.True(t, ok)
 						assert.True(t, otelMetricOverflowAttrVal.Bool())
 					} else {
-						assert.False(t, validatedMetrics["disk.io"], "Found a duplicate in the metrics slice: disk.io")
-						validatedMetrics["disk.io"] = true
+						assert.False(t, validatedMetrics["container.disk.io"], "Found a duplicate in the metrics slice: container.disk.io")
+						validatedMetrics["container.disk.io"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
 						assert.Equal(t, "Bytes of block read and write requests completed, attributed to the cgroup of the task that submitted each request, when it entered the block layer. Page cache writeback is submitted by kernel threads and counts on their cgroup's Resource.", mi.Description())
@@ -350,7 +394,7 @@ func TestMetricsBuilder(t *testing.T) {
 						assert.Equal(t, start, dp.StartTimestamp())
 						assert.Equal(t, ts, dp.Timestamp())
 						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
-						switch aggMap["disk.io"] {
+						switch aggMap["container.disk.io"] {
 						case "sum":
 							assert.Equal(t, int64(4), dp.IntValue())
 						case "avg":
@@ -638,46 +682,6 @@ func TestMetricsBuilder(t *testing.T) {
 						_, ok := dp.Attributes().Get("ebpf.lost.reason")
 						assert.False(t, ok)
 					}
-				case "ebpf.map.capacity":
-					if tt.name != "reaggregate_set" {
-						assert.False(t, validatedMetrics["ebpf.map.capacity"], "Found a duplicate in the metrics slice: ebpf.map.capacity")
-						validatedMetrics["ebpf.map.capacity"] = true
-						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
-						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
-						assert.Equal(t, "Entries a kernel map can hold.", mi.Description())
-						assert.Equal(t, "{entry}", mi.Unit())
-						dp := mi.Gauge().DataPoints().At(0)
-						assert.Equal(t, start, dp.StartTimestamp())
-						assert.Equal(t, ts, dp.Timestamp())
-						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
-						assert.Equal(t, int64(1), dp.IntValue())
-						ebpfMapAttrVal, ok := dp.Attributes().Get("ebpf.map")
-						assert.True(t, ok)
-						assert.Equal(t, "tcp_connections", ebpfMapAttrVal.Str())
-					} else {
-						assert.False(t, validatedMetrics["ebpf.map.capacity"], "Found a duplicate in the metrics slice: ebpf.map.capacity")
-						validatedMetrics["ebpf.map.capacity"] = true
-						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
-						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
-						assert.Equal(t, "Entries a kernel map can hold.", mi.Description())
-						assert.Equal(t, "{entry}", mi.Unit())
-						dp := mi.Gauge().DataPoints().At(0)
-						assert.Equal(t, start, dp.StartTimestamp())
-						assert.Equal(t, ts, dp.Timestamp())
-						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
-						switch aggMap["ebpf.map.capacity"] {
-						case "sum":
-							assert.Equal(t, int64(4), dp.IntValue())
-						case "avg":
-							assert.Equal(t, int64(2), dp.IntValue())
-						case "min":
-							assert.Equal(t, int64(1), dp.IntValue())
-						case "max":
-							assert.Equal(t, int64(3), dp.IntValue())
-						}
-						_, ok := dp.Attributes().Get("ebpf.map")
-						assert.False(t, ok)
-					}
 				case "ebpf.map.entries":
 					if tt.name != "reaggregate_set" {
 						assert.False(t, validatedMetrics["ebpf.map.entries"], "Found a duplicate in the metrics slice: ebpf.map.entries")
@@ -714,6 +718,46 @@ func TestMetricsBuilder(t *testing.T) {
 							assert.Equal(t, int64(1), dp.IntValue())
 						case "max":
 							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.map")
+						assert.False(t, ok)
+					}
+				case "ebpf.map.utilization":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.map.utilization"], "Found a duplicate in the metrics slice: ebpf.map.utilization")
+						validatedMetrics["ebpf.map.utilization"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "Fill of a kernel map, its entries over what it can hold (1 is full). Past 1, updates are lost or folded and counted in the ebpf.*.lost metrics.", mi.Description())
+						assert.Equal(t, "1", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						ebpfMapAttrVal, ok := dp.Attributes().Get("ebpf.map")
+						assert.True(t, ok)
+						assert.Equal(t, "tcp_connections", ebpfMapAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.map.utilization"], "Found a duplicate in the metrics slice: ebpf.map.utilization")
+						validatedMetrics["ebpf.map.utilization"] = true
+						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+						assert.Equal(t, "Fill of a kernel map, its entries over what it can hold (1 is full). Past 1, updates are lost or folded and counted in the ebpf.*.lost metrics.", mi.Description())
+						assert.Equal(t, "1", mi.Unit())
+						dp := mi.Gauge().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						switch aggMap["ebpf.map.utilization"] {
+						case "sum":
+							assert.InDelta(t, float64(4), dp.DoubleValue(), 0.01)
+						case "avg":
+							assert.InDelta(t, float64(2), dp.DoubleValue(), 0.01)
+						case "min":
+							assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						case "max":
+							assert.InDelta(t, float64(3), dp.DoubleValue(), 0.01)
 						}
 						_, ok := dp.Attributes().Get("ebpf.map")
 						assert.False(t, ok)
@@ -1060,50 +1104,6 @@ func TestMetricsBuilder(t *testing.T) {
 							assert.Equal(t, int64(1), dp.IntValue())
 						case "max":
 							assert.Equal(t, int64(3), dp.IntValue())
-						}
-						_, ok := dp.Attributes().Get("otel.metric.overflow")
-						assert.False(t, ok)
-					}
-				case "sched.cpu.time":
-					if tt.name != "reaggregate_set" {
-						assert.False(t, validatedMetrics["sched.cpu.time"], "Found a duplicate in the metrics slice: sched.cpu.time")
-						validatedMetrics["sched.cpu.time"] = true
-						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
-						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.", mi.Description())
-						assert.Equal(t, "s", mi.Unit())
-						assert.True(t, mi.Sum().IsMonotonic())
-						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
-						dp := mi.Sum().DataPoints().At(0)
-						assert.Equal(t, start, dp.StartTimestamp())
-						assert.Equal(t, ts, dp.Timestamp())
-						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
-						assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
-						otelMetricOverflowAttrVal, ok := dp.Attributes().Get("otel.metric.overflow")
-						assert.True(t, ok)
-						assert.True(t, otelMetricOverflowAttrVal.Bool())
-					} else {
-						assert.False(t, validatedMetrics["sched.cpu.time"], "Found a duplicate in the metrics slice: sched.cpu.time")
-						validatedMetrics["sched.cpu.time"] = true
-						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
-						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Time the cgroup's tasks spent on a CPU, summed at each context switch away from them. A task running at the collection counts up to its last switch.", mi.Description())
-						assert.Equal(t, "s", mi.Unit())
-						assert.True(t, mi.Sum().IsMonotonic())
-						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
-						dp := mi.Sum().DataPoints().At(0)
-						assert.Equal(t, start, dp.StartTimestamp())
-						assert.Equal(t, ts, dp.Timestamp())
-						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
-						switch aggMap["sched.cpu.time"] {
-						case "sum":
-							assert.InDelta(t, float64(4), dp.DoubleValue(), 0.01)
-						case "avg":
-							assert.InDelta(t, float64(2), dp.DoubleValue(), 0.01)
-						case "min":
-							assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
-						case "max":
-							assert.InDelta(t, float64(3), dp.DoubleValue(), 0.01)
 						}
 						_, ok := dp.Attributes().Get("otel.metric.overflow")
 						assert.False(t, ok)
