@@ -17,10 +17,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include "ebr_maps.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
-#define EEXIST 17
 #define REQ_OP_MASK 0xff /* (1 << REQ_OP_BITS) - 1 */
 #define MINORBITS 20
 
@@ -40,9 +40,6 @@ enum counter {
 	COUNTER_COUNT = 4,
 };
 
-/* Bucket i counts [2^i, 2^(i+1)) µs; bucket 0 is [0, 2) µs; the last is open. */
-#define IO_BUCKETS 24
-
 struct io_key {
 	__u64 cgroup_id;
 	__u32 dev; /* the disk: major << 20 | first minor */
@@ -54,7 +51,7 @@ struct io_stats {
 	__u64 count; /* requests completed */
 	__u64 bytes; /* bytes completed, failed ones included, as in /proc/diskstats */
 	__u64 latency_sum_ns;
-	__u64 latency_buckets[IO_BUCKETS];
+	__u64 latency_buckets[EBR_BUCKETS];
 };
 
 /* A request between issue and its last completion. */
@@ -102,40 +99,14 @@ const enum counter *unused_counter __attribute__((unused));
 
 static const struct io_stats zero_stats;
 
-static __always_inline void count(__u32 counter)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &counter);
-	if (v)
-		*v += 1;
-}
-
 static __always_inline struct io_stats *series_stats(const struct io_key *key)
 {
-	struct io_stats *s = bpf_map_lookup_elem(&series, key);
+	struct io_stats *s = ebr_lookup_or_init(&series, key, &zero_stats);
 	if (s)
 		return s;
-	/* An int, not a long: before Linux 6.4 map updates returned an int and
-	 * the upper half of the helper's result is not sign-extended. */
-	int err = bpf_map_update_elem(&series, key, &zero_stats, BPF_NOEXIST);
-	if (err == 0 || err == -EEXIST) {
-		s = bpf_map_lookup_elem(&series, key);
-		if (s)
-			return s;
-	}
-	count(COUNTER_SERIES_FULL);
+	ebr_count(&counters, COUNTER_SERIES_FULL);
 	__u32 op = key->op;
 	return bpf_map_lookup_elem(&overflow, &op);
-}
-
-static __always_inline __u32 log2_bucket(__u32 v)
-{
-	__u32 r = 0;
-	if (v >= 1 << 16) { v >>= 16; r += 16; }
-	if (v >= 1 << 8) { v >>= 8; r += 8; }
-	if (v >= 1 << 4) { v >>= 4; r += 4; }
-	if (v >= 1 << 2) { v >>= 2; r += 2; }
-	if (v >= 1 << 1) { r += 1; }
-	return r < IO_BUCKETS ? r : IO_BUCKETS - 1;
 }
 
 static __always_inline __u8 op_of(const struct request *rq, bool *ok)
@@ -159,11 +130,11 @@ static __always_inline void track(const struct request *rq)
 	if (disk)
 		r.key.dev = (BPF_CORE_READ(disk, major) << MINORBITS) | BPF_CORE_READ(disk, first_minor);
 	__u64 id = (__u64)rq;
-	int err = bpf_map_update_elem(&inflight, &id, &r, BPF_NOEXIST); /* see series_stats */
+	int err = bpf_map_update_elem(&inflight, &id, &r, BPF_NOEXIST); /* int: see ebr_lookup_or_init */
 	if (!err)
-		count(COUNTER_INFLIGHT_INSERTED);
+		ebr_count(&counters, COUNTER_INFLIGHT_INSERTED);
 	else if (err != -EEXIST)
-		count(COUNTER_INFLIGHT_FULL);
+		ebr_count(&counters, COUNTER_INFLIGHT_FULL);
 }
 
 /* A request is inserted into a queue when it cannot be issued at once, such
@@ -183,7 +154,7 @@ int BPF_PROG(ebr_block_rq_merge, struct request *rq)
 {
 	__u64 id = (__u64)rq;
 	if (!bpf_map_delete_elem(&inflight, &id))
-		count(COUNTER_INFLIGHT_DELETED);
+		ebr_count(&counters, COUNTER_INFLIGHT_DELETED);
 	return 0;
 }
 
@@ -225,10 +196,10 @@ int BPF_PROG(ebr_block_rq_complete, struct request *rq, blk_status_t error, unsi
 		__u64 us = ns / 1000;
 		s->count++;
 		s->latency_sum_ns += ns;
-		s->latency_buckets[log2_bucket(us > 0xffffffff ? 0xffffffff : us)]++;
+		s->latency_buckets[ebr_bucket(us)]++;
 	}
 done:
 	if (!bpf_map_delete_elem(&inflight, &id))
-		count(COUNTER_INFLIGHT_DELETED);
+		ebr_count(&counters, COUNTER_INFLIGHT_DELETED);
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+#include "ebr_maps.h"
 #include "ebr_wakeup.h"
 #include "syscalls.h"
 
@@ -122,13 +123,6 @@ __u64 ignored_cgroup;
 
 const enum http_dir *unused_http_dir __attribute__((unused));
 const enum http_counter *unused_http_counter __attribute__((unused));
-
-static __always_inline void count(__u32 c)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &c);
-	if (v)
-		*v += 1;
-}
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(ebr_http_enter, struct pt_regs *regs, long id)
@@ -252,10 +246,10 @@ static __always_inline void submit(struct http_event *e, __u32 size)
 {
 	__u64 flags = ebr_wakeup_flags(&events, wakeup_bytes, wakeup_ns, &last_wakeup_ns);
 	if (bpf_ringbuf_output(&events, e, size, flags)) {
-		count(HTTP_COUNTER_LOST);
+		ebr_count(&counters, HTTP_COUNTER_LOST);
 		return;
 	}
-	count(HTTP_COUNTER_EVENTS);
+	ebr_count(&counters, HTTP_COUNTER_EVENTS);
 }
 
 static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
@@ -287,7 +281,7 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 		if (st->verdict == VERDICT_UNKNOWN)
 			return; /* cannot judge yet */
 		if (!expected)
-			count(HTTP_COUNTER_NO_BUFFER);
+			ebr_count(&counters, HTTP_COUNTER_NO_BUFFER);
 	}
 	if (len > PREFIX_MAX)
 		len = PREFIX_MAX;

@@ -9,12 +9,12 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include "ebr_maps.h"
 #include "ebr_wakeup.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
 #define PF_KTHREAD 0x00200000
-#define EEXIST 17
 #define NSEC_PER_SEC 1000000000ULL
 
 enum event_kind {
@@ -167,24 +167,12 @@ __u64 last_wakeup_ns;
 static const __u64 zero;
 static const __u8 one = 1;
 
-static __always_inline void count(__u32 counter)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &counter);
-	if (v)
-		*v += 1;
-}
-
 /* Adds one to key's series in m, or to overflow when m is full. */
 static __always_inline void bump(void *m, const void *key, __u32 series)
 {
-	__u64 *v = bpf_map_lookup_elem(m, key);
+	__u64 *v = ebr_lookup_or_init(m, key, &zero);
 	if (!v) {
-		long err = bpf_map_update_elem(m, key, &zero, BPF_NOEXIST);
-		if (err == 0 || err == -EEXIST)
-			v = bpf_map_lookup_elem(m, key);
-	}
-	if (!v) {
-		count(COUNTER_SERIES_FULL);
+		ebr_count(&counters, COUNTER_SERIES_FULL);
 		v = bpf_map_lookup_elem(&overflow, &series);
 		if (!v)
 			return;
@@ -219,7 +207,7 @@ static __always_inline void submit(const struct task_struct *p, struct event *e)
 	BPF_CORE_READ_INTO(&e->comm, p, comm);
 	__u64 flags = ebr_wakeup_flags(&events, wakeup_bytes, wakeup_ns, &last_wakeup_ns);
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
-		count(COUNTER_RINGBUF_FULL);
+		ebr_count(&counters, COUNTER_RINGBUF_FULL);
 }
 
 /* Counts a process once, when its last thread exits with a failure. */
@@ -245,7 +233,7 @@ static __always_inline void on_group_exit(const struct task_struct *p, __u64 cgr
 	if (!key.signal)
 		return;
 	if (!rate_allows()) {
-		count(COUNTER_RATE_LIMITED);
+		ebr_count(&counters, COUNTER_RATE_LIMITED);
 		return;
 	}
 	struct event e = {

@@ -11,10 +11,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include "ebr_maps.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
-#define EEXIST 17
 #define TASK_RUNNING 0
 
 /* Kernel-side losses, one per-CPU counter each. */
@@ -24,15 +24,12 @@ enum counter {
 	COUNTER_COUNT = 2,
 };
 
-/* Bucket i counts [2^i, 2^(i+1)) µs; bucket 0 is [0, 2) µs; the last is open. */
-#define SCHED_BUCKETS 24
-
 struct sched_stats {
 	__u64 oncpu_ns;
 	__u64 involuntary;
 	__u64 runq_count;
 	__u64 runq_sum_ns;
-	__u64 runq_buckets[SCHED_BUCKETS];
+	__u64 runq_buckets[EBR_BUCKETS];
 };
 
 struct task_times {
@@ -80,19 +77,12 @@ const enum counter *unused_counter __attribute__((unused));
 
 static const struct sched_stats zero_stats;
 
-static __always_inline void count(__u32 counter)
-{
-	__u64 *n = bpf_map_lookup_elem(&counters, &counter);
-	if (n)
-		*n += 1;
-}
-
 /* Starts tracking task tid. */
 static __always_inline void note(__u32 tid, __u64 enqueued_ns, __u64 oncpu_ns)
 {
 	struct task_times t = {.enqueued_ns = enqueued_ns, .oncpu_ns = oncpu_ns};
 	if (bpf_map_update_elem(&tasks, &tid, &t, BPF_ANY))
-		count(COUNTER_TASKS_FULL);
+		ebr_count(&counters, COUNTER_TASKS_FULL);
 }
 
 static __always_inline __u64 cgroup_of(struct task_struct *p)
@@ -102,29 +92,12 @@ static __always_inline __u64 cgroup_of(struct task_struct *p)
 
 static __always_inline struct sched_stats *stats_of(__u64 id)
 {
-	struct sched_stats *s = bpf_map_lookup_elem(&cgroups, &id);
+	struct sched_stats *s = ebr_lookup_or_init(&cgroups, &id, &zero_stats);
 	if (s)
 		return s;
-	long err = bpf_map_update_elem(&cgroups, &id, &zero_stats, BPF_NOEXIST);
-	if (err == 0 || err == -EEXIST) {
-		s = bpf_map_lookup_elem(&cgroups, &id);
-		if (s)
-			return s;
-	}
-	count(COUNTER_CGROUPS_FULL);
+	ebr_count(&counters, COUNTER_CGROUPS_FULL);
 	__u32 key = 0;
 	return bpf_map_lookup_elem(&overflow, &key);
-}
-
-static __always_inline __u32 log2_bucket(__u32 v)
-{
-	__u32 r = 0;
-	if (v >= 1 << 16) { v >>= 16; r += 16; }
-	if (v >= 1 << 8) { v >>= 8; r += 8; }
-	if (v >= 1 << 4) { v >>= 4; r += 4; }
-	if (v >= 1 << 2) { v >>= 2; r += 2; }
-	if (v >= 1 << 1) { r += 1; }
-	return r < SCHED_BUCKETS ? r : SCHED_BUCKETS - 1;
 }
 
 static __always_inline void wakeup(struct task_struct *p)
@@ -210,7 +183,7 @@ int BPF_PROG(ebr_sched_switch, bool preempt, struct task_struct *prev, struct ta
 		__u64 us = delay / 1000;
 		s->runq_count++;
 		s->runq_sum_ns += delay;
-		s->runq_buckets[log2_bucket(us > 0xffffffff ? 0xffffffff : us)]++;
+		s->runq_buckets[ebr_bucket(us)]++;
 	}
 	return 0;
 }

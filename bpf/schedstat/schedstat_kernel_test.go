@@ -185,7 +185,7 @@ const (
 // preempted and waits while the burners run: its waits grow from tens of
 // microseconds to milliseconds. A helper that only slept would not show
 // this on CFS, which lets a waking sleeper run at once. The margins still
-// fail if no wait were measured.
+// fail if no wait were measured, or if waits went to the wrong cgroup.
 func TestRunQueueLatency(t *testing.T) {
 	tr := load(t, testOptions)
 	node := bpftest.NewNode(t)
@@ -213,11 +213,17 @@ func TestRunQueueLatency(t *testing.T) {
 			t.Errorf("%s: %d waits, want at least %d", name, st.RunqCount, requests)
 		}
 	}
-	if mean(l) < 4*mean(a) || mean(l) < 100*time.Microsecond {
-		t.Errorf("loaded mean wait %v, want at least 4 times alone's (%v) and 100µs", mean(l), mean(a))
+	// Total waits, not means: the Go runtime's own threads add many short
+	// waits to both, in numbers that vary from run to run, and a busy host
+	// lengthens alone's too. Sharing its CPU fairly with two burners, the
+	// loaded helper waits about twice its own CPU time more than alone;
+	// a quarter of that leaves room for noise.
+	if extra := time.Duration(l.RunqSumNs) - time.Duration(a.RunqSumNs); extra < requests*requestCPU/2 {
+		t.Errorf("loaded waited %v in all, alone %v: want at least %v more",
+			time.Duration(l.RunqSumNs), time.Duration(a.RunqSumNs), requests*requestCPU/2)
 	}
 	// Waits of 1 ms and more: at least one preemption in most requests.
-	if over(l, 10) < requests/2 || over(l, 10) < 4*over(a, 10)+10 {
+	if over(l, 10) < requests/2 || over(l, 10) < over(a, 10)+requests/2 {
 		t.Errorf("waits over 1ms: loaded %d of %d, alone %d of %d", over(l, 10), l.RunqCount, over(a, 10), a.RunqCount)
 	}
 	if l.Involuntary < requests/2 {

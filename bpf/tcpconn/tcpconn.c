@@ -15,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+#include "ebr_maps.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -24,7 +25,6 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define ETIMEDOUT 110
 #define ECONNREFUSED 111
 #define ECONNRESET 104
-#define EEXIST 17
 
 enum direction {
 	DIRECTION_UNKNOWN = 0, /* first seen already established */
@@ -51,9 +51,6 @@ enum counter {
 	COUNTER_COUNT = 4,
 };
 
-/* Bucket i counts srtt in [2^i, 2^(i+1)) microseconds; the last is open. */
-#define RTT_BUCKETS 24
-
 struct tcp_flow {
 	__u64 cgroup_id;     /* 0: no owning socket */
 	__u8 peer_addr[16];  /* IPv6, or IPv4-mapped IPv6 */
@@ -74,7 +71,7 @@ struct tcp_flow_stats {
 	__u64 resets_received;
 	__u64 rtt_count;
 	__u64 rtt_sum_us;
-	__u64 rtt_buckets[RTT_BUCKETS];
+	__u64 rtt_buckets[EBR_BUCKETS];
 };
 
 struct tcp_conn {
@@ -125,13 +122,6 @@ const volatile __u64 rtt_sample_interval_ns = 1000000000ULL;
 
 static const struct tcp_flow_stats zero_stats;
 
-static __always_inline void count(__u32 counter)
-{
-	__u64 *v = bpf_map_lookup_elem(&counters, &counter);
-	if (v)
-		*v += 1;
-}
-
 static __always_inline bool is_tcp(const struct sock *sk)
 {
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
@@ -142,18 +132,10 @@ static __always_inline bool is_tcp(const struct sock *sk)
 
 static __always_inline struct tcp_flow_stats *flow_stats(const struct tcp_flow *key)
 {
-	struct tcp_flow_stats *s = bpf_map_lookup_elem(&flows, key);
+	struct tcp_flow_stats *s = ebr_lookup_or_init(&flows, key, &zero_stats);
 	if (s)
 		return s;
-	/* int, not long: before Linux 6.4 the JIT calls the map's update
-	 * directly and its int result is not sign-extended. */
-	int err = bpf_map_update_elem(&flows, key, &zero_stats, BPF_NOEXIST);
-	if (err == 0 || err == -EEXIST) {
-		s = bpf_map_lookup_elem(&flows, key);
-		if (s)
-			return s;
-	}
-	count(COUNTER_FLOWS_FULL);
+	ebr_count(&counters, COUNTER_FLOWS_FULL);
 	__u32 dir = key->direction;
 	return bpf_map_lookup_elem(&overflow, &dir);
 }
@@ -191,13 +173,13 @@ static __always_inline void track(const struct sock *sk, __u8 direction)
 		c.key.local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	}
 	__u64 id = (__u64)sk;
-	int err = bpf_map_update_elem(&conns, &id, &c, BPF_NOEXIST); /* int: see flow_stats */
+	int err = bpf_map_update_elem(&conns, &id, &c, BPF_NOEXIST); /* int: see ebr_lookup_or_init */
 	if (err == -EEXIST) /* a reused socket whose destroy we missed */
 		err = bpf_map_update_elem(&conns, &id, &c, BPF_EXIST);
 	else if (!err)
-		count(COUNTER_CONNS_INSERTED);
+		ebr_count(&counters, COUNTER_CONNS_INSERTED);
 	if (err)
-		count(COUNTER_CONNS_FULL);
+		ebr_count(&counters, COUNTER_CONNS_FULL);
 }
 
 /* The connection of sk. One that was open before the programs were loaded is
@@ -218,10 +200,10 @@ static __always_inline struct tcp_conn *conn_of(const struct sock *sk, int state
 	read_peer(sk, &fresh.key);
 	fresh.established = state == TCP_ESTABLISHED;
 	if (bpf_map_update_elem(&conns, &id, &fresh, BPF_NOEXIST)) {
-		count(COUNTER_CONNS_FULL);
+		ebr_count(&counters, COUNTER_CONNS_FULL);
 		return NULL;
 	}
-	count(COUNTER_CONNS_INSERTED);
+	ebr_count(&counters, COUNTER_CONNS_INSERTED);
 	c = bpf_map_lookup_elem(&conns, &id);
 	if (!c)
 		return NULL;
@@ -330,7 +312,7 @@ int BPF_PROG(ebr_tcp_destroy, struct sock *sk)
 {
 	__u64 id = (__u64)sk;
 	if (!bpf_map_delete_elem(&conns, &id))
-		count(COUNTER_CONNS_DELETED);
+		ebr_count(&counters, COUNTER_CONNS_DELETED);
 	return 0;
 }
 
@@ -377,17 +359,6 @@ int BPF_PROG(ebr_tcp_rst_rx, struct sock *sk)
 	return 0;
 }
 
-static __always_inline __u32 log2_bucket(__u32 v)
-{
-	__u32 r = 0;
-	if (v >= 1 << 16) { v >>= 16; r += 16; }
-	if (v >= 1 << 8) { v >>= 8; r += 8; }
-	if (v >= 1 << 4) { v >>= 4; r += 4; }
-	if (v >= 1 << 2) { v >>= 2; r += 2; }
-	if (v >= 1 << 1) { r += 1; }
-	return r < RTT_BUCKETS ? r : RTT_BUCKETS - 1;
-}
-
 /* tcp_probe fires for every segment received on an established socket; the
  * connection's srtt is sampled at most once per rtt_sample_interval_ns. */
 SEC("tp_btf/tcp_probe")
@@ -409,6 +380,6 @@ int BPF_PROG(ebr_tcp_probe, struct sock *sk)
 		return 0;
 	s->rtt_count++;
 	s->rtt_sum_us += srtt_us;
-	s->rtt_buckets[log2_bucket(srtt_us)]++;
+	s->rtt_buckets[ebr_bucket(srtt_us)]++;
 	return 0;
 }

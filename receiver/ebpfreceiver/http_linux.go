@@ -268,9 +268,8 @@ func (p *httpPipeline) countLost(reason string, n uint64) {
 	p.lost[reason] += n
 }
 
-// deliveryBuckets is the delivery histogram's bucket count: one more than
-// pow2MicrosecondBounds.
-const deliveryBuckets = 24
+// deliveryBuckets is the delivery histogram's bucket count.
+const deliveryBuckets = pow2Buckets
 
 func deliveryBucket(d time.Duration) int {
 	us := max(d.Microseconds(), 1)

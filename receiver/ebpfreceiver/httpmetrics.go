@@ -14,17 +14,6 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
 )
 
-// pow2MicrosecondBounds are the bounds in seconds of the histograms counted
-// in power-of-two microsecond buckets: 2 µs, 4 µs, … about 8.4 s. The
-// kernel's RTT buckets (tcpconn.RTTBuckets) are these.
-var pow2MicrosecondBounds = func() []float64 {
-	b := make([]float64, 23)
-	for i := range b {
-		b[i] = float64(uint64(2)<<i) / 1e6
-	}
-	return b
-}()
-
 // durationBounds are the semantic conventions' advice for HTTP durations.
 var durationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 
@@ -209,29 +198,6 @@ func (r *redMetrics) appendHistograms(id uint64, now pcommon.Timestamp, ms pmetr
 		k.putAttributes(dp.Attributes())
 	}
 	return len(r.folded[id])
-}
-
-// newDurationHistogram appends a cumulative histogram in seconds and
-// returns its data points.
-func newDurationHistogram(ms pmetric.MetricSlice, name, description string) pmetric.HistogramDataPointSlice {
-	m := ms.AppendEmpty()
-	m.SetName(name)
-	m.SetDescription(description)
-	m.SetUnit("s")
-	h := m.SetEmptyHistogram()
-	h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	return h.DataPoints()
-}
-
-// setPow2Histogram fills dp from a kernel histogram counted in power-of-two
-// microsecond buckets, with its sum in nanoseconds.
-func setPow2Histogram(dp pmetric.HistogramDataPoint, start, now pcommon.Timestamp, count, sumNS uint64, buckets []uint64) {
-	dp.SetStartTimestamp(start)
-	dp.SetTimestamp(now)
-	dp.SetCount(count)
-	dp.SetSum(float64(sumNS) / 1e9)
-	dp.ExplicitBounds().FromRaw(pow2MicrosecondBounds)
-	dp.BucketCounts().FromRaw(buckets)
 }
 
 func (k redKey) putAttributes(a pcommon.Map) {

@@ -221,8 +221,3 @@ func TestTCPBuilderDropsRemovedCgroups(t *testing.T) {
 	buildTCP(b, &snap, pcommon.NewTimestampFromTime(time.Now()))
 	assert.Empty(t, b.takeStale(), "a connection is still open")
 }
-
-func TestRTTBucketsMatchBounds(t *testing.T) {
-	assert.Len(t, pow2MicrosecondBounds, tcpconn.RTTBuckets-1, "one bound between each two kernel buckets")
-	assert.Len(t, pow2MicrosecondBounds, deliveryBuckets-1)
-}
