@@ -3,15 +3,12 @@
 package blockio
 
 import (
-	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"strings"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
 // Options size the kernel maps.
@@ -43,9 +40,7 @@ var Hooks = func() []string {
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
-	coll  *ebpf.Collection
-	links []link.Link
-	ncpu  int
+	*loader.Objects
 }
 
 // Load loads the programs and maps and attaches the programs. The caller
@@ -60,52 +55,18 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	spec.Maps[bpfMapInflight].MaxEntries = opts.MaxInflight
 	spec.Maps[bpfMapSeries].MaxEntries = opts.MaxSeries
-	ncpu, err := ebpf.PossibleCPU()
+	objs, err := loader.New(spec, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("blockio: %w", err)
 	}
-	// Without Variables, cilium does not mmap the data sections: such a
-	// mapping would keep the maps alive after Close until a GC runs.
-	spec.Variables = nil
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load blockio objects: verifier: %w", verr)
-		}
-		return nil, fmt.Errorf("load blockio objects: %w", err)
-	}
-	t := &Tracer{coll: coll, ncpu: ncpu}
+	t := &Tracer{objs}
 	for _, p := range programs {
-		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[p.name]})
-		if err != nil {
+		if err := t.Attach(spec, p.name); err != nil {
 			t.Close()
-			return nil, fmt.Errorf("attach %s to %s: %w", p.name, p.tracepoint, err)
+			return nil, fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
 		}
-		t.links = append(t.links, l)
 	}
 	return t, nil
-}
-
-// Programs returns the loaded programs, for their kernel ids and stats.
-func (t *Tracer) Programs() []*ebpf.Program {
-	return slices.Collect(maps.Values(t.coll.Programs))
-}
-
-// Maps returns the loaded maps, for their kernel ids and fill.
-func (t *Tracer) Maps() []*ebpf.Map {
-	return slices.Collect(maps.Values(t.coll.Maps))
-}
-
-// Close detaches the programs and frees the maps.
-func (t *Tracer) Close() error {
-	var errs []error
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
-	}
-	t.links = nil
-	t.coll.Close()
-	return errors.Join(errs...)
 }
 
 // Lost counts what the kernel side could not keep.
@@ -138,36 +99,29 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 		s.Series = make(map[Key]Stats)
 	}
 	clear(s.Series)
-	perCPU := make([]Stats, t.ncpu)
+	perCPU := make([]Stats, t.NumCPU())
 	var key Key
-	it := t.coll.Maps[bpfMapSeries].Iterate()
+	it := t.Map(bpfMapSeries).Iterate()
 	for it.Next(&key, &perCPU) {
-		s.Series[key] = sum(perCPU)
+		s.Series[key] = loader.Sum(perCPU)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read series: %w", err)
 	}
 	for op := range s.Overflow {
-		if err := t.coll.Maps[bpfMapOverflow].Lookup(uint32(op), &perCPU); err != nil {
+		if err := t.Map(bpfMapOverflow).Lookup(uint32(op), &perCPU); err != nil {
 			return fmt.Errorf("read overflow: %w", err)
 		}
-		s.Overflow[op] = sum(perCPU)
+		s.Overflow[op] = loader.Sum(perCPU)
 	}
-	counters := make([]uint64, t.ncpu)
 	var inserted, deleted uint64
-	for c, dst := range map[bpfCounter]*uint64{
+	if err := loader.ReadCounters(t.Map(bpfMapCounters), map[bpfCounter]*uint64{
 		bpfCounterCOUNTER_INFLIGHT_FULL:     &s.Lost.InflightFull,
 		bpfCounterCOUNTER_SERIES_FULL:       &s.Lost.SeriesFull,
 		bpfCounterCOUNTER_INFLIGHT_INSERTED: &inserted,
 		bpfCounterCOUNTER_INFLIGHT_DELETED:  &deleted,
-	} {
-		if err := t.coll.Maps[bpfMapCounters].Lookup(uint32(c), &counters); err != nil {
-			return fmt.Errorf("read counters: %w", err)
-		}
-		*dst = 0
-		for _, v := range counters {
-			*dst += v
-		}
+	}); err != nil {
+		return err
 	}
 	s.Inflight = inserted - deleted
 	return nil
@@ -177,10 +131,10 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 // map, such as those of removed cgroups once exported. A series updated
 // again afterwards starts from zero.
 func (t *Tracer) DeleteCgroups(ids []uint64) error {
-	m := t.coll.Maps[bpfMapSeries]
+	m := t.Map(bpfMapSeries)
 	var doomed []Key
 	var key Key
-	perCPU := make([]Stats, t.ncpu)
+	perCPU := make([]Stats, t.NumCPU())
 	it := m.Iterate()
 	for it.Next(&key, &perCPU) {
 		if slices.Contains(ids, key.CgroupId) {
@@ -190,21 +144,7 @@ func (t *Tracer) DeleteCgroups(ids []uint64) error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read series: %w", err)
 	}
-	var errs []error
-	for _, k := range doomed {
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func sum(perCPU []Stats) Stats {
-	var total Stats
-	for i := range perCPU {
-		total.Add(&perCPU[i])
-	}
-	return total
+	return loader.Delete(m, doomed)
 }
 
 // DeviceName returns the kernel's name of the disk dev (major << 20 |

@@ -5,29 +5,20 @@ package cgrouptrack
 import (
 	"errors"
 	"fmt"
-	"os"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-
-	"github.com/cilium/ebpf/ringbuf"
-	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loadopt"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
 // Hooks lists the tracepoints the programs attach to.
 var Hooks = []string{"cgroup:cgroup_mkdir", "cgroup:cgroup_rmdir"}
 
-// Tracker is the loaded and attached programs and their ring buffer.
-type Tracker struct {
-	// objs leaves out the variables: cilium would mmap their data section,
-	// which keeps its map alive after Close until a GC runs.
-	objs struct {
-		bpfPrograms
-		bpfMaps
-	}
-	links  []link.Link
-	reader *ringbuf.Reader
-	record ringbuf.Record
+// programs are the programs, in the order of Hooks.
+var programs = []string{bpfProgEbrCgroupMkdir, bpfProgEbrCgroupRmdir}
+
+// Tracer is the loaded and attached programs and their ring buffer.
+type Tracer struct {
+	*loader.Objects
+	reader *loader.Reader
 }
 
 // Options change how the programs load.
@@ -41,15 +32,8 @@ type Options struct {
 	RejectProgram string
 }
 
-// Load loads and attaches the programs with the zero Options. The caller
-// must Close the Tracker.
-func Load() (*Tracker, error) {
-	return LoadWith(Options{})
-}
-
-// LoadWith loads and attaches the programs. The caller must Close the
-// Tracker.
-func LoadWith(opts Options) (*Tracker, error) {
+// Load loads and attaches the programs. The caller must Close the Tracer.
+func Load(opts Options) (*Tracer, error) {
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("load cgrouptrack spec: %w", err)
@@ -59,85 +43,60 @@ func LoadWith(opts Options) (*Tracker, error) {
 		if ps == nil {
 			return nil, fmt.Errorf("no program %q to reject", opts.RejectProgram)
 		}
-		loadopt.Reject(ps)
+		loader.Reject(ps)
 	}
-	types, err := loadopt.KernelTypes(opts.KernelBTF)
+	types, err := loader.KernelTypes(opts.KernelBTF)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracker{}
-	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: types}}); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			err = fmt.Errorf("verifier: %w", err)
-		}
-		if opts.KernelBTF != "" {
-			err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
-		}
-		return nil, fmt.Errorf("load cgrouptrack programs: %w", err)
-	}
-	for _, p := range t.Programs() {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("attach %s: %w", p, err)
-		}
-		t.links = append(t.links, l)
-	}
-	rd, err := ringbuf.NewReader(t.objs.Events)
+	objs, err := loader.New(spec, types)
 	if err != nil {
+		return nil, fmt.Errorf("cgrouptrack: %w", err)
+	}
+	t := &Tracer{Objects: objs}
+	for i, name := range programs {
+		if err := t.Attach(spec, name); err != nil {
+			t.Close()
+			err = fmt.Errorf("%s on %s: %w", name, Hooks[i], err)
+			if opts.KernelBTF != "" {
+				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
+			}
+			return nil, fmt.Errorf("load cgrouptrack programs: %w", err)
+		}
+	}
+	// No poll interval: cgroup events are few, and the programs wake the
+	// reader for each.
+	if t.reader, err = loader.NewReader(t.Map(bpfMapEvents), 0); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("open cgroup event reader: %w", err)
 	}
-	t.reader = rd
 	return t, nil
 }
 
 // Read blocks until the next event and decodes it into e. It returns
-// os.ErrClosed once the Tracker is closed.
-func (t *Tracker) Read(e *Event) error {
-	if err := t.reader.ReadInto(&t.record); err != nil {
-		if errors.Is(err, ringbuf.ErrClosed) {
-			return os.ErrClosed
-		}
+// os.ErrClosed once the Tracer is closed.
+func (t *Tracer) Read(e *Event) error {
+	raw, err := t.reader.Next()
+	if err != nil {
 		return err
 	}
-	return Decode(t.record.RawSample, e)
+	return Decode(raw, e)
 }
 
 // Lost counts the events that did not fit in the ring buffer.
-func (t *Tracker) Lost() (uint64, error) {
+func (t *Tracer) Lost() (uint64, error) {
 	var perCPU []uint64
-	if err := t.objs.Lost.Lookup(uint32(0), &perCPU); err != nil {
+	if err := t.Map(bpfMapLost).Lookup(uint32(0), &perCPU); err != nil {
 		return 0, err
 	}
-	var n uint64
-	for _, v := range perCPU {
-		n += v
-	}
-	return n, nil
-}
-
-// Programs returns the loaded programs, for their kernel ids and stats.
-func (t *Tracker) Programs() []*ebpf.Program {
-	return []*ebpf.Program{t.objs.EbrCgroupMkdir, t.objs.EbrCgroupRmdir}
-}
-
-// Maps returns the loaded maps, for their kernel ids.
-func (t *Tracker) Maps() []*ebpf.Map {
-	return []*ebpf.Map{t.objs.Events, t.objs.Lost}
+	return loader.Total(perCPU), nil
 }
 
 // Close detaches the programs, unblocks Read and frees the maps.
-func (t *Tracker) Close() error {
+func (t *Tracer) Close() error {
 	var errs []error
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
 	}
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
-	}
-	t.links = nil
-	errs = append(errs, t.objs.bpfPrograms.Close(), t.objs.bpfMaps.Close())
-	return errors.Join(errs...)
+	return errors.Join(append(errs, t.Objects.Close())...)
 }

@@ -23,10 +23,10 @@ import (
 // hierarchy is /sys/fs/cgroup on a pure v2 node (make test-kernels' guest)
 // and /sys/fs/cgroup/unified on a hybrid one; only a hybrid node has a v1
 // memory hierarchy to check.
-func TestTrackerEvents(t *testing.T) {
+func TestTracerEvents(t *testing.T) {
 	bpftest.RequireBPF(t)
 	unified := bpftest.CgroupRoot(t)
-	tr, err := Load()
+	tr, err := Load(Options{})
 	require.NoError(t, err)
 	events := make(chan Event, 64)
 	done := make(chan error)
@@ -110,11 +110,11 @@ func TestKernelBTF(t *testing.T) {
 		{"missing", filepath.Join(dir, "missing"), "kernel BTF " + dir + "/missing: open " + dir + "/missing: no such file or directory"},
 		{"directory", dir, "kernel BTF " + dir + ": read raw BTF: read " + dir + ": is a directory"},
 		{"garbage", garbage, "kernel BTF " + garbage + ": parsing .BTF header: no valid BTF header"},
-		// The programs load in their struct's order.
-		{"no kernel types", empty, "load cgrouptrack programs: kernel BTF " + empty + ": verifier: assign values: field EbrCgroupMkdir: program ebr_cgroup_mkdir: load program: bad CO-RE relocation"},
+		// The programs load in the order of Hooks.
+		{"no kernel types", empty, "load cgrouptrack programs: kernel BTF " + empty + ": ebr_cgroup_mkdir on cgroup:cgroup_mkdir: verifier: load program: bad CO-RE relocation"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tr, err := LoadWith(Options{KernelBTF: c.path})
+			tr, err := Load(Options{KernelBTF: c.path})
 			if err == nil {
 				tr.Close()
 			}
@@ -122,7 +122,7 @@ func TestKernelBTF(t *testing.T) {
 		})
 	}
 	for _, opts := range []Options{{KernelBTF: "/sys/kernel/btf/vmlinux"}, {}} {
-		tr, err := LoadWith(opts)
+		tr, err := Load(opts)
 		require.NoError(t, err, "kernel BTF %q", opts.KernelBTF)
 		require.NoError(t, tr.Close())
 	}
@@ -132,14 +132,14 @@ func TestKernelBTF(t *testing.T) {
 func TestRejectProgram(t *testing.T) {
 	bpftest.RequireBPF(t)
 	for _, name := range []string{"ebr_cgroup_mkdir", "ebr_cgroup_rmdir"} {
-		tr, err := LoadWith(Options{RejectProgram: name})
+		tr, err := Load(Options{RejectProgram: name})
 		if err == nil {
 			tr.Close()
 		}
 		var verr *ebpf.VerifierError
 		require.ErrorAs(t, err, &verr)
-		require.Regexp(t, `^load cgrouptrack programs: verifier: assign values: field \w+: program `+name+`: load program: permission denied: .*R2 !read_ok`, err.Error())
+		require.Regexp(t, `^load cgrouptrack programs: `+name+` on cgroup:cgroup_\w+: verifier: load program: permission denied: .*R2 !read_ok`, err.Error())
 	}
-	_, err := LoadWith(Options{RejectProgram: "ebr_no_such_program"})
+	_, err := Load(Options{RejectProgram: "ebr_no_such_program"})
 	require.ErrorContains(t, err, `no program "ebr_no_such_program" to reject`)
 }

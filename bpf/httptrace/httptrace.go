@@ -5,18 +5,16 @@ package httptrace
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-
-	"github.com/cilium/ebpf/ringbuf"
-	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loadopt"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
 // Hooks lists the tracepoints the programs attach to.
 var Hooks = []string{"raw_syscalls:sys_enter", "sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state"}
+
+// programs are the programs, in the order of Hooks.
+var programs = []string{bpfProgEbrHttpEnter, bpfProgEbrHttpSend, bpfProgEbrHttpRecv, bpfProgEbrHttpClose}
 
 // Options tune the capture.
 type Options struct {
@@ -43,24 +41,13 @@ type Options struct {
 	RejectProgram string
 }
 
-// MinPollInterval is the shortest PollInterval. cilium/ebpf v0.22.0 turns a
-// reader's deadline into an epoll_wait timeout in whole milliseconds,
-// rounded down: a deadline under 1 ms ahead is a timeout of 0, and a
-// reader that renews it spins on epoll_wait instead of sleeping.
-const MinPollInterval = 2 * time.Millisecond
+// MinPollInterval is the shortest PollInterval: loader.MinPollInterval.
+const MinPollInterval = loader.MinPollInterval
 
 // Tracer is the loaded and attached programs and their ring buffer.
 type Tracer struct {
-	objs struct {
-		bpfPrograms
-		bpfMaps
-	}
-	links  []link.Link
-	reader *ringbuf.Reader
-	record ringbuf.Record
-	poll   time.Duration
-	// recent reports records read since the deadline was last set.
-	recent bool
+	*loader.Objects
+	reader *loader.Reader
 }
 
 // Load loads and attaches the programs. The caller must Close the Tracer.
@@ -80,7 +67,7 @@ func Load(opts Options) (*Tracer, error) {
 		bpfVarIgnoreTgid:   opts.IgnorePID,
 		bpfVarIgnoreCgroup: boolByte(opts.IgnoreItsCgroup),
 	} {
-		if err := loadopt.SetConst(spec, name, v); err != nil {
+		if err := loader.SetConst(spec, name, v); err != nil {
 			return nil, err
 		}
 	}
@@ -89,39 +76,31 @@ func Load(opts Options) (*Tracer, error) {
 		if ps == nil {
 			return nil, fmt.Errorf("no program %q to reject", opts.RejectProgram)
 		}
-		loadopt.Reject(ps)
+		loader.Reject(ps)
 	}
-	types, err := loadopt.KernelTypes(opts.KernelBTF)
+	types, err := loader.KernelTypes(opts.KernelBTF)
 	if err != nil {
 		return nil, err
 	}
-	// Without Variables, cilium does not mmap the data sections, which
-	// would keep their maps alive after Close until a GC runs.
-	spec.Variables = nil
-	t := &Tracer{poll: opts.PollInterval}
-	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: types}}); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			err = fmt.Errorf("verifier: %w", err)
-		}
-		if opts.KernelBTF != "" {
-			err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
-		}
-		return nil, fmt.Errorf("load httptrace programs: %w", err)
+	objs, err := loader.New(spec, types)
+	if err != nil {
+		return nil, fmt.Errorf("httptrace: %w", err)
 	}
-	for _, p := range t.Programs() {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
+	t := &Tracer{Objects: objs}
+	for i, name := range programs {
+		if err := t.Attach(spec, name); err != nil {
 			t.Close()
-			return nil, fmt.Errorf("attach %s: %w", p, err)
+			err = fmt.Errorf("%s on %s: %w", name, Hooks[i], err)
+			if opts.KernelBTF != "" {
+				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
+			}
+			return nil, fmt.Errorf("load httptrace programs: %w", err)
 		}
-		t.links = append(t.links, l)
 	}
-	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+	if t.reader, err = loader.NewReader(t.Map(bpfMapEvents), opts.PollInterval); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("open http event reader: %w", err)
 	}
-	t.reader.SetDeadline(time.Now().Add(t.poll))
 	return t, nil
 }
 
@@ -135,31 +114,11 @@ func boolByte(b bool) uint8 {
 // Read blocks until the next event and decodes it into e. It returns
 // os.ErrClosed once the Tracer is closed. Only one goroutine may Read.
 func (t *Tracer) Read(e *Event) error {
-	for {
-		err := t.reader.ReadInto(&t.record)
-		switch {
-		case err == nil:
-			if !t.recent {
-				t.recent = true
-				t.reader.SetDeadline(time.Now().Add(MinPollInterval))
-			}
-			return Decode(t.record.RawSample, e)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Records came since the last look: more may be waiting that
-			// fell within the kernel's wakeup interval, so look again soon.
-			// Otherwise the next record wakes us; wait for it.
-			wait := t.poll
-			if t.recent {
-				wait = MinPollInterval
-			}
-			t.recent = false
-			t.reader.SetDeadline(time.Now().Add(wait))
-		case errors.Is(err, ringbuf.ErrClosed):
-			return os.ErrClosed
-		default:
-			return err
-		}
+	raw, err := t.reader.Next()
+	if err != nil {
+		return err
 	}
+	return Decode(raw, e)
 }
 
 // Counters are the kernel side's totals.
@@ -175,30 +134,15 @@ type Counters struct {
 // Counters reads the kernel side's totals.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
-	perCPU := make([]uint64, 0)
-	for id, dst := range map[bpfHttpCounter]*uint64{
+	err := loader.ReadCounters(t.Map(bpfMapCounters), map[bpfHttpCounter]*uint64{
 		bpfHttpCounterHTTP_COUNTER_EVENTS:    &c.Events,
 		bpfHttpCounterHTTP_COUNTER_LOST:      &c.Lost,
 		bpfHttpCounterHTTP_COUNTER_NO_BUFFER: &c.NoBuffer,
-	} {
-		if err := t.objs.Counters.Lookup(uint32(id), &perCPU); err != nil {
-			return c, fmt.Errorf("read http counters: %w", err)
-		}
-		for _, v := range perCPU {
-			*dst += v
-		}
+	})
+	if err != nil {
+		return c, fmt.Errorf("http: %w", err)
 	}
 	return c, nil
-}
-
-// Programs returns the loaded programs, for their kernel ids and stats.
-func (t *Tracer) Programs() []*ebpf.Program {
-	return []*ebpf.Program{t.objs.EbrHttpEnter, t.objs.EbrHttpSend, t.objs.EbrHttpRecv, t.objs.EbrHttpClose}
-}
-
-// Maps returns the loaded maps, for their kernel ids.
-func (t *Tracer) Maps() []*ebpf.Map {
-	return []*ebpf.Map{t.objs.Args, t.objs.Conns, t.objs.Events, t.objs.Scratch, t.objs.Counters}
 }
 
 // Close detaches the programs, unblocks Read and frees the maps.
@@ -207,10 +151,5 @@ func (t *Tracer) Close() error {
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
 	}
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
-	}
-	t.links = nil
-	errs = append(errs, t.objs.bpfPrograms.Close(), t.objs.bpfMaps.Close())
-	return errors.Join(errs...)
+	return errors.Join(append(errs, t.Objects.Close())...)
 }

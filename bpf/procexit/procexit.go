@@ -10,12 +10,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 
-	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loadopt"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
 // Options size the kernel maps and bound the records.
@@ -107,14 +104,9 @@ func Parts() []string {
 // Tracer is the loaded and attached programs, their maps and the reader of
 // their records.
 type Tracer struct {
-	maps     *ebpf.Collection
-	progs    []*ebpf.Program
-	links    []link.Link
+	*loader.Objects
 	disabled map[string]error
-	ncpu     int
-	reader   *ringbuf.Reader
-	record   ringbuf.Record
-	poll     time.Duration
+	reader   *loader.Reader
 }
 
 // Load loads the maps and, one by one, the programs, and attaches them. A
@@ -125,10 +117,8 @@ func Load(opts Options) (*Tracer, error) {
 	if opts.MaxSeries == 0 {
 		return nil, errors.New("procexit: MaxSeries must be positive")
 	}
-	// As in httptrace: cilium/ebpf v0.22.0 rounds a reader's deadline down
-	// to whole milliseconds, so a shorter one spins.
-	if opts.PollInterval < 2*time.Millisecond {
-		return nil, fmt.Errorf("procexit: poll interval %s: must be at least 2ms", opts.PollInterval)
+	if opts.PollInterval < loader.MinPollInterval {
+		return nil, fmt.Errorf("procexit: poll interval %s: must be at least %s", opts.PollInterval, loader.MinPollInterval)
 	}
 	spec, err := loadBpf()
 	if err != nil {
@@ -136,29 +126,19 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	spec.Maps[bpfMapExits].MaxEntries = opts.MaxSeries
 	spec.Maps[bpfMapOomKills].MaxEntries = opts.MaxSeries
-	if err := loadopt.SetConst(spec, bpfVarLogsPerSecond, opts.LogsPerSecond); err != nil {
+	if err := loader.SetConst(spec, bpfVarLogsPerSecond, opts.LogsPerSecond); err != nil {
 		return nil, fmt.Errorf("set logs per second: %w", err)
 	}
-	if err := loadopt.SetConst(spec, bpfVarPageKb, uint32(os.Getpagesize()>>10)); err != nil {
+	if err := loader.SetConst(spec, bpfVarPageKb, uint32(os.Getpagesize()>>10)); err != nil {
 		return nil, fmt.Errorf("set page size: %w", err)
 	}
-	ncpu, err := ebpf.PossibleCPU()
+	objs, err := loader.New(spec, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("procexit: %w", err)
 	}
-
-	// Without Variables, cilium does not mmap the data sections: such a
-	// mapping would keep the maps alive after Close until a GC runs.
-	spec.Variables = nil
-	mapsOnly := spec.Copy()
-	mapsOnly.Programs = nil
-	coll, err := ebpf.NewCollection(mapsOnly)
-	if err != nil {
-		return nil, fmt.Errorf("create procexit maps: %w", err)
-	}
-	t := &Tracer{maps: coll, disabled: make(map[string]error), ncpu: ncpu, poll: opts.PollInterval}
+	t := &Tracer{Objects: objs, disabled: make(map[string]error)}
 	for _, p := range forKernel() {
-		if err := t.attach(spec, spec.Programs[p.name]); err != nil {
+		if err := t.Attach(spec, p.name); err != nil {
 			t.disabled[p.part] = fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
 		}
 	}
@@ -166,37 +146,11 @@ func Load(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
-	if t.reader, err = ringbuf.NewReader(coll.Maps[bpfMapEvents]); err != nil {
+	if t.reader, err = loader.NewReader(t.Map(bpfMapEvents), opts.PollInterval); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("open process exit reader: %w", err)
 	}
-	t.reader.SetDeadline(time.Now().Add(t.poll))
 	return t, nil
-}
-
-// attach loads one program against the shared maps and attaches it to its
-// tracepoint through BTF.
-func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
-	one := spec.Copy()
-	one.Programs = map[string]*ebpf.ProgramSpec{ps.Name: ps}
-	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: t.maps.Maps})
-	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return fmt.Errorf("verifier: %w", verr)
-		}
-		return err
-	}
-	prog := coll.DetachProgram(ps.Name)
-	coll.Close()
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		return fmt.Errorf("attach: %w", err)
-	}
-	t.progs = append(t.progs, prog)
-	t.links = append(t.links, l)
-	return nil
 }
 
 // Disabled returns the parts that could not run, with why.
@@ -204,33 +158,14 @@ func (t *Tracer) Disabled() map[string]error {
 	return maps.Clone(t.disabled)
 }
 
-// Programs returns the loaded programs, for their kernel ids and stats.
-func (t *Tracer) Programs() []*ebpf.Program {
-	return slices.Clone(t.progs)
-}
-
-// Maps returns the loaded maps, for their kernel ids and fill.
-func (t *Tracer) Maps() []*ebpf.Map {
-	return slices.Collect(maps.Values(t.maps.Maps))
-}
-
 // Read blocks until the next record and decodes it into e. It returns
 // os.ErrClosed once the Tracer is closed. Only one goroutine may Read.
 func (t *Tracer) Read(e *Event) error {
-	for {
-		err := t.reader.ReadInto(&t.record)
-		switch {
-		case err == nil:
-			return Decode(t.record.RawSample, e)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Nothing was waiting; look again after the next interval.
-			t.reader.SetDeadline(time.Now().Add(t.poll))
-		case errors.Is(err, ringbuf.ErrClosed):
-			return os.ErrClosed
-		default:
-			return err
-		}
+	raw, err := t.reader.Next()
+	if err != nil {
+		return err
 	}
+	return Decode(raw, e)
 }
 
 // Close detaches the programs, unblocks Read and frees the maps.
@@ -239,15 +174,7 @@ func (t *Tracer) Close() error {
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
 	}
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
-	}
-	for _, p := range t.progs {
-		errs = append(errs, p.Close())
-	}
-	t.links, t.progs = nil, nil
-	t.maps.Close()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, t.Objects.Close())...)
 }
 
 // ExitKey identifies one series of exits: a cgroup, an exit status and a
@@ -290,19 +217,19 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 	}
 	clear(s.Exits)
 	clear(s.OOMKills)
-	perCPU := make([]uint64, t.ncpu)
+	perCPU := make([]uint64, t.NumCPU())
 	var key ExitKey
-	it := t.maps.Maps[bpfMapExits].Iterate()
+	it := t.Map(bpfMapExits).Iterate()
 	for it.Next(&key, &perCPU) {
-		s.Exits[key] = sum(perCPU)
+		s.Exits[key] = loader.Total(perCPU)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read exits: %w", err)
 	}
 	var id uint64
-	it = t.maps.Maps[bpfMapOomKills].Iterate()
+	it = t.Map(bpfMapOomKills).Iterate()
 	for it.Next(&id, &perCPU) {
-		s.OOMKills[id] = sum(perCPU)
+		s.OOMKills[id] = loader.Total(perCPU)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read oom kills: %w", err)
@@ -311,22 +238,16 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 		bpfSeriesSERIES_EXITS:     &s.Overflow.Exits,
 		bpfSeriesSERIES_OOM_KILLS: &s.Overflow.OOMKills,
 	} {
-		if err := t.maps.Maps[bpfMapOverflow].Lookup(uint32(i), &perCPU); err != nil {
+		if err := t.Map(bpfMapOverflow).Lookup(uint32(i), &perCPU); err != nil {
 			return fmt.Errorf("read overflow: %w", err)
 		}
-		*dst = sum(perCPU)
+		*dst = loader.Total(perCPU)
 	}
-	for c, dst := range map[bpfCounter]*uint64{
+	return loader.ReadCounters(t.Map(bpfMapCounters), map[bpfCounter]*uint64{
 		bpfCounterCOUNTER_SERIES_FULL:  &s.Lost.SeriesFull,
 		bpfCounterCOUNTER_RATE_LIMITED: &s.Lost.RateLimited,
 		bpfCounterCOUNTER_RINGBUF_FULL: &s.Lost.RingbufFull,
-	} {
-		if err := t.maps.Maps[bpfMapCounters].Lookup(uint32(c), &perCPU); err != nil {
-			return fmt.Errorf("read counters: %w", err)
-		}
-		*dst = sum(perCPU)
-	}
-	return nil
+	})
 }
 
 // DeleteCgroups removes the series of the given cgroups from the kernel
@@ -344,7 +265,7 @@ func (t *Tracer) DeleteCgroups(ids []uint64) error {
 	var keys []ExitKey
 	var key ExitKey
 	var v []uint64
-	it := t.maps.Maps[bpfMapExits].Iterate()
+	it := t.Map(bpfMapExits).Iterate()
 	for it.Next(&key, &v) {
 		if gone[key.CgroupId] {
 			keys = append(keys, key)
@@ -353,23 +274,6 @@ func (t *Tracer) DeleteCgroups(ids []uint64) error {
 	if err := it.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("read exits: %w", err))
 	}
-	for _, k := range keys {
-		if err := t.maps.Maps[bpfMapExits].Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	for _, id := range ids {
-		if err := t.maps.Maps[bpfMapOomKills].Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, loader.Delete(t.Map(bpfMapExits), keys), loader.Delete(t.Map(bpfMapOomKills), ids))
 	return errors.Join(errs...)
-}
-
-func sum(perCPU []uint64) uint64 {
-	var n uint64
-	for _, v := range perCPU {
-		n += v
-	}
-	return n
 }

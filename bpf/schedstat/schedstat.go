@@ -3,13 +3,9 @@
 package schedstat
 
 import (
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
 // Options size the kernel maps.
@@ -40,10 +36,7 @@ var programs = []struct{ name, tracepoint string }{
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
-	maps  *ebpf.Collection
-	progs []*ebpf.Program
-	links []link.Link
-	ncpu  int
+	*loader.Objects
 }
 
 // Load loads the maps and the programs and attaches them. Any program that
@@ -58,76 +51,18 @@ func Load(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("load schedstat spec: %w", err)
 	}
 	spec.Maps[bpfMapCgroups].MaxEntries = opts.MaxCgroups
-	ncpu, err := ebpf.PossibleCPU()
+	objs, err := loader.New(spec, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("schedstat: %w", err)
 	}
-
-	// Without Variables, cilium does not mmap the data sections: such a
-	// mapping would keep the maps alive after Close until a GC runs.
-	spec.Variables = nil
-	mapsOnly := spec.Copy()
-	mapsOnly.Programs = nil
-	coll, err := ebpf.NewCollection(mapsOnly)
-	if err != nil {
-		return nil, fmt.Errorf("create schedstat maps: %w", err)
-	}
-	t := &Tracer{maps: coll, ncpu: ncpu}
+	t := &Tracer{objs}
 	for _, p := range programs {
-		if err := t.attach(spec, spec.Programs[p.name]); err != nil {
+		if err := t.Attach(spec, p.name); err != nil {
 			t.Close()
 			return nil, fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
 		}
 	}
 	return t, nil
-}
-
-// attach loads one program against the shared maps and attaches it.
-func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
-	one := spec.Copy()
-	one.Programs = map[string]*ebpf.ProgramSpec{ps.Name: ps}
-	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: t.maps.Maps})
-	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return fmt.Errorf("verifier: %w", verr)
-		}
-		return err
-	}
-	prog := coll.DetachProgram(ps.Name)
-	coll.Close()
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		return fmt.Errorf("attach: %w", err)
-	}
-	t.progs = append(t.progs, prog)
-	t.links = append(t.links, l)
-	return nil
-}
-
-// Programs returns the loaded programs, for their kernel ids and stats.
-func (t *Tracer) Programs() []*ebpf.Program {
-	return slices.Clone(t.progs)
-}
-
-// Maps returns the loaded maps, for their kernel ids and fill.
-func (t *Tracer) Maps() []*ebpf.Map {
-	return slices.Collect(maps.Values(t.maps.Maps))
-}
-
-// Close detaches the programs and frees the maps.
-func (t *Tracer) Close() error {
-	var errs []error
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
-	}
-	for _, p := range t.progs {
-		errs = append(errs, p.Close())
-	}
-	t.links, t.progs = nil, nil
-	t.maps.Close()
-	return errors.Join(errs...)
 }
 
 // Lost counts what the kernel side could not keep.
@@ -156,45 +91,29 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 		s.Cgroups = make(map[uint64]Stats)
 	}
 	clear(s.Cgroups)
-	perCPU := make([]Stats, t.ncpu)
+	perCPU := make([]Stats, t.NumCPU())
 	var id uint64
-	it := t.maps.Maps[bpfMapCgroups].Iterate()
+	it := t.Map(bpfMapCgroups).Iterate()
 	for it.Next(&id, &perCPU) {
-		s.Cgroups[id] = sum(perCPU)
+		s.Cgroups[id] = loader.Sum(perCPU)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read cgroups: %w", err)
 	}
-	if err := t.maps.Maps[bpfMapOverflow].Lookup(uint32(0), &perCPU); err != nil {
+	if err := t.Map(bpfMapOverflow).Lookup(uint32(0), &perCPU); err != nil {
 		return fmt.Errorf("read overflow: %w", err)
 	}
-	s.Overflow = sum(perCPU)
-	counters := make([]uint64, t.ncpu)
-	for c, dst := range map[bpfCounter]*uint64{
+	s.Overflow = loader.Sum(perCPU)
+	return loader.ReadCounters(t.Map(bpfMapCounters), map[bpfCounter]*uint64{
 		bpfCounterCOUNTER_CGROUPS_FULL: &s.Lost.CgroupsFull,
 		bpfCounterCOUNTER_TASKS_FULL:   &s.Lost.TasksFull,
-	} {
-		if err := t.maps.Maps[bpfMapCounters].Lookup(uint32(c), &counters); err != nil {
-			return fmt.Errorf("read counters: %w", err)
-		}
-		*dst = 0
-		for _, v := range counters {
-			*dst += v
-		}
-	}
-	return nil
+	})
 }
 
 // DeleteCgroups removes cgroups from the kernel map, such as removed ones
 // once exported. A cgroup updated again afterwards starts from zero.
 func (t *Tracer) DeleteCgroups(ids []uint64) error {
-	var errs []error
-	for _, id := range ids {
-		if err := t.maps.Maps[bpfMapCgroups].Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return loader.Delete(t.Map(bpfMapCgroups), ids)
 }
 
 // Add adds o's counters to s.
@@ -206,12 +125,4 @@ func (s *Stats) Add(o *Stats) {
 	for i := range s.RunqBuckets {
 		s.RunqBuckets[i] += o.RunqBuckets[i]
 	}
-}
-
-func sum(perCPU []Stats) Stats {
-	var total Stats
-	for i := range perCPU {
-		total.Add(&perCPU[i])
-	}
-	return total
 }

@@ -106,7 +106,7 @@ func TestLoad(t *testing.T) {
 	var progs []ebpf.ProgramID
 	var links []link.ID
 	var mapIDs []ebpf.MapID
-	for _, l := range tr.links {
+	for _, l := range tr.Links() {
 		info, err := l.Info()
 		if err != nil {
 			t.Fatalf("link info: %v", err)

@@ -3,17 +3,12 @@
 package tcpconn
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
-
-	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loadopt"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
 // Options size the kernel maps and set the sampling.
@@ -73,12 +68,8 @@ func Hooks() map[string][]string {
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
-	maps     *ebpf.Collection
-	progs    []*ebpf.Program
-	links    []link.Link
-	types    *btf.Spec
+	*loader.Objects
 	disabled map[string]error
-	ncpu     int
 }
 
 // Load loads the maps and, one by one, the programs, and attaches them. A
@@ -98,7 +89,7 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	spec.Maps[bpfMapConns].MaxEntries = opts.MaxConnections
 	spec.Maps[bpfMapFlows].MaxEntries = opts.MaxFlows
-	if err := loadopt.SetConst(spec, bpfVarRttSampleIntervalNs, uint64(opts.RTTSampleInterval)); err != nil {
+	if err := loader.SetConst(spec, bpfVarRttSampleIntervalNs, uint64(opts.RTTSampleInterval)); err != nil {
 		return nil, fmt.Errorf("set rtt sample interval: %w", err)
 	}
 	if opts.RejectProgram != "" {
@@ -106,27 +97,17 @@ func Load(opts Options) (*Tracer, error) {
 		if ps == nil {
 			return nil, fmt.Errorf("tcpconn: no program %q to reject", opts.RejectProgram)
 		}
-		loadopt.Reject(ps)
+		loader.Reject(ps)
 	}
-	types, err := loadopt.KernelTypes(opts.KernelBTF)
+	types, err := loader.KernelTypes(opts.KernelBTF)
 	if err != nil {
 		return nil, err
 	}
-	ncpu, err := ebpf.PossibleCPU()
+	objs, err := loader.New(spec, types)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tcpconn: %w", err)
 	}
-
-	// Without Variables, cilium does not mmap the data sections: such a
-	// mapping would keep the maps alive after Close until a GC runs.
-	spec.Variables = nil
-	mapsOnly := spec.Copy()
-	mapsOnly.Programs = nil
-	coll, err := ebpf.NewCollection(mapsOnly)
-	if err != nil {
-		return nil, fmt.Errorf("create tcpconn maps: %w", err)
-	}
-	t := &Tracer{maps: coll, types: types, disabled: make(map[string]error), ncpu: ncpu}
+	t := &Tracer{Objects: objs, disabled: make(map[string]error)}
 	for _, p := range programs {
 		if t.disabled[p.part] != nil {
 			continue
@@ -135,7 +116,7 @@ func Load(opts Options) (*Tracer, error) {
 		if to, ok := opts.AttachTo[p.name]; ok {
 			ps.AttachTo = to
 		}
-		if err := t.attach(spec, ps); err != nil {
+		if err := t.Attach(spec, p.name); err != nil {
 			if opts.KernelBTF != "" {
 				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
 			}
@@ -149,33 +130,6 @@ func Load(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
-// attach loads one program against the shared maps and attaches it.
-func (t *Tracer) attach(spec *ebpf.CollectionSpec, ps *ebpf.ProgramSpec) error {
-	one := spec.Copy()
-	one.Programs = map[string]*ebpf.ProgramSpec{ps.Name: ps}
-	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{
-		MapReplacements: t.maps.Maps,
-		Programs:        ebpf.ProgramOptions{KernelTypes: t.types},
-	})
-	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return fmt.Errorf("verifier: %w", verr)
-		}
-		return err
-	}
-	prog := coll.DetachProgram(ps.Name)
-	coll.Close()
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		return fmt.Errorf("attach: %w", err)
-	}
-	t.progs = append(t.progs, prog)
-	t.links = append(t.links, l)
-	return nil
-}
-
 // Disabled returns the parts that could not run, with why.
 func (t *Tracer) Disabled() map[string]error {
 	return maps.Clone(t.disabled)
@@ -184,30 +138,6 @@ func (t *Tracer) Disabled() map[string]error {
 // Parts returns every part's name.
 func Parts() []string {
 	return slices.Sorted(maps.Keys(Hooks()))
-}
-
-// Programs returns the loaded programs, for their kernel ids and stats.
-func (t *Tracer) Programs() []*ebpf.Program {
-	return slices.Clone(t.progs)
-}
-
-// Maps returns the loaded maps, for their kernel ids and fill.
-func (t *Tracer) Maps() []*ebpf.Map {
-	return slices.Collect(maps.Values(t.maps.Maps))
-}
-
-// Close detaches the programs and frees the maps.
-func (t *Tracer) Close() error {
-	var errs []error
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
-	}
-	for _, p := range t.progs {
-		errs = append(errs, p.Close())
-	}
-	t.links, t.progs = nil, nil
-	t.maps.Close()
-	return errors.Join(errs...)
 }
 
 // Lost counts what the kernel side could not keep.
@@ -235,13 +165,7 @@ type Snapshot struct {
 // DeleteFlows removes flows from the kernel map, such as those of a removed
 // cgroup once exported. A flow updated again afterwards starts from zero.
 func (t *Tracer) DeleteFlows(flows []Flow) error {
-	var errs []error
-	for _, f := range flows {
-		if err := t.maps.Maps[bpfMapFlows].Delete(f); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return loader.Delete(t.Map(bpfMapFlows), flows)
 }
 
 // Snapshot reads the maps into s, reusing its storage.
@@ -250,45 +174,30 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 		s.Flows = make(map[Flow]FlowStats)
 	}
 	clear(s.Flows)
-	perCPU := make([]FlowStats, t.ncpu)
+	perCPU := make([]FlowStats, t.NumCPU())
 	var key Flow
-	it := t.maps.Maps[bpfMapFlows].Iterate()
+	it := t.Map(bpfMapFlows).Iterate()
 	for it.Next(&key, &perCPU) {
-		s.Flows[key] = sum(perCPU)
+		s.Flows[key] = loader.Sum(perCPU)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read flows: %w", err)
 	}
 	for d := range s.Overflow {
-		if err := t.maps.Maps[bpfMapOverflow].Lookup(uint32(d), &perCPU); err != nil {
+		if err := t.Map(bpfMapOverflow).Lookup(uint32(d), &perCPU); err != nil {
 			return fmt.Errorf("read overflow: %w", err)
 		}
-		s.Overflow[d] = sum(perCPU)
+		s.Overflow[d] = loader.Sum(perCPU)
 	}
-	counters := make([]uint64, t.ncpu)
 	var inserted, deleted uint64
-	for c, dst := range map[bpfCounter]*uint64{
+	if err := loader.ReadCounters(t.Map(bpfMapCounters), map[bpfCounter]*uint64{
 		bpfCounterCOUNTER_CONNS_FULL:     &s.Lost.ConnsFull,
 		bpfCounterCOUNTER_FLOWS_FULL:     &s.Lost.FlowsFull,
 		bpfCounterCOUNTER_CONNS_INSERTED: &inserted,
 		bpfCounterCOUNTER_CONNS_DELETED:  &deleted,
-	} {
-		if err := t.maps.Maps[bpfMapCounters].Lookup(uint32(c), &counters); err != nil {
-			return fmt.Errorf("read counters: %w", err)
-		}
-		*dst = 0
-		for _, v := range counters {
-			*dst += v
-		}
+	}); err != nil {
+		return err
 	}
 	s.Conns = inserted - deleted
 	return nil
-}
-
-func sum(perCPU []FlowStats) FlowStats {
-	var total FlowStats
-	for i := range perCPU {
-		total.Add(&perCPU[i])
-	}
-	return total
 }

@@ -186,7 +186,7 @@ func TestLoad(t *testing.T) {
 	var links []link.ID
 	// tp_btf programs are tracing programs; the kernel attaches them with
 	// raw tracepoint links.
-	for _, l := range tr.links {
+	for _, l := range tr.Links() {
 		info, err := l.Info()
 		if err != nil {
 			t.Fatalf("link info: %v", err)

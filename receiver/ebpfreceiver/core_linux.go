@@ -31,7 +31,7 @@ type core struct {
 	nodeName string
 	// tracker feeds cgroup paths to cgroups as cgroups are made; nil when
 	// it could not load, and paths then come from scanning alone.
-	tracker *cgrouptrack.Tracker
+	tracker *cgrouptrack.Tracer
 	done    chan struct{}
 	// tcp is nil when the TCP metrics are disabled.
 	tcp *tcpconn.Tracer
@@ -181,7 +181,7 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 	c := &core{cgroups: resolver, hostName: host, nodeName: os.Getenv(nodeNameEnv)}
 
 	tracking := capability{name: "cgroup_tracking", hooks: cgrouptrack.Hooks}
-	if c.tracker, tracking.err = cgrouptrack.Load(); tracking.err == nil {
+	if c.tracker, tracking.err = cgrouptrack.Load(cgrouptrack.Options{}); tracking.err == nil {
 		c.done = make(chan struct{})
 		go c.followCgroups(logger)
 	}

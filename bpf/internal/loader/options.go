@@ -1,7 +1,4 @@
-// Package loadopt holds what every bpf/* package's Load shares: setting
-// the programs' constants, the kernel BTF to resolve CO-RE against, and the
-// tests' forced verifier rejection.
-package loadopt
+package loader
 
 import (
 	"fmt"

@@ -1,0 +1,153 @@
+// Package loader is what every bpf/* package's Load shares: the maps, the
+// programs loaded one at a time against them and attached through BTF, the
+// ring buffer reader, per-CPU sums, the programs' constants, the kernel BTF
+// to resolve CO-RE against, and the tests' forced verifier rejection.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Objects is one package's maps and programs, each program attached to its
+// tracepoint. A package's loaded thing embeds it for Programs, Maps and
+// Close.
+type Objects struct {
+	maps  *ebpf.Collection
+	types *btf.Spec
+	progs []*ebpf.Program
+	links []link.Link
+	ncpu  int
+}
+
+// New creates the maps of spec. kernelTypes, if not nil, is the kernel BTF
+// that programs resolve CO-RE against. It clears spec.Variables: with them
+// cilium mmaps the data sections, and such a mapping would keep the maps
+// alive after Close until a GC runs (set constants with SetConst first).
+func New(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec) (*Objects, error) {
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	spec.Variables = nil
+	mapsOnly := spec.Copy()
+	mapsOnly.Programs = nil
+	coll, err := ebpf.NewCollection(mapsOnly)
+	if err != nil {
+		return nil, fmt.Errorf("create maps: %w", err)
+	}
+	return &Objects{maps: coll, types: kernelTypes, ncpu: ncpu}, nil
+}
+
+// Attach loads the program name of spec against the maps and attaches it
+// to the tracepoint its section names. A program that fails leaves the
+// others as they are, so that a package can disable only its part.
+func (o *Objects) Attach(spec *ebpf.CollectionSpec, name string) error {
+	ps := spec.Programs[name]
+	if ps == nil {
+		return fmt.Errorf("no program %s", name)
+	}
+	one := spec.Copy()
+	one.Programs = map[string]*ebpf.ProgramSpec{name: ps}
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{
+		MapReplacements: o.maps.Maps,
+		Programs:        ebpf.ProgramOptions{KernelTypes: o.types},
+	})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("verifier: %w", verr)
+		}
+		return err
+	}
+	prog := coll.DetachProgram(name)
+	coll.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		prog.Close()
+		return fmt.Errorf("attach: %w", err)
+	}
+	o.progs = append(o.progs, prog)
+	o.links = append(o.links, l)
+	return nil
+}
+
+// Map returns the map name.
+func (o *Objects) Map(name string) *ebpf.Map { return o.maps.Maps[name] }
+
+// NumCPU is the number of possible CPUs: the length of a per-CPU value.
+func (o *Objects) NumCPU() int { return o.ncpu }
+
+// Programs returns the attached programs, for their kernel ids and stats.
+func (o *Objects) Programs() []*ebpf.Program { return slices.Clone(o.progs) }
+
+// Links returns the programs' links, in the order they were attached.
+func (o *Objects) Links() []link.Link { return slices.Clone(o.links) }
+
+// Maps returns the maps, for their kernel ids and fill.
+func (o *Objects) Maps() []*ebpf.Map { return slices.Collect(maps.Values(o.maps.Maps)) }
+
+// Close detaches the programs and frees them and the maps.
+func (o *Objects) Close() error {
+	var errs []error
+	for _, l := range o.links {
+		errs = append(errs, l.Close())
+	}
+	for _, p := range o.progs {
+		errs = append(errs, p.Close())
+	}
+	o.links, o.progs = nil, nil
+	o.maps.Close()
+	return errors.Join(errs...)
+}
+
+// Sum adds up a per-CPU value.
+func Sum[T any, P interface {
+	*T
+	Add(*T)
+}](perCPU []T) T {
+	var total T
+	for i := range perCPU {
+		P(&total).Add(&perCPU[i])
+	}
+	return total
+}
+
+// Total adds up a per-CPU counter.
+func Total(perCPU []uint64) uint64 {
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// ReadCounters sets each *dst to its counter's total in m, a per-CPU array
+// of __u64 indexed by the program's counter enum.
+func ReadCounters[K ~uint32](m *ebpf.Map, dst map[K]*uint64) error {
+	var perCPU []uint64
+	for c, d := range dst {
+		if err := m.Lookup(uint32(c), &perCPU); err != nil {
+			return fmt.Errorf("read counters: %w", err)
+		}
+		*d = Total(perCPU)
+	}
+	return nil
+}
+
+// Delete removes keys from m; keys already gone are not an error.
+func Delete[K any](m *ebpf.Map, keys []K) error {
+	var errs []error
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
