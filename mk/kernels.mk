@@ -9,13 +9,8 @@ KERNELS ?= linux-image-amd64
 # Downloads and unpacked kernels, shared by every clone on this machine.
 KERNELS_CACHE ?= $(HOME)/.cache/otelcol-ebpf/kernels
 # Every package with a *_kernel_test.go file runs in the guest (found as
-# go finds packages: directories named _* or .* are not searched), except
-# the receiver's: since it loads the sched, process and disk programs too,
-# a run of the whole package stalls now and then in the 6.1 guest (no
-# kernel message; every test passes when run in smaller groups), which
-# would hang CI. See README.md, "Kernels tested". Run it by hand with
-# KERNEL_TEST_PKGS=./receiver/ebpfreceiver.
-KERNEL_TEST_PKGS ?= $(filter-out ./receiver/ebpfreceiver,$(sort $(patsubst %/,%,$(dir $(shell find . -mindepth 1 -type d -name '[._]*' -prune -o -name '*_kernel_test.go' -print)))))
+# go finds packages: directories named _* or .* are not searched).
+KERNEL_TEST_PKGS ?= $(sort $(patsubst %/,%,$(dir $(shell find . -mindepth 1 -type d -name '[._]*' -prune -o -name '*_kernel_test.go' -print))))
 # More go test flags, such as -v or -run.
 KERNEL_TEST_FLAGS ?=
 # 0: static test binaries, independent of the guest's userland. 1 also
