@@ -174,7 +174,7 @@ func TestShortLivedPodsAttribution(t *testing.T) {
 
 	// Once exported, the flows of the removed containers leave the kernel.
 	coresMu.Lock()
-	tracer := cores[cfg].tcp
+	tracer := loaded[*tcpSource](t, cores[cfg]).tracer
 	coresMu.Unlock()
 	var snap tcpconn.Snapshot
 	require.NoError(t, tracer.Snapshot(&snap))

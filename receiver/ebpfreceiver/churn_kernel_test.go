@@ -28,9 +28,10 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	coresMu.Lock()
 	c := cores[cfg]
 	coresMu.Unlock()
+	tcp, sched := loaded[*tcpSource](t, c).tracer, loaded[*schedSource](t, c).tracer
 	var snap tcpconn.Snapshot
-	var sched schedstat.Snapshot
-	require.NoError(t, c.tcp.Snapshot(&snap))
+	var schedSnap schedstat.Snapshot
+	require.NoError(t, tcp.Snapshot(&snap))
 	baseConns := snap.Conns
 
 	node := bpftest.NewNode(t)
@@ -60,8 +61,8 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	var left []string
 	require.Eventually(t, func() bool {
 		latest(t, sink)
-		require.NoError(t, c.tcp.Snapshot(&snap))
-		require.NoError(t, c.sched.Snapshot(&sched))
+		require.NoError(t, tcp.Snapshot(&snap))
+		require.NoError(t, sched.Snapshot(&schedSnap))
 		left = left[:0]
 		for f, st := range snap.Flows {
 			if f.CgroupId == a.CgroupID || f.CgroupId == b.CgroupID {
@@ -69,14 +70,14 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 			}
 		}
 		for _, id := range []uint64{a.CgroupID, b.CgroupID} {
-			if _, ok := sched.Cgroups[id]; ok {
+			if _, ok := schedSnap.Cgroups[id]; ok {
 				left = append(left, fmt.Sprintf("sched entry of cgroup %d", id))
 			}
 		}
 		return len(left) == 0
 	}, 20*time.Second, 100*time.Millisecond, "entries of removed pods left in the kernel: %v", left)
 	assert.Zero(t, snap.Lost, "nothing lost at this size")
-	assert.Zero(t, sched.Lost, "no sched cgroup lost at this size")
+	assert.Zero(t, schedSnap.Lost, "no sched cgroup lost at this size")
 	// Connections of other tests may be open too; ours have all closed.
 	assert.LessOrEqual(t, snap.Conns, baseConns+100, "tracked connections back to the baseline %d", baseConns)
 	assert.Less(t, c.cgroups.Len(), 10_000, "cgroup cache bounded")

@@ -10,30 +10,20 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
 
-// source is one capability's part of a collection. It records data points
-// into the shared MetricsBuilder and appends the histograms that mdatagen
-// cannot build.
-type source interface {
-	// cgroups yields the cgroups the source has data for.
-	cgroups(yield func(uint64) bool)
-	record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice)
-	recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice)
-}
-
 // collector assembles one collection: a Resource for every cgroup that any
-// source has data for, then the node's Resource.
+// part has data for, then the node's Resource.
 type collector struct {
-	mb      *metadata.MetricsBuilder
-	res     resources
-	sources []source
+	mb    *metadata.MetricsBuilder
+	res   resources
+	parts []metricsPart
 }
 
-// collect records every source. recordSelf records the receiver's own
+// collect records every part. recordSelf records the receiver's own
 // node-level data points. The error, from resolving cgroup paths, leaves
 // Resources without their path but never without their data.
 func (c *collector) collect(now pcommon.Timestamp, recordSelf func(pcommon.Timestamp)) (pmetric.Metrics, error) {
 	ids := make(map[uint64]struct{})
-	for _, s := range c.sources {
+	for _, s := range c.parts {
 		for id := range s.cgroups {
 			ids[id] = struct{}{}
 		}
@@ -43,13 +33,13 @@ func (c *collector) collect(now pcommon.Timestamp, recordSelf func(pcommon.Times
 	out := pmetric.NewMetrics()
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		histograms := pmetric.NewMetricSlice()
-		for _, s := range c.sources {
+		for _, s := range c.parts {
 			s.record(id, now, histograms)
 		}
 		c.emit(out, c.res.cgroup(id), histograms)
 	}
 	histograms := pmetric.NewMetricSlice()
-	for _, s := range c.sources {
+	for _, s := range c.parts {
 		s.recordNode(now, histograms)
 	}
 	recordSelf(now)

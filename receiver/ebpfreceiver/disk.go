@@ -18,9 +18,38 @@ var diskDirections = map[blockio.Op]metadata.AttributeDiskIoDirection{
 	blockio.OpWrite: metadata.AttributeDiskIoDirectionWrite,
 }
 
-// diskSource records the block I/O of each cgroup, device and direction
-// from the kernel's aggregates.
+// loadDisk loads the block I/O metrics.
+func loadDisk(cfg *Config, _ sourceEnv) (source, []capability, error) {
+	tr, caps, err := loadOnePart("disk", blockio.Hooks, cfg.Disk.Enabled, cfg.Disk.Required,
+		func() (*blockio.Tracer, error) {
+			return blockio.Load(blockio.Options{MaxSeries: uint32(cfg.Disk.MaxSeries), MaxInflight: uint32(cfg.Disk.MaxInflight)})
+		})
+	if tr == nil {
+		return nil, caps, err
+	}
+	return &diskSource{tracer: tr, cfg: cfg.Disk}, caps, nil
+}
+
+// diskSource is the block I/O capability.
 type diskSource struct {
+	tracer *blockio.Tracer
+	cfg    DiskConfig
+}
+
+func (s *diskSource) kernel() kernelObjects { return s.tracer }
+func (s *diskSource) close() error          { return s.tracer.Close() }
+
+func (s *diskSource) newMetrics(env metricsEnv) metricsPart {
+	return &diskMetrics{
+		tracer: s.tracer, mb: env.mb, start: env.start, histogram: s.cfg.LatencyHistogram,
+		capSeries: int64(s.cfg.MaxSeries), capInflight: int64(s.cfg.MaxInflight),
+		removed: env.removed, names: make(map[uint32]string),
+	}
+}
+
+// diskMetrics records the block I/O of each cgroup, device and direction
+// from the kernel's aggregates.
+type diskMetrics struct {
 	tracer      *blockio.Tracer
 	mb          *metadata.MetricsBuilder
 	start       pcommon.Timestamp
@@ -32,22 +61,14 @@ type diskSource struct {
 	names    map[uint32]string
 	snap     blockio.Snapshot
 	byCgroup map[uint64][]blockio.Key
-	stale    []uint64
+	stale    staleKeys[uint64]
 	// hist collects the latency histogram of the resource being recorded,
 	// once histOpen.
 	hist     pmetric.HistogramDataPointSlice
 	histOpen bool
 }
 
-func newDiskSource(tr *blockio.Tracer, mb *metadata.MetricsBuilder, start pcommon.Timestamp, cfg DiskConfig, removed func(uint64) bool) *diskSource {
-	return &diskSource{
-		tracer: tr, mb: mb, start: start, histogram: cfg.LatencyHistogram,
-		capSeries: int64(cfg.MaxSeries), capInflight: int64(cfg.MaxInflight),
-		removed: removed, names: make(map[uint32]string),
-	}
-}
-
-func (s *diskSource) load() error {
+func (s *diskMetrics) snapshot() error {
 	if err := s.tracer.Snapshot(&s.snap); err != nil {
 		return err
 	}
@@ -57,7 +78,7 @@ func (s *diskSource) load() error {
 
 // index groups the snapshot's series by cgroup and forgets the names of
 // devices no longer seen.
-func (s *diskSource) index() {
+func (s *diskMetrics) index() {
 	s.byCgroup = make(map[uint64][]blockio.Key)
 	devs := make(map[uint32]struct{})
 	for k := range s.snap.Series {
@@ -71,7 +92,7 @@ func (s *diskSource) index() {
 	}
 }
 
-func (s *diskSource) device(dev uint32) string {
+func (s *diskMetrics) device(dev uint32) string {
 	name, ok := s.names[dev]
 	if !ok {
 		name = blockio.DeviceName(dev)
@@ -80,7 +101,7 @@ func (s *diskSource) device(dev uint32) string {
 	return name
 }
 
-func (s *diskSource) cgroups(yield func(uint64) bool) {
+func (s *diskMetrics) cgroups(yield func(uint64) bool) {
 	for id := range s.byCgroup {
 		if !yield(id) {
 			return
@@ -88,7 +109,7 @@ func (s *diskSource) cgroups(yield func(uint64) bool) {
 	}
 }
 
-func (s *diskSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *diskMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	keys := s.byCgroup[id]
 	if len(keys) == 0 {
 		return
@@ -102,13 +123,13 @@ func (s *diskSource) record(id uint64, now pcommon.Timestamp, histograms pmetric
 	}
 	s.histOpen = false
 	if s.removed(id) {
-		s.stale = append(s.stale, id)
+		s.stale.add(id)
 	}
 }
 
 // recordNode records the overflow series, one per direction, and what the
 // kernel could not keep.
-func (s *diskSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *diskMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	for op, st := range s.snap.Overflow {
 		if st != (blockio.Stats{}) {
 			s.recordSeries("", blockio.Op(op), &st, true, now, histograms)
@@ -121,7 +142,7 @@ func (s *diskSource) recordNode(now pcommon.Timestamp, histograms pmetric.Metric
 	recordMapFill(s.mb, now, int64(s.snap.Inflight), s.capInflight, metadata.AttributeEbpfMapDiskInflight)
 }
 
-func (s *diskSource) recordSeries(device string, op blockio.Op, st *blockio.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *diskMetrics) recordSeries(device string, op blockio.Op, st *blockio.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	dir := diskDirections[op]
 	s.mb.RecordContainerDiskIoDataPoint(now, int64(st.Bytes), device, dir, overflow)
 	s.mb.RecordDiskOperationsDataPoint(now, int64(st.Count), device, dir, overflow)
@@ -145,12 +166,4 @@ func (s *diskSource) recordSeries(device string, op blockio.Op, st *blockio.Stat
 	}
 }
 
-func (s *diskSource) deleteCgroups(ids []uint64) error {
-	return s.tracer.DeleteCgroups(ids)
-}
-
-func (s *diskSource) takeStale() []uint64 {
-	stale := s.stale
-	s.stale = nil
-	return stale
-}
+func (s *diskMetrics) dropStale() error { return s.stale.drop(s.tracer.DeleteCgroups) }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/httptrace"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
@@ -29,6 +30,47 @@ const (
 	// httpIdleTimeout evicts a connection whose close was never seen.
 	httpIdleTimeout = 2 * time.Minute
 )
+
+// httpPollInterval is how long the idle HTTP reader waits for the kernel's
+// wakeup before it looks anyway: 10 looks a second on an idle node. While
+// records come, it looks every httptrace.MinPollInterval.
+const httpPollInterval = 100 * time.Millisecond
+
+// loadHTTP starts HTTP capture.
+func loadHTTP(cfg *Config, env sourceEnv) (source, []capability, error) {
+	opts := httptrace.Options{
+		CaptureBytes: uint32(cfg.HTTP.CaptureBytes),
+		PollInterval: httpPollInterval,
+		KernelBTF:    cfg.httpKernelBTF,
+	}
+	if !cfg.HTTP.TraceSelf {
+		opts.IgnorePID = uint32(os.Getpid())
+		opts.IgnoreItsCgroup = cgroup.SelfInContainer()
+	}
+	tr, caps, err := loadOnePart("http", httptrace.Hooks, cfg.HTTP.Enabled, cfg.HTTP.Required,
+		func() (*httptrace.Tracer, error) { return httptrace.Load(opts) })
+	if tr == nil {
+		return nil, caps, err
+	}
+	return &httpSource{p: newHTTPPipeline(tr, cfg.HTTP, env.res, env.logger)}, caps, nil
+}
+
+// httpSource is the HTTP capability: RED metrics and spans.
+type httpSource struct{ p *httpPipeline }
+
+func (s *httpSource) kernel() kernelObjects { return s.p.tracer }
+
+func (s *httpSource) close() error {
+	err := s.p.tracer.Close()
+	s.p.close()
+	return err
+}
+
+func (s *httpSource) newMetrics(env metricsEnv) metricsPart {
+	return httpMetrics{p: s.p, mb: env.mb, removed: env.removed}
+}
+
+func (s *httpSource) spanQueue() *spanQueue { return s.p.spans }
 
 // httpConn is one traced connection.
 type httpConn struct {
@@ -303,8 +345,8 @@ func (p *httpPipeline) counters() (httpCounters, error) {
 	return c, nil
 }
 
-// httpSource is the HTTP capability's part of a collection.
-type httpSource struct {
+// httpMetrics is the HTTP capability's part of a collection.
+type httpMetrics struct {
 	p  *httpPipeline
 	mb *metadata.MetricsBuilder
 	// removed reports a removed cgroup: its histograms are exported one
@@ -312,9 +354,15 @@ type httpSource struct {
 	removed func(uint64) bool
 }
 
-func (s httpSource) cgroups(yield func(uint64) bool) { s.p.red.cgroups(yield) }
+// snapshot reads nothing: the pipeline aggregates as records come.
+func (s httpMetrics) snapshot() error { return nil }
 
-func (s httpSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+// dropStale has nothing to drop: record forgets removed cgroups.
+func (s httpMetrics) dropStale() error { return nil }
+
+func (s httpMetrics) cgroups(yield func(uint64) bool) { s.p.red.cgroups(yield) }
+
+func (s httpMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	if folded := s.p.red.appendHistograms(id, now, histograms); folded > 0 {
 		s.mb.RecordHTTPServerRoutesFoldedDataPoint(now, int64(folded))
 	}
@@ -323,7 +371,7 @@ func (s httpSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.
 	}
 }
 
-func (s httpSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s httpMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	c, err := s.p.counters()
 	if err != nil {
 		s.p.logger.Warn("cannot read http counters", zap.Error(err))

@@ -34,18 +34,15 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 	coresMu.Unlock()
 	require.NotNil(t, c, "no core loaded for this config")
 	require.NotNil(t, c.tracker, "cgroup tracking must load on this kernel")
-	all, allMaps := slices.Concat(c.tcp.Programs(), c.tracker.Programs()), slices.Concat(c.tcp.Maps(), c.tracker.Maps())
-	if hasSockLength(t) {
-		require.NotNil(t, c.http, "http capture must load on this kernel")
-		all, allMaps = append(all, c.http.tracer.Programs()...), append(allMaps, c.http.tracer.Maps()...)
-	} else {
-		require.Nil(t, c.http, "http capture cannot load without sock_*_length")
+	loaded[*tcpSource](t, c)
+	loaded[*schedSource](t, c)
+	loaded[*processSource](t, c)
+	loaded[*diskSource](t, c)
+	assert.Equal(t, hasSockLength(t), isLoaded[*httpSource](c), "http capture loads where the kernel has sock_*_length")
+	all, allMaps := c.tracker.Programs(), c.tracker.Maps()
+	for _, src := range c.sources {
+		all, allMaps = append(all, src.kernel().Programs()...), append(allMaps, src.kernel().Maps()...)
 	}
-	require.NotNil(t, c.sched, "sched must load on this kernel")
-	require.NotNil(t, c.proc, "process exits must load on this kernel")
-	require.NotNil(t, c.disk, "disk must load on this kernel")
-	all = slices.Concat(all, c.sched.Programs(), c.proc.Programs(), c.disk.Programs())
-	allMaps = slices.Concat(allMaps, c.sched.Maps(), c.proc.Maps(), c.disk.Maps())
 	for _, p := range all {
 		info, err := p.Info()
 		require.NoError(t, err)
@@ -64,6 +61,30 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 	slices.Sort(progs)
 	slices.Sort(maps)
 	return progs, maps
+}
+
+// loaded returns the source of type S that c loaded, and fails the test
+// when c has none.
+func loaded[S source](t *testing.T, c *core) S {
+	t.Helper()
+	for _, src := range c.sources {
+		if s, ok := src.(S); ok {
+			return s
+		}
+	}
+	var none S
+	require.Failf(t, "capability not loaded", "no %T in the core", none)
+	return none
+}
+
+// isLoaded reports whether c loaded a source of type S.
+func isLoaded[S source](c *core) bool {
+	for _, src := range c.sources {
+		if _, ok := src.(S); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // wantPrograms is the number of programs a default config loads: 2 for

@@ -27,24 +27,31 @@ import (
 // Golden tests of the node-pressure sources (scheduler, process exits,
 // disk): kernel snapshots in, metrics and log records out.
 
-func testMetricsBuilder(cfg *Config) (*metadata.MetricsBuilder, pcommon.Timestamp) {
+// testMetricsEnv is what the scraper gives each source's metrics part.
+func testMetricsEnv(cfg *Config) metricsEnv {
 	enableMapDetail(cfg)
 	set := receivertest.NewNopSettings(metadata.Type)
 	start := pcommon.NewTimestampFromTime(time.Now())
-	return metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start)), start
+	mb := metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start))
+	return metricsEnv{mb: mb, start: start, removed: testPaths.IsRemoved, logger: zap.NewNop()}
 }
 
-// collectSources does what the scraper does once the snapshots are loaded.
-func collectSources(t *testing.T, mb *metadata.MetricsBuilder, sources ...source) pmetric.Metrics {
+// collectParts does what the scraper does once the snapshots are loaded.
+func collectParts(t *testing.T, mb *metadata.MetricsBuilder, parts ...metricsPart) pmetric.Metrics {
 	t.Helper()
-	c := collector{
-		mb:      mb,
-		res:     resources{rac: metadata.DefaultResourceAttributesConfig(), paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"},
-		sources: sources,
-	}
+	c := collector{mb: mb, res: testResources, parts: parts}
 	out, err := c.collect(pcommon.NewTimestampFromTime(time.Now()), func(pcommon.Timestamp) {})
 	require.NoError(t, err)
 	return out
+}
+
+var testResources = resources{rac: metadata.DefaultResourceAttributesConfig(), paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"}
+
+// takeStale returns what a collection left to drop from the kernel, and
+// forgets it as dropStale does.
+func takeStale[K any](s *staleKeys[K]) (keys []K) {
+	_ = s.drop(func(k []K) error { keys = k; return nil })
+	return keys
 }
 
 // runq returns scheduler stats with the given run-queue latencies.
@@ -81,13 +88,13 @@ func TestSchedSource(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := createDefaultConfig()
 			cfg.Sched.RunQueueHistogram = tt.histogram
-			mb, start := testMetricsBuilder(cfg)
-			s := newSchedSource(nil, mb, start, cfg.Sched, testPaths.IsRemoved)
+			env := testMetricsEnv(cfg)
+			s := (&schedSource{cfg: cfg.Sched}).newMetrics(env).(*schedMetrics)
 			s.snap = snap
-			got := collectSources(t, mb, s)
+			got := collectParts(t, env.mb, s)
 			compareGolden(t, filepath.Join("testdata", "sched", tt.name+".yaml"), got)
-			assert.Equal(t, []uint64{goneCgroup}, s.takeStale())
-			assert.Empty(t, s.takeStale())
+			assert.Equal(t, []uint64{goneCgroup}, takeStale(&s.stale))
+			assert.Empty(t, takeStale(&s.stale))
 		})
 	}
 }
@@ -101,8 +108,8 @@ func TestDiskSource(t *testing.T) {
 	// No device has these numbers, so their names are major:minor.
 	const devA, devB = 4000<<20 | 1, 4000<<20 | 2
 	cfg := createDefaultConfig()
-	mb, start := testMetricsBuilder(cfg)
-	s := newDiskSource(nil, mb, start, cfg.Disk, testPaths.IsRemoved)
+	env := testMetricsEnv(cfg)
+	s := (&diskSource{cfg: cfg.Disk}).newMetrics(env).(*diskMetrics)
 	s.snap = blockio.Snapshot{
 		Series: map[blockio.Key]blockio.Stats{
 			{CgroupId: podCgroup, Dev: devA, Op: uint8(blockio.OpWrite)}:    io(64, 64*65536, 1500*time.Microsecond),
@@ -114,14 +121,15 @@ func TestDiskSource(t *testing.T) {
 	}
 	s.snap.Overflow[blockio.OpWrite] = io(5, 20480, 1024*time.Microsecond)
 	s.index()
-	got := collectSources(t, mb, s)
+	got := collectParts(t, env.mb, s)
 	compareGolden(t, filepath.Join("testdata", "disk", "all.yaml"), got)
 }
 
 func TestProcessSource(t *testing.T) {
 	cfg := createDefaultConfig()
-	mb, _ := testMetricsBuilder(cfg)
-	s := &processSource{logs: &processLogs{events: 9, refused: 1}, mb: mb, capacity: int64(cfg.Process.MaxSeries), removed: testPaths.IsRemoved}
+	env := testMetricsEnv(cfg)
+	src := &processSource{cfg: cfg.Process, logs: &processLogs{events: 9, refused: 1}}
+	s := src.newMetrics(env).(*processMetrics)
 	s.snap = procexit.Snapshot{
 		Exits: map[procexit.ExitKey]uint64{
 			{CgroupId: podCgroup, Signal: 11}:    2,
@@ -134,15 +142,15 @@ func TestProcessSource(t *testing.T) {
 		Lost:     procexit.Lost{SeriesFull: 6, RateLimited: 20, RingbufFull: 0},
 	}
 	s.index()
-	got := collectSources(t, mb, s)
+	got := collectParts(t, env.mb, s)
 	compareGolden(t, filepath.Join("testdata", "process", "all.yaml"), got)
-	assert.Equal(t, []uint64{goneCgroup}, s.takeStale())
+	assert.Equal(t, []uint64{goneCgroup}, takeStale(&s.stale))
 }
 
 func TestProcessLogs(t *testing.T) {
 	sink := new(consumertest.LogsSink)
 	l := &processLogs{
-		res:    resources{rac: metadata.DefaultResourceAttributesConfig(), paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"},
+		res:    testResources,
 		logger: zap.NewNop(),
 		bootNS: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC).UnixNano(),
 	}

@@ -40,8 +40,60 @@ func signalName(sig uint8) string {
 	return fmt.Sprintf("SIG%d", sig)
 }
 
-// processSource records the failed exits and OOM kills of each cgroup.
+// processPollInterval bounds how long a process record waits in the
+// kernel's ring buffer before the receiver reads it.
+const processPollInterval = 100 * time.Millisecond
+
+// loadProcess loads the process exit and OOM kill hooks and records the
+// status of each part.
+func loadProcess(cfg *Config, env sourceEnv) (source, []capability, error) {
+	hooks := procexit.Hooks()
+	if !cfg.Process.Enabled {
+		return nil, disabledParts(hooks, procexit.Parts()), nil
+	}
+	tr, err := procexit.Load(procexit.Options{
+		MaxSeries:     uint32(cfg.Process.MaxSeries),
+		LogsPerSecond: uint32(cfg.Process.LogsPerSecond),
+		PollInterval:  processPollInterval,
+	})
+	var disabled map[string]error
+	if err == nil {
+		disabled = tr.Disabled()
+	}
+	caps, capErr := partStatus("process", hooks, procexit.Parts(), cfg.Process.Required, err, disabled)
+	switch {
+	case err != nil:
+		return nil, caps, capErr
+	case capErr != nil:
+		return nil, nil, errors.Join(capErr, tr.Close())
+	}
+	return &processSource{tracer: tr, cfg: cfg.Process, logs: newProcessLogs(tr, env.res, env.logger)}, caps, nil
+}
+
+// processSource is the process exit and OOM kill capability: counts per
+// cgroup, and a log record of each death by signal and OOM kill.
 type processSource struct {
+	tracer *procexit.Tracer
+	cfg    ProcessConfig
+	logs   *processLogs
+}
+
+func (s *processSource) kernel() kernelObjects { return s.tracer }
+
+func (s *processSource) close() error {
+	err := s.tracer.Close()
+	s.logs.close()
+	return err
+}
+
+func (s *processSource) newMetrics(env metricsEnv) metricsPart {
+	return &processMetrics{tracer: s.tracer, logs: s.logs, mb: env.mb, capacity: int64(s.cfg.MaxSeries), removed: env.removed}
+}
+
+func (s *processSource) logRecords() *processLogs { return s.logs }
+
+// processMetrics records the failed exits and OOM kills of each cgroup.
+type processMetrics struct {
 	tracer   *procexit.Tracer
 	logs     *processLogs
 	mb       *metadata.MetricsBuilder
@@ -49,10 +101,10 @@ type processSource struct {
 	removed  func(id uint64) bool
 	snap     procexit.Snapshot
 	byCgroup map[uint64][]procexit.ExitKey
-	stale    []uint64
+	stale    staleKeys[uint64]
 }
 
-func (s *processSource) load() error {
+func (s *processMetrics) snapshot() error {
 	if err := s.tracer.Snapshot(&s.snap); err != nil {
 		return err
 	}
@@ -61,7 +113,7 @@ func (s *processSource) load() error {
 }
 
 // index groups the snapshot's series by cgroup.
-func (s *processSource) index() {
+func (s *processMetrics) index() {
 	s.byCgroup = make(map[uint64][]procexit.ExitKey)
 	for k := range s.snap.Exits {
 		s.byCgroup[k.CgroupId] = append(s.byCgroup[k.CgroupId], k)
@@ -73,7 +125,7 @@ func (s *processSource) index() {
 	}
 }
 
-func (s *processSource) cgroups(yield func(uint64) bool) {
+func (s *processMetrics) cgroups(yield func(uint64) bool) {
 	for id := range s.byCgroup {
 		if !yield(id) {
 			return
@@ -81,7 +133,7 @@ func (s *processSource) cgroups(yield func(uint64) bool) {
 	}
 }
 
-func (s *processSource) record(id uint64, now pcommon.Timestamp, _ pmetric.MetricSlice) {
+func (s *processMetrics) record(id uint64, now pcommon.Timestamp, _ pmetric.MetricSlice) {
 	keys, ok := s.byCgroup[id]
 	if !ok {
 		return
@@ -100,11 +152,11 @@ func (s *processSource) record(id uint64, now pcommon.Timestamp, _ pmetric.Metri
 		s.mb.RecordProcessOomKillsDataPoint(now, int64(n), false)
 	}
 	if s.removed(id) {
-		s.stale = append(s.stale, id)
+		s.stale.add(id)
 	}
 }
 
-func (s *processSource) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice) {
+func (s *processMetrics) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice) {
 	if n := s.snap.Overflow.Exits; n > 0 {
 		s.mb.RecordProcessExitsDataPoint(now, int64(n), 0, "", true)
 	}
@@ -122,15 +174,7 @@ func (s *processSource) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice)
 	recordMapFill(s.mb, now, int64(len(s.snap.OOMKills)), s.capacity, metadata.AttributeEbpfMapProcessOomKills)
 }
 
-func (s *processSource) deleteCgroups(ids []uint64) error {
-	return s.tracer.DeleteCgroups(ids)
-}
-
-func (s *processSource) takeStale() []uint64 {
-	stale := s.stale
-	s.stale = nil
-	return stale
-}
+func (s *processMetrics) dropStale() error { return s.stale.drop(s.tracer.DeleteCgroups) }
 
 // processLogs turns the kernel's death-by-signal and OOM kill records into
 // log records, batched for at most processLogsFlush.

@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/collector/scraper/scraperhelper"
 	"go.uber.org/zap"
 
-	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
 
@@ -40,22 +39,6 @@ type metricsScraper struct {
 	core *core
 	mb   *metadata.MetricsBuilder
 	coll collector
-	tcp  *tcpBuilder
-	snap tcpconn.Snapshot
-	lost tcpconn.Lost
-	// kernel holds the sources read from a kernel snapshot at each
-	// collection, whose removed cgroups are deleted once exported.
-	kernel []kernelSource
-}
-
-// kernelSource is a source whose data is a snapshot of kernel maps kept per
-// cgroup.
-type kernelSource interface {
-	source
-	load() error
-	// takeStale returns the removed cgroups exported since the last call.
-	takeStale() []uint64
-	deleteCgroups(ids []uint64) error
 }
 
 func (s *metricsScraper) start(context.Context, component.Host) error {
@@ -66,40 +49,17 @@ func (s *metricsScraper) start(context.Context, component.Host) error {
 	s.core = c
 	start := pcommon.NewTimestampFromTime(time.Now())
 	s.mb = metadata.NewMetricsBuilder(s.cfg.MetricsBuilderConfig, s.set, metadata.WithStartTime(start))
-	s.coll = collector{mb: s.mb, res: resources{rac: s.cfg.ResourceAttributes, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}}
-	if c.tcp != nil {
-		s.tcp = newTCPBuilder(s.mb, start, s.cfg.TCP, c.cgroups.IsRemoved)
-		s.coll.sources = append(s.coll.sources, s.tcp)
-	}
-	if c.http != nil {
-		s.coll.sources = append(s.coll.sources, httpSource{p: c.http, mb: s.mb, removed: c.cgroups.IsRemoved})
-	}
-	if c.sched != nil {
-		s.kernel = append(s.kernel, newSchedSource(c.sched, s.mb, start, s.cfg.Sched, c.cgroups.IsRemoved))
-	}
-	if c.proc != nil {
-		s.kernel = append(s.kernel, &processSource{tracer: c.proc, logs: c.procLogs, mb: s.mb,
-			capacity: int64(s.cfg.Process.MaxSeries), removed: c.cgroups.IsRemoved})
-	}
-	if c.disk != nil {
-		s.kernel = append(s.kernel, newDiskSource(c.disk, s.mb, start, s.cfg.Disk, c.cgroups.IsRemoved))
-	}
-	for _, k := range s.kernel {
-		s.coll.sources = append(s.coll.sources, k)
+	s.coll = collector{mb: s.mb, res: c.resources(s.cfg)}
+	env := metricsEnv{mb: s.mb, start: start, removed: c.cgroups.IsRemoved, logger: s.set.Logger}
+	for _, src := range c.sources {
+		s.coll.parts = append(s.coll.parts, src.newMetrics(env))
 	}
 	return nil
 }
 
 func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
-	if s.tcp != nil {
-		if err := s.core.tcp.Snapshot(&s.snap); err != nil {
-			return pmetric.NewMetrics(), err
-		}
-		s.warnLost()
-		s.tcp.load(&s.snap)
-	}
-	for _, k := range s.kernel {
-		if err := k.load(); err != nil {
+	for _, p := range s.coll.parts {
+		if err := p.snapshot(); err != nil {
 			return pmetric.NewMetrics(), err
 		}
 	}
@@ -111,27 +71,12 @@ func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	if err != nil {
 		s.set.Logger.Warn("cannot resolve cgroup paths", zap.Error(err))
 	}
-	if s.tcp != nil {
-		if err := s.core.tcp.DeleteFlows(s.tcp.takeStale()); err != nil {
-			s.set.Logger.Warn("cannot drop the flows of removed cgroups", zap.Error(err))
-		}
-	}
-	for _, k := range s.kernel {
-		if err := k.deleteCgroups(k.takeStale()); err != nil {
+	for _, p := range s.coll.parts {
+		if err := p.dropStale(); err != nil {
 			s.set.Logger.Warn("cannot drop the data of removed cgroups", zap.Error(err))
 		}
 	}
 	return out, nil
-}
-
-func (s *metricsScraper) warnLost() {
-	if s.snap.Lost == s.lost {
-		return
-	}
-	s.set.Logger.Warn("tcp kernel maps are full; see ebpf.tcp.lost",
-		zap.Uint64("connections_untracked", s.snap.Lost.ConnsFull-s.lost.ConnsFull),
-		zap.Uint64("flow_updates_in_overflow", s.snap.Lost.FlowsFull-s.lost.FlowsFull))
-	s.lost = s.snap.Lost
 }
 
 func (s *metricsScraper) recordCapabilities(now pcommon.Timestamp) {
@@ -186,111 +131,105 @@ func (s *metricsScraper) shutdown(context.Context) error {
 }
 
 func createTraces(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Traces) (receiver.Traces, error) {
-	obs, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
-		ReceiverID:             set.ID,
-		Transport:              "ebpf",
-		ReceiverCreateSettings: set,
+	obs, err := newObsReport(set)
+	if err != nil {
+		return nil, err
+	}
+	traces, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
+		ctx = obs.StartTracesOp(ctx)
+		err := next.ConsumeTraces(ctx, td)
+		obs.EndTracesOp(ctx, metadata.Type.String(), td.SpanCount(), err)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &tracesReceiver{cfg: cfg.(*Config), set: set, next: next, obs: obs}, nil
-}
-
-// tracesReceiver exports the spans of the shared HTTP capture.
-type tracesReceiver struct {
-	cfg  *Config
-	set  receiver.Settings
-	next consumer.Traces
-	obs  *receiverhelper.ObsReport
-	core *core
-}
-
-func (r *tracesReceiver) Start(context.Context, component.Host) error {
-	c, err := acquireCore(r.cfg, r.set.Logger)
-	if err != nil {
-		return err
-	}
-	r.core = c
-	if c.http == nil {
-		r.set.Logger.Warn("no spans: http capture is disabled; see the capability log lines")
-		return nil
-	}
-	next, err := consumer.NewTraces(func(ctx context.Context, td ptrace.Traces) error {
-		ctx = r.obs.StartTracesOp(ctx)
-		err := r.next.ConsumeTraces(ctx, td)
-		r.obs.EndTracesOp(ctx, metadata.Type.String(), td.SpanCount(), err)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	c.http.spans.setConsumer(next)
-	return nil
-}
-
-func (r *tracesReceiver) Shutdown(context.Context) error {
-	if r.core == nil {
-		return nil
-	}
-	if r.core.http != nil {
-		r.core.http.spans.setConsumer(nil)
-	}
-	r.core = nil
-	return releaseCore(r.cfg)
+	return &pushReceiver{cfg: cfg.(*Config), set: set, signal: "spans", connect: func(src source, on bool) bool {
+		s, ok := src.(spansSource)
+		if ok {
+			var pipeline consumer.Traces
+			if on {
+				pipeline = traces
+			}
+			s.spanQueue().setConsumer(pipeline)
+		}
+		return ok
+	}}, nil
 }
 
 func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
-	obs, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
-		ReceiverID:             set.ID,
-		Transport:              "ebpf",
-		ReceiverCreateSettings: set,
+	obs, err := newObsReport(set)
+	if err != nil {
+		return nil, err
+	}
+	logs, err := consumer.NewLogs(func(ctx context.Context, ld plog.Logs) error {
+		ctx = obs.StartLogsOp(ctx)
+		err := next.ConsumeLogs(ctx, ld)
+		obs.EndLogsOp(ctx, metadata.Type.String(), ld.LogRecordCount(), err)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &logsReceiver{cfg: cfg.(*Config), set: set, next: next, obs: obs}, nil
+	c := cfg.(*Config)
+	lbc := metadata.LogsBuilderConfig{Events: c.Events, ResourceAttributes: c.ResourceAttributes}
+	return &pushReceiver{cfg: c, set: set, signal: "logs", connect: func(src source, on bool) bool {
+		s, ok := src.(logsSource)
+		if ok {
+			var pipeline consumer.Logs
+			if on {
+				pipeline = logs
+			}
+			s.logRecords().setConsumer(pipeline, lbc, set)
+		}
+		return ok
+	}}, nil
 }
 
-// logsReceiver exports the log records of deaths by signal and OOM kills.
-type logsReceiver struct {
-	cfg  *Config
-	set  receiver.Settings
-	next consumer.Logs
-	obs  *receiverhelper.ObsReport
-	core *core
+func newObsReport(set receiver.Settings) (*receiverhelper.ObsReport, error) {
+	return receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
+		ReceiverID:             set.ID,
+		Transport:              "ebpf",
+		ReceiverCreateSettings: set,
+	})
 }
 
-func (r *logsReceiver) Start(context.Context, component.Host) error {
+// pushReceiver exports a signal that sources push as the kernel reports
+// it: the spans or the log records of the shared core.
+type pushReceiver struct {
+	cfg    *Config
+	set    receiver.Settings
+	signal string
+	// connect hands the signal's pipeline to src (on) or takes it back, and
+	// reports whether src exports the signal.
+	connect func(src source, on bool) bool
+	core    *core
+}
+
+func (r *pushReceiver) Start(context.Context, component.Host) error {
 	c, err := acquireCore(r.cfg, r.set.Logger)
 	if err != nil {
 		return err
 	}
 	r.core = c
-	if c.procLogs == nil {
-		r.set.Logger.Warn("no logs: process exits are disabled; see the capability log lines")
-		return nil
+	connected := 0
+	for _, src := range c.sources {
+		if r.connect(src, true) {
+			connected++
+		}
 	}
-	next, err := consumer.NewLogs(func(ctx context.Context, ld plog.Logs) error {
-		ctx = r.obs.StartLogsOp(ctx)
-		err := r.next.ConsumeLogs(ctx, ld)
-		r.obs.EndLogsOp(ctx, metadata.Type.String(), ld.LogRecordCount(), err)
-		return err
-	})
-	if err != nil {
-		return err
+	if connected == 0 {
+		r.set.Logger.Warn("no " + r.signal + ": no enabled capability exports them; see the capability log lines")
 	}
-	lbc := metadata.LogsBuilderConfig{Events: r.cfg.Events, ResourceAttributes: r.cfg.ResourceAttributes}
-	c.procLogs.setConsumer(next, lbc, r.set)
 	return nil
 }
 
-func (r *logsReceiver) Shutdown(context.Context) error {
+func (r *pushReceiver) Shutdown(context.Context) error {
 	if r.core == nil {
 		return nil
 	}
-	if r.core.procLogs != nil {
-		r.core.procLogs.setConsumer(nil, metadata.LogsBuilderConfig{}, r.set)
+	for _, src := range r.core.sources {
+		r.connect(src, false)
 	}
 	r.core = nil
 	return releaseCore(r.cfg)

@@ -10,9 +10,35 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
 
-// schedSource records the scheduler metrics of each cgroup from the
-// kernel's per-cgroup aggregates.
+// loadSched loads the scheduler metrics.
+func loadSched(cfg *Config, _ sourceEnv) (source, []capability, error) {
+	tr, caps, err := loadOnePart("sched", schedstat.Hooks, cfg.Sched.Enabled, cfg.Sched.Required,
+		func() (*schedstat.Tracer, error) {
+			return schedstat.Load(schedstat.Options{MaxCgroups: uint32(cfg.Sched.MaxCgroups)})
+		})
+	if tr == nil {
+		return nil, caps, err
+	}
+	return &schedSource{tracer: tr, cfg: cfg.Sched}, caps, nil
+}
+
+// schedSource is the scheduler capability.
 type schedSource struct {
+	tracer *schedstat.Tracer
+	cfg    SchedConfig
+}
+
+func (s *schedSource) kernel() kernelObjects { return s.tracer }
+func (s *schedSource) close() error          { return s.tracer.Close() }
+
+func (s *schedSource) newMetrics(env metricsEnv) metricsPart {
+	return &schedMetrics{tracer: s.tracer, mb: env.mb, start: env.start, histogram: s.cfg.RunQueueHistogram,
+		capacity: int64(s.cfg.MaxCgroups), removed: env.removed}
+}
+
+// schedMetrics records the scheduler metrics of each cgroup from the
+// kernel's per-cgroup aggregates.
+type schedMetrics struct {
 	tracer    *schedstat.Tracer
 	mb        *metadata.MetricsBuilder
 	start     pcommon.Timestamp
@@ -22,18 +48,14 @@ type schedSource struct {
 	// kernel once exported.
 	removed func(id uint64) bool
 	snap    schedstat.Snapshot
-	stale   []uint64
+	stale   staleKeys[uint64]
 }
 
-func newSchedSource(tr *schedstat.Tracer, mb *metadata.MetricsBuilder, start pcommon.Timestamp, cfg SchedConfig, removed func(uint64) bool) *schedSource {
-	return &schedSource{tracer: tr, mb: mb, start: start, histogram: cfg.RunQueueHistogram, capacity: int64(cfg.MaxCgroups), removed: removed}
-}
-
-func (s *schedSource) load() error {
+func (s *schedMetrics) snapshot() error {
 	return s.tracer.Snapshot(&s.snap)
 }
 
-func (s *schedSource) cgroups(yield func(uint64) bool) {
+func (s *schedMetrics) cgroups(yield func(uint64) bool) {
 	for id := range s.snap.Cgroups {
 		if !yield(id) {
 			return
@@ -41,19 +63,19 @@ func (s *schedSource) cgroups(yield func(uint64) bool) {
 	}
 }
 
-func (s *schedSource) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *schedMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	st, ok := s.snap.Cgroups[id]
 	if !ok {
 		return
 	}
 	s.recordStats(&st, false, now, histograms)
 	if s.removed(id) {
-		s.stale = append(s.stale, id)
+		s.stale.add(id)
 	}
 }
 
 // recordNode records the overflow of the kernel map and its losses.
-func (s *schedSource) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *schedMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	if s.snap.Overflow != (schedstat.Stats{}) {
 		s.recordStats(&s.snap.Overflow, true, now, histograms)
 	}
@@ -62,7 +84,7 @@ func (s *schedSource) recordNode(now pcommon.Timestamp, histograms pmetric.Metri
 	recordMapFill(s.mb, now, int64(len(s.snap.Cgroups)), s.capacity, metadata.AttributeEbpfMapSchedCgroups)
 }
 
-func (s *schedSource) recordStats(st *schedstat.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *schedMetrics) recordStats(st *schedstat.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	s.mb.RecordContainerCPUTimeDataPoint(now, float64(st.OncpuNs)/1e9, overflow)
 	s.mb.RecordSchedSwitchesInvoluntaryDataPoint(now, int64(st.Involuntary), overflow)
 	if !s.histogram || st.RunqCount == 0 {
@@ -76,12 +98,4 @@ func (s *schedSource) recordStats(st *schedstat.Stats, overflow bool, now pcommo
 	}
 }
 
-func (s *schedSource) deleteCgroups(ids []uint64) error {
-	return s.tracer.DeleteCgroups(ids)
-}
-
-func (s *schedSource) takeStale() []uint64 {
-	stale := s.stale
-	s.stale = nil
-	return stale
-}
+func (s *schedMetrics) dropStale() error { return s.stale.drop(s.tracer.DeleteCgroups) }

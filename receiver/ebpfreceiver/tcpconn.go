@@ -4,10 +4,12 @@ package ebpfreceiver
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
@@ -39,9 +41,53 @@ type series struct {
 	stats     tcpconn.FlowStats
 }
 
-// tcpBuilder turns kernel flow snapshots into metrics, with at most
+// loadTCP loads the TCP metrics and records the status of each of their
+// parts.
+func loadTCP(cfg *Config, _ sourceEnv) (source, []capability, error) {
+	hooks := tcpconn.Hooks()
+	if !cfg.TCP.Enabled {
+		return nil, disabledParts(hooks, tcpconn.Parts()), nil
+	}
+	tr, err := tcpconn.Load(tcpconn.Options{
+		MaxConnections:    uint32(cfg.TCP.MaxConnections),
+		MaxFlows:          uint32(cfg.TCP.MaxFlows),
+		RTTSampleInterval: cfg.TCP.RTTSampleInterval,
+		AttachTo:          cfg.tcpAttachTo,
+		RejectProgram:     cfg.tcpRejectProgram,
+	})
+	var disabled map[string]error
+	if err == nil {
+		disabled = tr.Disabled()
+	}
+	caps, capErr := partStatus("tcp", hooks, tcpconn.Parts(), cfg.TCP.Required, err, disabled)
+	if err != nil {
+		return nil, caps, capErr
+	}
+	src := &tcpSource{tracer: tr, cfg: cfg.TCP}
+	if capErr != nil {
+		return nil, nil, errors.Join(capErr, src.close())
+	}
+	return src, caps, nil
+}
+
+// tcpSource is the TCP capability.
+type tcpSource struct {
+	tracer *tcpconn.Tracer
+	cfg    TCPConfig
+}
+
+func (s *tcpSource) kernel() kernelObjects { return s.tracer }
+func (s *tcpSource) close() error          { return s.tracer.Close() }
+
+func (s *tcpSource) newMetrics(env metricsEnv) metricsPart {
+	return newTCPMetrics(s.tracer, env, s.cfg)
+}
+
+// tcpMetrics turns kernel flow snapshots into metrics, with at most
 // maxPeers series per resource.
-type tcpBuilder struct {
+type tcpMetrics struct {
+	tracer       *tcpconn.Tracer // nil in tests that load snapshots by hand
+	logger       *zap.Logger
 	mb           *metadata.MetricsBuilder
 	start        pcommon.Timestamp
 	maxPeers     int
@@ -51,37 +97,60 @@ type tcpBuilder struct {
 	// removed reports a removed cgroup; its flows are dropped from the
 	// kernel once exported with no connection left.
 	removed func(id uint64) bool
-	stale   []tcpconn.Flow
+	stale   staleKeys[tcpconn.Flow]
 	// admitted holds, per cgroup, the flows exported as their own series.
 	// Admission is sticky so that cumulative series never move between a
 	// flow and the overflow.
 	admitted map[uint64]map[tcpconn.Flow]struct{}
 	// snap is the snapshot being recorded, and byCgroup its flows.
-	snap     *tcpconn.Snapshot
+	snap     tcpconn.Snapshot
 	byCgroup map[uint64][]tcpconn.Flow
+	// lost is what the last collection reported lost, to warn of growth.
+	lost tcpconn.Lost
 	// rtt holds the series of the resource being recorded that have RTT
 	// samples: mdatagen cannot build histograms, so appendHistograms does.
 	rtt []series
 }
 
-func newTCPBuilder(mb *metadata.MetricsBuilder, start pcommon.Timestamp, cfg TCPConfig, removed func(uint64) bool) *tcpBuilder {
-	return &tcpBuilder{
-		mb:           mb,
-		start:        start,
+func newTCPMetrics(tr *tcpconn.Tracer, env metricsEnv, cfg TCPConfig) *tcpMetrics {
+	return &tcpMetrics{
+		tracer:       tr,
+		logger:       env.logger,
+		mb:           env.mb,
+		start:        env.start,
 		capConns:     int64(cfg.MaxConnections),
 		capFlows:     int64(cfg.MaxFlows),
-		removed:      removed,
+		removed:      env.removed,
 		maxPeers:     cfg.MaxPeersPerResource,
 		rttHistogram: cfg.RTTHistogram,
 		admitted:     make(map[uint64]map[tcpconn.Flow]struct{}),
 	}
 }
 
-// load takes the snapshot to record.
-func (b *tcpBuilder) load(snap *tcpconn.Snapshot) {
-	b.snap = snap
+func (b *tcpMetrics) snapshot() error {
+	if err := b.tracer.Snapshot(&b.snap); err != nil {
+		return err
+	}
+	b.warnLost()
+	b.index()
+	return nil
+}
+
+func (b *tcpMetrics) warnLost() {
+	if b.snap.Lost == b.lost {
+		return
+	}
+	b.logger.Warn("tcp kernel maps are full; see ebpf.tcp.lost",
+		zap.Uint64("connections_untracked", b.snap.Lost.ConnsFull-b.lost.ConnsFull),
+		zap.Uint64("flow_updates_in_overflow", b.snap.Lost.FlowsFull-b.lost.FlowsFull))
+	b.lost = b.snap.Lost
+}
+
+// index groups the snapshot's flows by cgroup and forgets the admissions of
+// cgroups gone from it.
+func (b *tcpMetrics) index() {
 	b.byCgroup = make(map[uint64][]tcpconn.Flow)
-	for f := range snap.Flows {
+	for f := range b.snap.Flows {
 		b.byCgroup[f.CgroupId] = append(b.byCgroup[f.CgroupId], f)
 	}
 	for id := range b.admitted {
@@ -93,7 +162,7 @@ func (b *tcpBuilder) load(snap *tcpconn.Snapshot) {
 
 // cgroups yields the cgroups that have flows. Cgroup 0, what no socket
 // owns, goes on the node.
-func (b *tcpBuilder) cgroups(yield func(uint64) bool) {
+func (b *tcpMetrics) cgroups(yield func(uint64) bool) {
 	for id := range b.byCgroup {
 		if id != 0 && !yield(id) {
 			return
@@ -103,33 +172,29 @@ func (b *tcpBuilder) cgroups(yield func(uint64) bool) {
 
 // record records the flows of one cgroup, folding those past the peer cap
 // into one overflow series per direction.
-func (b *tcpBuilder) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (b *tcpMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	flows := b.byCgroup[id]
 	if len(flows) == 0 {
 		return
 	}
 	slices.SortFunc(flows, compareFlows)
-	b.recordCgroup(id, flows, b.snap, now)
+	b.recordCgroup(id, flows, &b.snap, now)
 	b.appendRTT(histograms, now)
 	if b.removed(id) && !slices.ContainsFunc(flows, func(f tcpconn.Flow) bool {
 		st := b.snap.Flows[f]
 		return st.Active() > 0
 	}) {
-		b.stale = append(b.stale, flows...)
+		b.stale.add(flows...)
 	}
 }
 
-// takeStale returns the flows to drop from the kernel: those of removed
-// cgroups, exported for the last time.
-func (b *tcpBuilder) takeStale() []tcpconn.Flow {
-	stale := b.stale
-	b.stale = nil
-	return stale
-}
+// dropStale drops from the kernel the flows of removed cgroups, exported for
+// the last time.
+func (b *tcpMetrics) dropStale() error { return b.stale.drop(b.tracer.DeleteFlows) }
 
 // recordNode records what no socket owns and what the kernel could not keep
 // per flow.
-func (b *tcpBuilder) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (b *tcpMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	for _, f := range b.byCgroup[0] {
 		b.recordSeries(series{direction: tcpconn.Direction(f.Direction), stats: b.snap.Flows[f]}, now)
 	}
@@ -147,7 +212,7 @@ func (b *tcpBuilder) recordNode(now pcommon.Timestamp, histograms pmetric.Metric
 
 // recordCgroup records the flows of one cgroup, folding those past the peer
 // cap into one overflow series per direction.
-func (b *tcpBuilder) recordCgroup(id uint64, flows []tcpconn.Flow, snap *tcpconn.Snapshot, now pcommon.Timestamp) {
+func (b *tcpMetrics) recordCgroup(id uint64, flows []tcpconn.Flow, snap *tcpconn.Snapshot, now pcommon.Timestamp) {
 	admitted := b.admitted[id]
 	if admitted == nil {
 		admitted = make(map[tcpconn.Flow]struct{})
@@ -190,7 +255,7 @@ func flowSeries(f tcpconn.Flow, st tcpconn.FlowStats) series {
 	return s
 }
 
-func (b *tcpBuilder) recordSeries(s series, now pcommon.Timestamp) {
+func (b *tcpMetrics) recordSeries(s series, now pcommon.Timestamp) {
 	dir := directions[s.direction]
 	st := &s.stats
 	for o, n := range st.Opened {
@@ -237,7 +302,7 @@ func compareFlows(a, b tcpconn.Flow) int {
 
 // appendRTT adds the tcp.connection.rtt histogram of the series recorded
 // since the last call.
-func (b *tcpBuilder) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestamp) {
+func (b *tcpMetrics) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestamp) {
 	if len(b.rtt) == 0 {
 		return
 	}

@@ -16,10 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.opentelemetry.io/collector/receiver/receivertest"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
-	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
 
 // fakePaths stands in for the cgroup resolver: the builder only reads it.
@@ -157,12 +155,8 @@ func TestTCPBuilderPeerCapIsSticky(t *testing.T) {
 	compareGolden(t, filepath.Join("testdata", "tcpconn", "peer_cap_sticky.yaml"), got)
 }
 
-func newTestBuilder(cfg *Config) *tcpBuilder {
-	enableMapDetail(cfg)
-	set := receivertest.NewNopSettings(metadata.Type)
-	start := pcommon.NewTimestampFromTime(time.Now())
-	mb := metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set, metadata.WithStartTime(start))
-	return newTCPBuilder(mb, start, cfg.TCP, testPaths.IsRemoved)
+func newTestBuilder(cfg *Config) *tcpMetrics {
+	return (&tcpSource{cfg: cfg.TCP}).newMetrics(testMetricsEnv(cfg)).(*tcpMetrics)
 }
 
 // enableMapDetail turns on the per-map metrics, off by default, so that the
@@ -173,13 +167,10 @@ func enableMapDetail(cfg *Config) {
 }
 
 // buildTCP does what the scraper does with a snapshot.
-func buildTCP(b *tcpBuilder, snap *tcpconn.Snapshot, now pcommon.Timestamp) pmetric.Metrics {
-	b.load(snap)
-	c := collector{
-		mb:      b.mb,
-		res:     resources{rac: metadata.DefaultResourceAttributesConfig(), paths: testPaths, hostName: "node-1", nodeName: "k8s-node-1"},
-		sources: []source{b},
-	}
+func buildTCP(b *tcpMetrics, snap *tcpconn.Snapshot, now pcommon.Timestamp) pmetric.Metrics {
+	b.snap = *snap
+	b.index()
+	c := collector{mb: b.mb, res: testResources, parts: []metricsPart{b}}
 	out, err := c.collect(now, func(pcommon.Timestamp) {})
 	if err != nil {
 		panic(err)
@@ -214,10 +205,10 @@ func TestTCPBuilderDropsRemovedCgroups(t *testing.T) {
 	live := flow(podCgroup, tcpconn.DirectionClient, "198.18.0.3", 80, 0)
 	snap := tcpconn.Snapshot{Flows: map[tcpconn.Flow]tcpconn.FlowStats{gone: closed, live: closed}}
 	buildTCP(b, &snap, pcommon.NewTimestampFromTime(time.Now()))
-	assert.Equal(t, []tcpconn.Flow{gone}, b.takeStale())
-	assert.Empty(t, b.takeStale())
+	assert.Equal(t, []tcpconn.Flow{gone}, takeStale(&b.stale))
+	assert.Empty(t, takeStale(&b.stale))
 
 	snap.Flows[gone] = open
 	buildTCP(b, &snap, pcommon.NewTimestampFromTime(time.Now()))
-	assert.Empty(t, b.takeStale(), "a connection is still open")
+	assert.Empty(t, takeStale(&b.stale), "a connection is still open")
 }
