@@ -22,6 +22,7 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/tcpsource"
 )
 
 // The package's TestMain is generated; helper processes start here.
@@ -174,7 +175,7 @@ func TestShortLivedPodsAttribution(t *testing.T) {
 
 	// Once exported, the flows of the removed containers leave the kernel.
 	coresMu.Lock()
-	tracer := loaded[*tcpSource](t, cores[cfg]).tracer
+	tracer := loaded[*tcpsource.Source](t, cores[cfg]).Tracer()
 	coresMu.Unlock()
 	var snap tcpconn.Snapshot
 	require.NoError(t, tracer.Snapshot(&snap))

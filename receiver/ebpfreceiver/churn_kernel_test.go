@@ -16,6 +16,8 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/schedstat"
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/schedsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/tcpsource"
 )
 
 // 10,000 short-lived processes and 100,000 connections in fake pods whose
@@ -28,7 +30,7 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	coresMu.Lock()
 	c := cores[cfg]
 	coresMu.Unlock()
-	tcp, sched := loaded[*tcpSource](t, c).tracer, loaded[*schedSource](t, c).tracer
+	tcp, sched := loaded[*tcpsource.Source](t, c).Tracer(), loaded[*schedsource.Source](t, c).Tracer()
 	var snap tcpconn.Snapshot
 	var schedSnap schedstat.Snapshot
 	require.NoError(t, tcp.Snapshot(&snap))

@@ -2,6 +2,7 @@ package ebpfreceiver
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +12,12 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/disksource"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/processsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/schedsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/sourcetest"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/tcpsource"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -39,7 +45,7 @@ func TestLoadConfig(t *testing.T) {
 		cfg := load(t, component.NewIDWithName(metadata.Type, "custom"))
 		assert.Equal(t, 30*time.Second, cfg.CollectionInterval)
 		assert.Equal(t, "/sys/fs/cgroup", cfg.CgroupRoot)
-		assert.Equal(t, TCPConfig{
+		assert.Equal(t, tcpsource.Config{
 			Enabled:             true,
 			Required:            true,
 			MaxConnections:      1024,
@@ -55,90 +61,47 @@ func TestLoadConfig(t *testing.T) {
 		assert.True(t, cfg.Metrics.TCPConnectionOpened.Enabled)
 		assert.False(t, cfg.ResourceAttributes.CgroupPath.Enabled)
 		assert.True(t, cfg.ResourceAttributes.ContainerID.Enabled)
-		assert.Equal(t, SchedConfig{Enabled: false, MaxCgroups: 100, RunQueueHistogram: true}, cfg.Sched)
-		assert.Equal(t, ProcessConfig{Enabled: true, Required: true, MaxSeries: 64, LogsPerSecond: 5}, cfg.Process)
-		assert.Equal(t, DiskConfig{Enabled: true, MaxSeries: 32, MaxInflight: 128, LatencyHistogram: false}, cfg.Disk)
+		assert.Equal(t, schedsource.Config{Enabled: false, MaxCgroups: 100, RunQueueHistogram: true}, cfg.Sched)
+		assert.Equal(t, processsource.Config{Enabled: true, Required: true, MaxSeries: 64, LogsPerSecond: 5}, cfg.Process)
+		assert.Equal(t, disksource.Config{Enabled: true, MaxSeries: 32, MaxInflight: 128, LatencyHistogram: false}, cfg.Disk)
 		assert.False(t, cfg.Events.ProcessSignalDeath.Enabled)
 		assert.True(t, cfg.Events.ProcessOomKill.Enabled)
 	})
 }
 
 func TestValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		modify func(*Config)
-		errs   []error
-	}{
-		{name: "default", modify: func(*Config) {}},
-		{name: "zero interval", modify: func(c *Config) { c.CollectionInterval = 0 }, errs: []error{errCollectionInterval}},
-		{name: "interval without unit", modify: func(c *Config) { c.CollectionInterval = 10 }, errs: []error{errCollectionInterval}},
-		{name: "interval under the floor", modify: func(c *Config) { c.CollectionInterval = minCollectionInterval - 1 }, errs: []error{errCollectionInterval}},
-		{name: "interval at the floor", modify: func(c *Config) { c.CollectionInterval = minCollectionInterval }},
-		{name: "relative cgroup root", modify: func(c *Config) { c.CgroupRoot = "sys/fs/cgroup" }, errs: []error{errCgroupRootNotAbs}},
-		{name: "no connections", modify: func(c *Config) { c.TCP.MaxConnections = 0 }, errs: []error{errMaxConnections}},
-		{name: "too many connections", modify: func(c *Config) { c.TCP.MaxConnections = maxConnectionsLimit + 1 }, errs: []error{errMaxConnections}},
-		{name: "most connections", modify: func(c *Config) { c.TCP.MaxConnections = maxConnectionsLimit }},
-		{name: "no flows", modify: func(c *Config) { c.TCP.MaxFlows = 0 }, errs: []error{errMaxFlows}},
-		{name: "too many flows", modify: func(c *Config) { c.TCP.MaxFlows = maxFlowsLimit + 1 }, errs: []error{errMaxFlows}},
-		{name: "most flows", modify: func(c *Config) { c.TCP.MaxFlows = maxFlowsLimit }},
-		{name: "one peer", modify: func(c *Config) { c.TCP.MaxPeersPerResource = 1 }},
-		{name: "no peers", modify: func(c *Config) { c.TCP.MaxPeersPerResource = 0 }, errs: []error{errMaxPeers}},
-		{name: "negative rtt interval", modify: func(c *Config) { c.TCP.RTTSampleInterval = -time.Second }, errs: []error{errRTTSampleInterval}},
-		{name: "zero rtt interval", modify: func(c *Config) { c.TCP.RTTSampleInterval = 0 }},
-		{name: "small capture", modify: func(c *Config) { c.HTTP.CaptureBytes = 63 }, errs: []error{errCaptureBytes}},
-		{name: "large capture", modify: func(c *Config) { c.HTTP.CaptureBytes = 513 }, errs: []error{errCaptureBytes}},
-		{name: "smallest capture", modify: func(c *Config) { c.HTTP.CaptureBytes = 64 }},
-		{name: "largest capture", modify: func(c *Config) { c.HTTP.CaptureBytes = 512 }},
-		{name: "no http connections", modify: func(c *Config) { c.HTTP.MaxConnections = 0 }, errs: []error{errHTTPConnections}},
-		{name: "too many http connections", modify: func(c *Config) { c.HTTP.MaxConnections = maxHTTPConnsLimit + 1 }, errs: []error{errHTTPConnections}},
-		{name: "most http connections", modify: func(c *Config) { c.HTTP.MaxConnections = maxHTTPConnsLimit }},
-		{name: "no routes", modify: func(c *Config) { c.HTTP.MaxRoutesPerResource = 0 }, errs: []error{errMaxRoutes}},
-		{name: "negative link window", modify: func(c *Config) { c.HTTP.LinkWindow = -1 }, errs: []error{errLinkWindow}},
-		{name: "long link window", modify: func(c *Config) { c.HTTP.LinkWindow = 2 * time.Minute }, errs: []error{errLinkWindow}},
-		{name: "longest link window", modify: func(c *Config) { c.HTTP.LinkWindow = maxLinkWindow }},
-		{name: "no link window", modify: func(c *Config) { c.HTTP.LinkWindow = 0 }},
-		{name: "no pending spans", modify: func(c *Config) { c.HTTP.MaxPendingSpans = 0 }, errs: []error{errMaxPendingSpans}},
-		{name: "too many pending spans", modify: func(c *Config) { c.HTTP.MaxPendingSpans = maxPendingLimit + 1 }, errs: []error{errMaxPendingSpans}},
-		{name: "bad port", modify: func(c *Config) { c.HTTP.Ports.Exclude = []int{0} }, errs: []error{errPort}},
-		{name: "port too high", modify: func(c *Config) { c.HTTP.Ports.Include = []int{65536} }, errs: []error{errPort}},
-		{name: "edge ports", modify: func(c *Config) { c.HTTP.Ports.Include = []int{1, 65535} }},
-		{name: "bad cgroup prefix", modify: func(c *Config) { c.HTTP.Cgroups.Include = []string{"kubepods"} }, errs: []error{errCgroupPrefix}},
-		{name: "no sched cgroups", modify: func(c *Config) { c.Sched.MaxCgroups = 0 }, errs: []error{errSchedCgroups}},
-		{name: "too many sched cgroups", modify: func(c *Config) { c.Sched.MaxCgroups = maxSeriesLimit + 1 }, errs: []error{errSchedCgroups}},
-		{name: "most sched cgroups", modify: func(c *Config) { c.Sched.MaxCgroups = maxSeriesLimit }},
-		{name: "no process series", modify: func(c *Config) { c.Process.MaxSeries = 0 }, errs: []error{errProcessSeries}},
-		{name: "too many process series", modify: func(c *Config) { c.Process.MaxSeries = maxSeriesLimit + 1 }, errs: []error{errProcessSeries}},
-		{name: "no logs", modify: func(c *Config) { c.Process.LogsPerSecond = 0 }, errs: []error{errLogsPerSecond}},
-		{name: "too many logs", modify: func(c *Config) { c.Process.LogsPerSecond = maxLogsPerSecond + 1 }, errs: []error{errLogsPerSecond}},
-		{name: "most logs", modify: func(c *Config) { c.Process.LogsPerSecond = maxLogsPerSecond }},
-		{name: "no disk series", modify: func(c *Config) { c.Disk.MaxSeries = 0 }, errs: []error{errDiskSeries}},
-		{name: "too many disk series", modify: func(c *Config) { c.Disk.MaxSeries = maxSeriesLimit + 1 }, errs: []error{errDiskSeries}},
-		{name: "no disk inflight", modify: func(c *Config) { c.Disk.MaxInflight = 0 }, errs: []error{errDiskInflight}},
-		{name: "too many disk inflight", modify: func(c *Config) { c.Disk.MaxInflight = maxSeriesLimit + 1 }, errs: []error{errDiskInflight}},
-		{
-			name: "every error at once",
-			modify: func(c *Config) {
-				c.CollectionInterval = 0
-				c.CgroupRoot = "x"
-				c.TCP = TCPConfig{RTTSampleInterval: -1}
-			},
-			errs: []error{errCollectionInterval, errCgroupRootNotAbs, errMaxConnections, errMaxFlows, errMaxPeers, errRTTSampleInterval},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := createDefaultConfig()
-			tt.modify(cfg)
-			err := cfg.Validate()
-			if len(tt.errs) == 0 {
-				require.NoError(t, err)
-				return
-			}
-			require.Error(t, err)
-			for _, want := range tt.errs {
-				assert.ErrorIs(t, err, want)
-			}
-		})
+	validate := func(c *Config) error { return confmap.Validate(c) }
+	sourcetest.CheckValidate(t, createDefaultConfig, validate, []sourcetest.ConfigCase[Config]{
+		{Name: "default", Modify: func(*Config) {}},
+		{Name: "zero interval", Modify: func(c *Config) { c.CollectionInterval = 0 }, Errs: []error{errCollectionInterval}},
+		{Name: "interval without unit", Modify: func(c *Config) { c.CollectionInterval = 10 }, Errs: []error{errCollectionInterval}},
+		{Name: "interval under the floor", Modify: func(c *Config) { c.CollectionInterval = minCollectionInterval - 1 }, Errs: []error{errCollectionInterval}},
+		{Name: "interval at the floor", Modify: func(c *Config) { c.CollectionInterval = minCollectionInterval }},
+		{Name: "relative cgroup root", Modify: func(c *Config) { c.CgroupRoot = "sys/fs/cgroup" }, Errs: []error{errCgroupRootNotAbs}},
+	})
+}
+
+// The collector validates every capability's block too, and names the
+// block in each error; every problem is reported at once.
+func TestValidateEveryBlock(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.CollectionInterval = 0
+	cfg.TCP.MaxFlows = 0
+	cfg.HTTP.CaptureBytes = 1
+	cfg.Sched.MaxCgroups = 0
+	cfg.Process.LogsPerSecond = 0
+	cfg.Disk.MaxInflight = 0
+	err := confmap.Validate(cfg)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, errCollectionInterval)
+	for _, want := range []string{
+		"tcp: max_flows must be between 1 and 1048576, got 0",
+		"http: capture_bytes must be between 64 and 512, got 1",
+		"sched: max_cgroups must be between 1 and 1048576, got 0",
+		"process: logs_per_second must be between 1 and 100000, got 0",
+		"disk: max_inflight must be between 1 and 1048576, got 0",
+	} {
+		assert.Contains(t, err.Error(), want)
 	}
 }
 
@@ -146,44 +109,27 @@ func TestValidate(t *testing.T) {
 // the config keeps them wide until Validate, so 2^32+1 does not wrap to 1.
 func TestValidateBeforeNarrowing(t *testing.T) {
 	const wraps = 1<<32 + 1 // decoded from YAML as an int
-	tests := []struct {
-		key  string
-		want error
-	}{
-		{"tcp::max_connections", errMaxConnections},
-		{"tcp::max_flows", errMaxFlows},
-		{"sched::max_cgroups", errSchedCgroups},
-		{"process::max_series", errProcessSeries},
-		{"process::logs_per_second", errLogsPerSecond},
-		{"disk::max_series", errDiskSeries},
-		{"disk::max_inflight", errDiskInflight},
-		{"http::max_connections", errHTTPConnections},
-		{"http::max_pending_spans", errMaxPendingSpans},
-		{"http::capture_bytes", errCaptureBytes},
-	}
-	for _, tt := range tests {
-		t.Run(tt.key, func(t *testing.T) {
+	for _, key := range []string{
+		"tcp::max_connections",
+		"tcp::max_flows",
+		"sched::max_cgroups",
+		"process::max_series",
+		"process::logs_per_second",
+		"disk::max_series",
+		"disk::max_inflight",
+		"http::max_connections",
+		"http::max_pending_spans",
+		"http::capture_bytes",
+	} {
+		t.Run(key, func(t *testing.T) {
 			cfg := createDefaultConfig()
-			cm := confmap.NewFromStringMap(map[string]any{tt.key: wraps})
+			cm := confmap.NewFromStringMap(map[string]any{key: wraps})
 			require.NoError(t, cm.Unmarshal(cfg))
-			err := cfg.Validate()
-			require.ErrorIs(t, err, tt.want)
+			err := confmap.Validate(cfg)
+			require.Error(t, err)
+			block, field, _ := strings.Cut(key, "::")
+			assert.Contains(t, err.Error(), block+": "+field+" must be", "the error names the setting")
 			assert.Contains(t, err.Error(), "4294967297", "the error names the value as written")
 		})
 	}
-}
-
-func TestFilters(t *testing.T) {
-	ports := PortFilter{Include: []int{80, 8080}, Exclude: []int{8080}}
-	assert.True(t, ports.allows(80))
-	assert.False(t, ports.allows(8080), "exclude wins")
-	assert.False(t, ports.allows(443))
-	assert.True(t, PortFilter{}.allows(443))
-
-	cg := CgroupFilter{Include: []string{"/kubepods.slice"}, Exclude: []string{"/kubepods.slice/kubepods-besteffort.slice"}}
-	assert.True(t, cg.allows("/kubepods.slice/kubepods-burstable.slice/x", true))
-	assert.False(t, cg.allows("/kubepods.slice/kubepods-besteffort.slice/x", true))
-	assert.False(t, cg.allows("/system.slice/nginx.service", true))
-	assert.False(t, cg.allows("", false), "unknown paths only when nothing is included")
-	assert.True(t, CgroupFilter{Exclude: []string{"/system.slice"}}.allows("", false))
 }

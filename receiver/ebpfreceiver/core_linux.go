@@ -14,6 +14,12 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/cgrouptrack"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/disksource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/processsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/schedsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/tcpsource"
 )
 
 // core is the kernel side of one receiver config: loaded once, however many
@@ -28,9 +34,30 @@ type core struct {
 	tracker *cgrouptrack.Tracer
 	done    chan struct{}
 	// sources holds the loaded capabilities, in the order of the registry.
-	sources []source
+	sources []source.Source
 	// capabilities holds every capability's status, in a stable order.
-	capabilities []capability
+	capabilities []source.Capability
+}
+
+// loader loads one capability: the source is nil when nothing of it runs,
+// the capabilities are the status of each of its parts, and the error says
+// why a required capability cannot run.
+type loader func(env source.Env) (source.Source, []source.Capability, error)
+
+// sources is the registry of capabilities, in the order they load and
+// report: each binds its package's Load to its config block.
+func (cfg *Config) sources() []loader {
+	return []loader{
+		bind(tcpsource.Load, cfg.TCP),
+		bind(httpsource.Load, cfg.HTTP),
+		bind(schedsource.Load, cfg.Sched),
+		bind(processsource.Load, cfg.Process),
+		bind(disksource.Load, cfg.Disk),
+	}
+}
+
+func bind[C any](load func(C, source.Env) (source.Source, []source.Capability, error), cfg C) loader {
+	return func(env source.Env) (source.Source, []source.Capability, error) { return load(cfg, env) }
 }
 
 var (
@@ -75,7 +102,7 @@ func (c *core) programs() []*ebpf.Program {
 		progs = append(progs, c.tracker.Programs()...)
 	}
 	for _, src := range c.sources {
-		progs = append(progs, src.kernel().Programs()...)
+		progs = append(progs, src.Kernel().Programs()...)
 	}
 	return progs
 }
@@ -87,7 +114,7 @@ func (c *core) close() error {
 		<-c.done
 	}
 	for _, src := range c.sources {
-		errs = append(errs, src.close())
+		errs = append(errs, src.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -95,20 +122,14 @@ func (c *core) close() error {
 // followCgroups keeps the resolver's paths current until the tracker closes.
 func (c *core) followCgroups(logger *zap.Logger) {
 	defer close(c.done)
-	var e cgrouptrack.Event
-	for {
-		err := c.tracker.Read(&e)
-		switch {
-		case errors.Is(err, os.ErrClosed):
-			return
-		case err != nil:
-			logger.Warn("bad cgroup event", zap.Error(err))
-		case e.Op == cgrouptrack.OpMkdir:
+	source.ReadEach(c.tracker.Read, logger, "cgroup event", func(e *cgrouptrack.Event) {
+		switch e.Op {
+		case cgrouptrack.OpMkdir:
 			c.cgroups.Learn(e.ID, e.Path)
-		case e.Op == cgrouptrack.OpRmdir:
+		case cgrouptrack.OpRmdir:
 			c.cgroups.MarkRemoved(e.ID)
 		}
-	}
+	})
 }
 
 func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
@@ -130,16 +151,16 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 	}
 	c := &core{cgroups: resolver, hostName: host, nodeName: os.Getenv(nodeNameEnv)}
 
-	tracking := capability{name: "cgroup_tracking", hooks: cgrouptrack.Hooks}
-	if c.tracker, tracking.err = cgrouptrack.Load(cgrouptrack.Options{}); tracking.err == nil {
+	tracking := source.Capability{Name: "cgroup_tracking", Hooks: cgrouptrack.Hooks}
+	if c.tracker, tracking.Err = cgrouptrack.Load(cgrouptrack.Options{}); tracking.Err == nil {
 		c.done = make(chan struct{})
 		go c.followCgroups(logger)
 	}
 	c.capabilities = append(c.capabilities, tracking)
 
-	env := sourceEnv{res: c.resources(cfg), logger: logger}
-	for _, load := range sources {
-		src, caps, err := load(cfg, env)
+	env := source.Env{Resources: c.resources(cfg), Logger: logger}
+	for _, load := range cfg.sources() {
+		src, caps, err := load(env)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -150,19 +171,23 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 		c.capabilities = append(c.capabilities, caps...)
 	}
 	for _, cp := range c.capabilities {
-		if cp.err == nil {
-			logger.Info("capability enabled", zap.String("capability", cp.name), zap.Strings("hooks", cp.hooks))
+		if cp.Err == nil {
+			logger.Info("capability enabled", zap.String("capability", cp.Name), zap.Strings("hooks", cp.Hooks))
 		} else {
-			logger.Warn("capability disabled", zap.String("capability", cp.name),
-				zap.Strings("hooks", cp.hooks), zap.String("reason", cp.err.Error()))
+			logger.Warn("capability disabled", zap.String("capability", cp.Name),
+				zap.Strings("hooks", cp.Hooks), zap.String("reason", cp.Err.Error()))
 		}
 	}
 	return c, nil
 }
 
+// nodeNameEnv names the variable that carries the Kubernetes node name; the
+// DaemonSet sets it from the downward API's spec.nodeName.
+const nodeNameEnv = "K8S_NODE_NAME"
+
 // resources builds the Resources of cfg's data.
-func (c *core) resources(cfg *Config) resources {
-	return resources{rac: cfg.ResourceAttributes, paths: c.cgroups, hostName: c.hostName, nodeName: c.nodeName}
+func (c *core) resources(cfg *Config) source.Resources {
+	return source.Resources{Attributes: cfg.ResourceAttributes, Paths: c.cgroups, HostName: c.hostName, NodeName: c.nodeName}
 }
 
 // checkCapabilities names the capabilities the process lacks to load and

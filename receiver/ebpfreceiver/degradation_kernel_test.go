@@ -17,6 +17,7 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 // hasSockLength reports whether the kernel has the sock:sock_send_length
@@ -94,7 +95,7 @@ func scrapeOnce(t *testing.T, cfg *Config) pmetric.Metrics {
 // A hook that does not exist disables its part only; the rest runs.
 func TestMissingHookDisablesItsPart(t *testing.T) {
 	cfg := createDefaultConfig()
-	cfg.tcpAttachTo = map[string]string{"ebr_tcp_probe": "ebpfreceiver_no_such_tracepoint"}
+	cfg.TCP.Faults.AttachTo = map[string]string{"ebr_tcp_probe": "ebpfreceiver_no_such_tracepoint"}
 	md := scrapeOnce(t, cfg)
 
 	caps := capabilities(md)
@@ -120,11 +121,11 @@ var everyKernelCapabilities = []string{"cgroup_tracking", "tcp", "tcp.resets", "
 // only, with the path in the reason; the rest runs and measures.
 func TestUnreadableBTFDisablesItsCapability(t *testing.T) {
 	cfg := createDefaultConfig()
-	cfg.httpKernelBTF = filepath.Join(t.TempDir(), "missing-vmlinux")
+	cfg.HTTP.Faults.KernelBTF = filepath.Join(t.TempDir(), "missing-vmlinux")
 	md := scrapeOnce(t, cfg)
 
 	caps := capabilities(md)
-	assert.Contains(t, caps["http"], cfg.httpKernelBTF)
+	assert.Contains(t, caps["http"], cfg.HTTP.Faults.KernelBTF)
 	for _, c := range append(everyKernelCapabilities, "tcp.rtt") {
 		assert.Equal(t, "", caps[c], c)
 	}
@@ -136,7 +137,7 @@ func TestUnreadableBTFDisablesItsCapability(t *testing.T) {
 // and the verifier in the reason; the rest runs and measures.
 func TestVerifierRejectionDisablesItsPart(t *testing.T) {
 	cfg := createDefaultConfig()
-	cfg.tcpRejectProgram = "ebr_tcp_probe"
+	cfg.TCP.Faults.RejectProgram = "ebr_tcp_probe"
 	md := scrapeOnce(t, cfg)
 
 	caps := capabilities(md)
@@ -153,7 +154,7 @@ func TestVerifierRejectionDisablesItsPart(t *testing.T) {
 // receiver keep running.
 func TestMissingBaseHookDisablesTCP(t *testing.T) {
 	cfg := createDefaultConfig()
-	cfg.tcpAttachTo = map[string]string{"ebr_tcp_state": "ebpfreceiver_no_such_tracepoint"}
+	cfg.TCP.Faults.AttachTo = map[string]string{"ebr_tcp_state": "ebpfreceiver_no_such_tracepoint"}
 	md := scrapeOnce(t, cfg)
 
 	caps := capabilities(md)
@@ -169,7 +170,7 @@ func TestTCPDisabledInConfig(t *testing.T) {
 	cfg := createDefaultConfig()
 	cfg.TCP.Enabled = false
 	caps := capabilities(scrapeOnce(t, cfg))
-	assert.Equal(t, errDisabledInConfig.Error(), caps["tcp"])
+	assert.Equal(t, source.ErrDisabledInConfig.Error(), caps["tcp"])
 	assert.Equal(t, "", caps["cgroup_tracking"])
 }
 
@@ -178,7 +179,7 @@ func TestTCPDisabledInConfig(t *testing.T) {
 func TestRequiredCapabilityFailsStart(t *testing.T) {
 	cfg := createDefaultConfig()
 	cfg.TCP.Required = true
-	cfg.tcpAttachTo = map[string]string{"ebr_tcp_probe": "ebpfreceiver_no_such_tracepoint"}
+	cfg.TCP.Faults.AttachTo = map[string]string{"ebr_tcp_probe": "ebpfreceiver_no_such_tracepoint"}
 	r, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, new(consumertest.MetricsSink))
 	require.NoError(t, err)
 	err = r.Start(context.Background(), componenttest.NewNopHost())

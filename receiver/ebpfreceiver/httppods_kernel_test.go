@@ -140,7 +140,7 @@ func TestHTTPTraceAcrossPods(t *testing.T) {
 				}
 			}
 			if propagate {
-				tid, _, _ := parseTraceParent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000001-01")
+				tid, _ := traceParentIDs(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000001-01")
 				assert.Equal(t, tid, caller.TraceID(), "the application's trace")
 			} else {
 				assert.True(t, caller.ParentSpanID().IsEmpty(), "the caller's span is the root")

@@ -21,7 +21,13 @@ import (
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/disksource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpsource"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/processsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/schedsource"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/tcpsource"
 )
 
 // loadedIDs returns the ids of the programs and maps that the core of cfg
@@ -34,14 +40,14 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 	coresMu.Unlock()
 	require.NotNil(t, c, "no core loaded for this config")
 	require.NotNil(t, c.tracker, "cgroup tracking must load on this kernel")
-	loaded[*tcpSource](t, c)
-	loaded[*schedSource](t, c)
-	loaded[*processSource](t, c)
-	loaded[*diskSource](t, c)
-	assert.Equal(t, hasSockLength(t), isLoaded[*httpSource](c), "http capture loads where the kernel has sock_*_length")
+	loaded[*tcpsource.Source](t, c)
+	loaded[*schedsource.Source](t, c)
+	loaded[*processsource.Source](t, c)
+	loaded[*disksource.Source](t, c)
+	assert.Equal(t, hasSockLength(t), isLoaded[*httpsource.Source](c), "http capture loads where the kernel has sock_*_length")
 	all, allMaps := c.tracker.Programs(), c.tracker.Maps()
 	for _, src := range c.sources {
-		all, allMaps = append(all, src.kernel().Programs()...), append(allMaps, src.kernel().Maps()...)
+		all, allMaps = append(all, src.Kernel().Programs()...), append(allMaps, src.Kernel().Maps()...)
 	}
 	for _, p := range all {
 		info, err := p.Info()
@@ -65,7 +71,7 @@ func loadedIDs(t *testing.T, cfg *Config) (progs []ebpf.ProgramID, maps []ebpf.M
 
 // loaded returns the source of type S that c loaded, and fails the test
 // when c has none.
-func loaded[S source](t *testing.T, c *core) S {
+func loaded[S source.Source](t *testing.T, c *core) S {
 	t.Helper()
 	for _, src := range c.sources {
 		if s, ok := src.(S); ok {
@@ -78,7 +84,7 @@ func loaded[S source](t *testing.T, c *core) S {
 }
 
 // isLoaded reports whether c loaded a source of type S.
-func isLoaded[S source](c *core) bool {
+func isLoaded[S source.Source](c *core) bool {
 	for _, src := range c.sources {
 		if _, ok := src.(S); ok {
 			return true

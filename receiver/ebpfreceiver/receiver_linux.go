@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
@@ -38,7 +39,7 @@ type metricsScraper struct {
 	set  receiver.Settings
 	core *core
 	mb   *metadata.MetricsBuilder
-	coll collector
+	coll source.Collector
 }
 
 func (s *metricsScraper) start(context.Context, component.Host) error {
@@ -49,21 +50,21 @@ func (s *metricsScraper) start(context.Context, component.Host) error {
 	s.core = c
 	start := pcommon.NewTimestampFromTime(time.Now())
 	s.mb = metadata.NewMetricsBuilder(s.cfg.MetricsBuilderConfig, s.set, metadata.WithStartTime(start))
-	s.coll = collector{mb: s.mb, res: c.resources(s.cfg)}
-	env := metricsEnv{mb: s.mb, start: start, removed: c.cgroups.IsRemoved, logger: s.set.Logger}
+	s.coll = source.Collector{MB: s.mb, Resources: c.resources(s.cfg)}
+	env := source.MetricsEnv{MB: s.mb, Start: start, Removed: c.cgroups.IsRemoved, Logger: s.set.Logger}
 	for _, src := range c.sources {
-		s.coll.parts = append(s.coll.parts, src.newMetrics(env))
+		s.coll.Parts = append(s.coll.Parts, src.NewMetrics(env))
 	}
 	return nil
 }
 
 func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
-	for _, p := range s.coll.parts {
-		if err := p.snapshot(); err != nil {
+	for _, p := range s.coll.Parts {
+		if err := p.Snapshot(); err != nil {
 			return pmetric.NewMetrics(), err
 		}
 	}
-	out, err := s.coll.collect(pcommon.NewTimestampFromTime(time.Now()), func(now pcommon.Timestamp) {
+	out, err := s.coll.Collect(pcommon.NewTimestampFromTime(time.Now()), func(now pcommon.Timestamp) {
 		s.recordCapabilities(now)
 		s.recordCgroupCache(now)
 		s.recordProgramStats(now)
@@ -71,8 +72,8 @@ func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
 	if err != nil {
 		s.set.Logger.Warn("cannot resolve cgroup paths", zap.Error(err))
 	}
-	for _, p := range s.coll.parts {
-		if err := p.dropStale(); err != nil {
+	for _, p := range s.coll.Parts {
+		if err := p.DropStale(); err != nil {
 			s.set.Logger.Warn("cannot drop the data of removed cgroups", zap.Error(err))
 		}
 	}
@@ -81,10 +82,10 @@ func (s *metricsScraper) scrape(context.Context) (pmetric.Metrics, error) {
 
 func (s *metricsScraper) recordCapabilities(now pcommon.Timestamp) {
 	for _, c := range s.core.capabilities {
-		if c.err == nil {
-			s.mb.RecordEbpfCapabilityEnabledDataPoint(now, 1, c.name, "")
+		if c.Err == nil {
+			s.mb.RecordEbpfCapabilityEnabledDataPoint(now, 1, c.Name, "")
 		} else {
-			s.mb.RecordEbpfCapabilityEnabledDataPoint(now, 0, c.name, c.err.Error())
+			s.mb.RecordEbpfCapabilityEnabledDataPoint(now, 0, c.Name, c.Err.Error())
 		}
 	}
 }
@@ -144,14 +145,14 @@ func createTraces(_ context.Context, set receiver.Settings, cfg component.Config
 	if err != nil {
 		return nil, err
 	}
-	return &pushReceiver{cfg: cfg.(*Config), set: set, signal: "spans", connect: func(src source, on bool) bool {
-		s, ok := src.(spansSource)
+	return &pushReceiver{cfg: cfg.(*Config), set: set, signal: "spans", connect: func(src source.Source, on bool) bool {
+		s, ok := src.(source.SpansSource)
 		if ok {
 			var pipeline consumer.Traces
 			if on {
 				pipeline = traces
 			}
-			s.spanQueue().setConsumer(pipeline)
+			s.SetTracesConsumer(pipeline)
 		}
 		return ok
 	}}, nil
@@ -173,14 +174,14 @@ func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, 
 	}
 	c := cfg.(*Config)
 	lbc := metadata.LogsBuilderConfig{Events: c.Events, ResourceAttributes: c.ResourceAttributes}
-	return &pushReceiver{cfg: c, set: set, signal: "logs", connect: func(src source, on bool) bool {
-		s, ok := src.(logsSource)
+	return &pushReceiver{cfg: c, set: set, signal: "logs", connect: func(src source.Source, on bool) bool {
+		s, ok := src.(source.LogsSource)
 		if ok {
 			var pipeline consumer.Logs
 			if on {
 				pipeline = logs
 			}
-			s.logRecords().setConsumer(pipeline, lbc, set)
+			s.SetLogsConsumer(pipeline, lbc, set)
 		}
 		return ok
 	}}, nil
@@ -202,7 +203,7 @@ type pushReceiver struct {
 	signal string
 	// connect hands the signal's pipeline to src (on) or takes it back, and
 	// reports whether src exports the signal.
-	connect func(src source, on bool) bool
+	connect func(src source.Source, on bool) bool
 	core    *core
 }
 

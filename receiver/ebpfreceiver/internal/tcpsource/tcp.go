@@ -1,10 +1,9 @@
 //go:build linux
 
-package ebpfreceiver
+package tcpsource
 
 import (
 	"cmp"
-	"errors"
 	"slices"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 var (
@@ -41,52 +41,55 @@ type series struct {
 	stats     tcpconn.FlowStats
 }
 
-// loadTCP loads the TCP metrics and records the status of each of their
+// Load loads the TCP metrics and records the status of each of their
 // parts.
-func loadTCP(cfg *Config, _ sourceEnv) (source, []capability, error) {
-	hooks := tcpconn.Hooks()
-	if !cfg.TCP.Enabled {
-		return nil, disabledParts(hooks, tcpconn.Parts()), nil
-	}
-	tr, err := tcpconn.Load(tcpconn.Options{
-		MaxConnections:    uint32(cfg.TCP.MaxConnections),
-		MaxFlows:          uint32(cfg.TCP.MaxFlows),
-		RTTSampleInterval: cfg.TCP.RTTSampleInterval,
-		AttachTo:          cfg.tcpAttachTo,
-		RejectProgram:     cfg.tcpRejectProgram,
+func Load(cfg Config, _ source.Env) (source.Source, []source.Capability, error) {
+	tr, caps, err := source.LoadParts("tcp", tcpconn.Hooks(), tcpconn.Parts(), cfg.Enabled, cfg.Required, func() (*tcpconn.Tracer, error) {
+		return tcpconn.Load(tcpconn.Options{
+			MaxConnections:    uint32(cfg.MaxConnections),
+			MaxFlows:          uint32(cfg.MaxFlows),
+			RTTSampleInterval: cfg.RTTSampleInterval,
+			AttachTo:          cfg.Faults.AttachTo,
+			RejectProgram:     cfg.Faults.RejectProgram,
+		})
 	})
-	var disabled map[string]error
-	if err == nil {
-		disabled = tr.Disabled()
+	if tr == nil {
+		return nil, caps, err
 	}
-	caps, capErr := partStatus("tcp", hooks, tcpconn.Parts(), cfg.TCP.Required, err, disabled)
-	if err != nil {
-		return nil, caps, capErr
-	}
-	src := &tcpSource{tracer: tr, cfg: cfg.TCP}
-	if capErr != nil {
-		return nil, nil, errors.Join(capErr, src.close())
-	}
-	return src, caps, nil
+	return &Source{tracer: tr, cfg: cfg}, caps, nil
 }
 
-// tcpSource is the TCP capability.
-type tcpSource struct {
+// Source is the loaded TCP capability.
+type Source struct {
 	tracer *tcpconn.Tracer
-	cfg    TCPConfig
+	cfg    Config
 }
 
-func (s *tcpSource) kernel() kernelObjects { return s.tracer }
-func (s *tcpSource) close() error          { return s.tracer.Close() }
+func (s *Source) Kernel() source.KernelObjects { return s.tracer }
+func (s *Source) Close() error                 { return s.tracer.Close() }
 
-func (s *tcpSource) newMetrics(env metricsEnv) metricsPart {
-	return newTCPMetrics(s.tracer, env, s.cfg)
+// Tracer is the loaded kernel side, for tests that read its maps.
+func (s *Source) Tracer() *tcpconn.Tracer { return s.tracer }
+
+func (s *Source) NewMetrics(env source.MetricsEnv) source.MetricsPart {
+	return &metrics{
+		tracer:       s.tracer,
+		logger:       env.Logger,
+		mb:           env.MB,
+		start:        env.Start,
+		capConns:     int64(s.cfg.MaxConnections),
+		capFlows:     int64(s.cfg.MaxFlows),
+		removed:      env.Removed,
+		maxPeers:     s.cfg.MaxPeersPerResource,
+		rttHistogram: s.cfg.RTTHistogram,
+		admitted:     make(map[uint64]map[tcpconn.Flow]struct{}),
+	}
 }
 
-// tcpMetrics turns kernel flow snapshots into metrics, with at most
+// metrics turns kernel flow snapshots into metrics, with at most
 // maxPeers series per resource.
-type tcpMetrics struct {
-	tracer       *tcpconn.Tracer // nil in tests that load snapshots by hand
+type metrics struct {
+	tracer       *tcpconn.Tracer // nil in tests that set snapshots by hand
 	logger       *zap.Logger
 	mb           *metadata.MetricsBuilder
 	start        pcommon.Timestamp
@@ -97,7 +100,7 @@ type tcpMetrics struct {
 	// removed reports a removed cgroup; its flows are dropped from the
 	// kernel once exported with no connection left.
 	removed func(id uint64) bool
-	stale   staleKeys[tcpconn.Flow]
+	stale   source.StaleKeys[tcpconn.Flow]
 	// admitted holds, per cgroup, the flows exported as their own series.
 	// Admission is sticky so that cumulative series never move between a
 	// flow and the overflow.
@@ -112,22 +115,7 @@ type tcpMetrics struct {
 	rtt []series
 }
 
-func newTCPMetrics(tr *tcpconn.Tracer, env metricsEnv, cfg TCPConfig) *tcpMetrics {
-	return &tcpMetrics{
-		tracer:       tr,
-		logger:       env.logger,
-		mb:           env.mb,
-		start:        env.start,
-		capConns:     int64(cfg.MaxConnections),
-		capFlows:     int64(cfg.MaxFlows),
-		removed:      env.removed,
-		maxPeers:     cfg.MaxPeersPerResource,
-		rttHistogram: cfg.RTTHistogram,
-		admitted:     make(map[uint64]map[tcpconn.Flow]struct{}),
-	}
-}
-
-func (b *tcpMetrics) snapshot() error {
+func (b *metrics) Snapshot() error {
 	if err := b.tracer.Snapshot(&b.snap); err != nil {
 		return err
 	}
@@ -136,7 +124,7 @@ func (b *tcpMetrics) snapshot() error {
 	return nil
 }
 
-func (b *tcpMetrics) warnLost() {
+func (b *metrics) warnLost() {
 	if b.snap.Lost == b.lost {
 		return
 	}
@@ -148,11 +136,8 @@ func (b *tcpMetrics) warnLost() {
 
 // index groups the snapshot's flows by cgroup and forgets the admissions of
 // cgroups gone from it.
-func (b *tcpMetrics) index() {
-	b.byCgroup = make(map[uint64][]tcpconn.Flow)
-	for f := range b.snap.Flows {
-		b.byCgroup[f.CgroupId] = append(b.byCgroup[f.CgroupId], f)
-	}
+func (b *metrics) index() {
+	b.byCgroup = source.ByCgroup(b.snap.Flows, func(f tcpconn.Flow) uint64 { return f.CgroupId })
 	for id := range b.admitted {
 		if _, ok := b.byCgroup[id]; !ok {
 			delete(b.admitted, id)
@@ -162,7 +147,7 @@ func (b *tcpMetrics) index() {
 
 // cgroups yields the cgroups that have flows. Cgroup 0, what no socket
 // owns, goes on the node.
-func (b *tcpMetrics) cgroups(yield func(uint64) bool) {
+func (b *metrics) Cgroups(yield func(uint64) bool) {
 	for id := range b.byCgroup {
 		if id != 0 && !yield(id) {
 			return
@@ -172,7 +157,7 @@ func (b *tcpMetrics) cgroups(yield func(uint64) bool) {
 
 // record records the flows of one cgroup, folding those past the peer cap
 // into one overflow series per direction.
-func (b *tcpMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (b *metrics) Record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	flows := b.byCgroup[id]
 	if len(flows) == 0 {
 		return
@@ -184,17 +169,17 @@ func (b *tcpMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric
 		st := b.snap.Flows[f]
 		return st.Active() > 0
 	}) {
-		b.stale.add(flows...)
+		b.stale.Add(flows...)
 	}
 }
 
 // dropStale drops from the kernel the flows of removed cgroups, exported for
 // the last time.
-func (b *tcpMetrics) dropStale() error { return b.stale.drop(b.tracer.DeleteFlows) }
+func (b *metrics) DropStale() error { return b.stale.Drop(b.tracer.DeleteFlows) }
 
 // recordNode records what no socket owns and what the kernel could not keep
 // per flow.
-func (b *tcpMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (b *metrics) RecordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	for _, f := range b.byCgroup[0] {
 		b.recordSeries(series{direction: tcpconn.Direction(f.Direction), stats: b.snap.Flows[f]}, now)
 	}
@@ -205,14 +190,14 @@ func (b *tcpMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.Metric
 	}
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.ConnsFull), metadata.AttributeEbpfLostReasonConnectionsMapFull)
 	b.mb.RecordEbpfTCPLostDataPoint(now, int64(b.snap.Lost.FlowsFull), metadata.AttributeEbpfLostReasonFlowsMapFull)
-	recordMapFill(b.mb, now, int64(b.snap.Conns), b.capConns, metadata.AttributeEbpfMapTCPConnections)
-	recordMapFill(b.mb, now, int64(len(b.snap.Flows)), b.capFlows, metadata.AttributeEbpfMapTCPFlows)
+	source.RecordMapFill(b.mb, now, int64(b.snap.Conns), b.capConns, metadata.AttributeEbpfMapTCPConnections)
+	source.RecordMapFill(b.mb, now, int64(len(b.snap.Flows)), b.capFlows, metadata.AttributeEbpfMapTCPFlows)
 	b.appendRTT(histograms, now)
 }
 
 // recordCgroup records the flows of one cgroup, folding those past the peer
 // cap into one overflow series per direction.
-func (b *tcpMetrics) recordCgroup(id uint64, flows []tcpconn.Flow, snap *tcpconn.Snapshot, now pcommon.Timestamp) {
+func (b *metrics) recordCgroup(id uint64, flows []tcpconn.Flow, snap *tcpconn.Snapshot, now pcommon.Timestamp) {
 	admitted := b.admitted[id]
 	if admitted == nil {
 		admitted = make(map[tcpconn.Flow]struct{})
@@ -255,7 +240,7 @@ func flowSeries(f tcpconn.Flow, st tcpconn.FlowStats) series {
 	return s
 }
 
-func (b *tcpMetrics) recordSeries(s series, now pcommon.Timestamp) {
+func (b *metrics) recordSeries(s series, now pcommon.Timestamp) {
 	dir := directions[s.direction]
 	st := &s.stats
 	for o, n := range st.Opened {
@@ -302,17 +287,17 @@ func compareFlows(a, b tcpconn.Flow) int {
 
 // appendRTT adds the tcp.connection.rtt histogram of the series recorded
 // since the last call.
-func (b *tcpMetrics) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestamp) {
+func (b *metrics) appendRTT(metrics pmetric.MetricSlice, now pcommon.Timestamp) {
 	if len(b.rtt) == 0 {
 		return
 	}
 	defer func() { b.rtt = b.rtt[:0] }()
-	dps := newDurationHistogram(metrics, "tcp.connection.rtt",
+	dps := source.NewDurationHistogram(metrics, "tcp.connection.rtt",
 		"Smoothed round-trip time of TCP connections, sampled at most once per connection per tcp.rtt_sample_interval.")
 	for i := range b.rtt {
 		s := &b.rtt[i]
 		dp := dps.AppendEmpty()
-		setPow2Histogram(dp, b.start, now, s.stats.RttCount, s.stats.RttSumUs*1000, s.stats.RttBuckets[:])
+		source.SetPow2Histogram(dp, b.start, now, s.stats.RttCount, s.stats.RttSumUs*1000, s.stats.RttBuckets[:])
 		attrs := dp.Attributes()
 		attrs.PutStr("tcp.connection.direction", directions[s.direction].String())
 		if s.peer != "" {

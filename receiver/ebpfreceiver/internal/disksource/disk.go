@@ -1,6 +1,6 @@
 //go:build linux
 
-package ebpfreceiver
+package disksource
 
 import (
 	"cmp"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/blockio"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 var diskDirections = map[blockio.Op]metadata.AttributeDiskIoDirection{
@@ -18,38 +19,37 @@ var diskDirections = map[blockio.Op]metadata.AttributeDiskIoDirection{
 	blockio.OpWrite: metadata.AttributeDiskIoDirectionWrite,
 }
 
-// loadDisk loads the block I/O metrics.
-func loadDisk(cfg *Config, _ sourceEnv) (source, []capability, error) {
-	tr, caps, err := loadOnePart("disk", blockio.Hooks, cfg.Disk.Enabled, cfg.Disk.Required,
-		func() (*blockio.Tracer, error) {
-			return blockio.Load(blockio.Options{MaxSeries: uint32(cfg.Disk.MaxSeries), MaxInflight: uint32(cfg.Disk.MaxInflight)})
-		})
+// Load loads the block I/O metrics.
+func Load(cfg Config, _ source.Env) (source.Source, []source.Capability, error) {
+	tr, caps, err := source.LoadOnePart("disk", blockio.Hooks, cfg.Enabled, cfg.Required, func() (*blockio.Tracer, error) {
+		return blockio.Load(blockio.Options{MaxSeries: uint32(cfg.MaxSeries), MaxInflight: uint32(cfg.MaxInflight)})
+	})
 	if tr == nil {
 		return nil, caps, err
 	}
-	return &diskSource{tracer: tr, cfg: cfg.Disk}, caps, nil
+	return &Source{tracer: tr, cfg: cfg}, caps, nil
 }
 
-// diskSource is the block I/O capability.
-type diskSource struct {
+// Source is the loaded block I/O capability.
+type Source struct {
 	tracer *blockio.Tracer
-	cfg    DiskConfig
+	cfg    Config
 }
 
-func (s *diskSource) kernel() kernelObjects { return s.tracer }
-func (s *diskSource) close() error          { return s.tracer.Close() }
+func (s *Source) Kernel() source.KernelObjects { return s.tracer }
+func (s *Source) Close() error                 { return s.tracer.Close() }
 
-func (s *diskSource) newMetrics(env metricsEnv) metricsPart {
-	return &diskMetrics{
-		tracer: s.tracer, mb: env.mb, start: env.start, histogram: s.cfg.LatencyHistogram,
+func (s *Source) NewMetrics(env source.MetricsEnv) source.MetricsPart {
+	return &metrics{
+		tracer: s.tracer, mb: env.MB, start: env.Start, histogram: s.cfg.LatencyHistogram,
 		capSeries: int64(s.cfg.MaxSeries), capInflight: int64(s.cfg.MaxInflight),
-		removed: env.removed, names: make(map[uint32]string),
+		removed: env.Removed, names: make(map[uint32]string),
 	}
 }
 
-// diskMetrics records the block I/O of each cgroup, device and direction
+// metrics records the block I/O of each cgroup, device and direction
 // from the kernel's aggregates.
-type diskMetrics struct {
+type metrics struct {
 	tracer      *blockio.Tracer
 	mb          *metadata.MetricsBuilder
 	start       pcommon.Timestamp
@@ -61,14 +61,14 @@ type diskMetrics struct {
 	names    map[uint32]string
 	snap     blockio.Snapshot
 	byCgroup map[uint64][]blockio.Key
-	stale    staleKeys[uint64]
+	stale    source.StaleKeys[uint64]
 	// hist collects the latency histogram of the resource being recorded,
 	// once histOpen.
 	hist     pmetric.HistogramDataPointSlice
 	histOpen bool
 }
 
-func (s *diskMetrics) snapshot() error {
+func (s *metrics) Snapshot() error {
 	if err := s.tracer.Snapshot(&s.snap); err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (s *diskMetrics) snapshot() error {
 
 // index groups the snapshot's series by cgroup and forgets the names of
 // devices no longer seen.
-func (s *diskMetrics) index() {
+func (s *metrics) index() {
 	s.byCgroup = make(map[uint64][]blockio.Key)
 	devs := make(map[uint32]struct{})
 	for k := range s.snap.Series {
@@ -92,7 +92,7 @@ func (s *diskMetrics) index() {
 	}
 }
 
-func (s *diskMetrics) device(dev uint32) string {
+func (s *metrics) device(dev uint32) string {
 	name, ok := s.names[dev]
 	if !ok {
 		name = blockio.DeviceName(dev)
@@ -101,7 +101,7 @@ func (s *diskMetrics) device(dev uint32) string {
 	return name
 }
 
-func (s *diskMetrics) cgroups(yield func(uint64) bool) {
+func (s *metrics) Cgroups(yield func(uint64) bool) {
 	for id := range s.byCgroup {
 		if !yield(id) {
 			return
@@ -109,7 +109,7 @@ func (s *diskMetrics) cgroups(yield func(uint64) bool) {
 	}
 }
 
-func (s *diskMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *metrics) Record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	keys := s.byCgroup[id]
 	if len(keys) == 0 {
 		return
@@ -123,13 +123,13 @@ func (s *diskMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetri
 	}
 	s.histOpen = false
 	if s.removed(id) {
-		s.stale.add(id)
+		s.stale.Add(id)
 	}
 }
 
 // recordNode records the overflow series, one per direction, and what the
 // kernel could not keep.
-func (s *diskMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *metrics) RecordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	for op, st := range s.snap.Overflow {
 		if st != (blockio.Stats{}) {
 			s.recordSeries("", blockio.Op(op), &st, true, now, histograms)
@@ -138,11 +138,11 @@ func (s *diskMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.Metri
 	s.histOpen = false
 	s.mb.RecordEbpfDiskLostDataPoint(now, int64(s.snap.Lost.InflightFull), metadata.AttributeEbpfLostReasonInflightMapFull)
 	s.mb.RecordEbpfDiskLostDataPoint(now, int64(s.snap.Lost.SeriesFull), metadata.AttributeEbpfLostReasonSeriesMapFull)
-	recordMapFill(s.mb, now, int64(len(s.snap.Series)), s.capSeries, metadata.AttributeEbpfMapDiskSeries)
-	recordMapFill(s.mb, now, int64(s.snap.Inflight), s.capInflight, metadata.AttributeEbpfMapDiskInflight)
+	source.RecordMapFill(s.mb, now, int64(len(s.snap.Series)), s.capSeries, metadata.AttributeEbpfMapDiskSeries)
+	source.RecordMapFill(s.mb, now, int64(s.snap.Inflight), s.capInflight, metadata.AttributeEbpfMapDiskInflight)
 }
 
-func (s *diskMetrics) recordSeries(device string, op blockio.Op, st *blockio.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s *metrics) recordSeries(device string, op blockio.Op, st *blockio.Stats, overflow bool, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	dir := diskDirections[op]
 	s.mb.RecordContainerDiskIoDataPoint(now, int64(st.Bytes), device, dir, overflow)
 	s.mb.RecordDiskOperationsDataPoint(now, int64(st.Count), device, dir, overflow)
@@ -150,12 +150,12 @@ func (s *diskMetrics) recordSeries(device string, op blockio.Op, st *blockio.Sta
 		return
 	}
 	if !s.histOpen {
-		s.hist = newDurationHistogram(histograms, "disk.io.latency",
+		s.hist = source.NewDurationHistogram(histograms, "disk.io.latency",
 			"Time block requests took from issue to the driver until completion.")
 		s.histOpen = true
 	}
 	dp := s.hist.AppendEmpty()
-	setPow2Histogram(dp, s.start, now, st.Count, st.LatencySumNs, st.LatencyBuckets[:])
+	source.SetPow2Histogram(dp, s.start, now, st.Count, st.LatencySumNs, st.LatencyBuckets[:])
 	attrs := dp.Attributes()
 	if device != "" {
 		attrs.PutStr("system.device", device)
@@ -166,4 +166,4 @@ func (s *diskMetrics) recordSeries(device string, op blockio.Op, st *blockio.Sta
 	}
 }
 
-func (s *diskMetrics) dropStale() error { return s.stale.drop(s.tracer.DeleteCgroups) }
+func (s *metrics) DropStale() error { return s.stale.Drop(s.tracer.DeleteCgroups) }

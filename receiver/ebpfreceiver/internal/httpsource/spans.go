@@ -1,4 +1,4 @@
-package ebpfreceiver
+package httpsource
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 // The reasons of ebpf.http.lost counted in user space.
@@ -47,7 +48,7 @@ type span struct {
 type spanQueue struct {
 	window    time.Duration
 	max       int
-	res       resources
+	res       source.Resources
 	bootNS    int64
 	countLost func(reason string, n uint64)
 
@@ -59,7 +60,7 @@ type spanQueue struct {
 	done chan struct{}
 }
 
-func newSpanQueue(cfg HTTPConfig, res resources, bootNS int64, countLost func(string, uint64)) *spanQueue {
+func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func(string, uint64)) *spanQueue {
 	q := &spanQueue{
 		window:    cfg.LinkWindow,
 		max:       cfg.MaxPendingSpans,
@@ -163,7 +164,7 @@ type connKey struct{ local, remote netip.AddrPort }
 
 // link sets each span's parent and trace from the spans on this node:
 //   - a server span's parent is the client span of the same connection, seen
-//     from the other end, whose request encloses it;
+//     from the other end, that sent its request;
 //   - a client span's parent is the latest server span of the same process
 //     that encloses it: the request it serves.
 //
@@ -186,12 +187,7 @@ func link(spans []*span) {
 			continue
 		}
 		if s.x.role == httpflow.Server {
-			for _, o := range clients[connKey{s.x.remote, s.x.local}] {
-				if encloses(o, s) {
-					s.parentSpan = o
-					break
-				}
-			}
+			s.parentSpan = sameRequest(s, clients[connKey{s.x.remote, s.x.local}])
 			continue
 		}
 		for _, o := range servers[s.x.pid] {
@@ -212,6 +208,26 @@ func link(spans []*span) {
 			s.traceID = rootOf(s).traceID
 		}
 	}
+}
+
+// sameRequest returns the client span, of those on s's connection, that
+// sent the request server span s received: of the spans that overlap s, the
+// one that started nearest to it. Enclosing is not required: on loopback and
+// veth the receiver can return from its read before the sender returns from
+// its write, so the server's request may start a little before the client's.
+func sameRequest(s *span, clients []*span) *span {
+	var best *span
+	var bestGap uint64
+	for _, o := range clients {
+		if o.x.RequestStart > s.x.ResponseEnd || s.x.RequestStart > o.x.ResponseEnd {
+			continue
+		}
+		gap := max(o.x.RequestStart, s.x.RequestStart) - min(o.x.RequestStart, s.x.RequestStart)
+		if best == nil || gap < bestGap {
+			best, bestGap = o, gap
+		}
+	}
+	return best
 }
 
 // encloses reports whether o's request began before s's and ended after.
@@ -236,11 +252,11 @@ func (q *spanQueue) build(spans []*span) ptrace.Traces {
 	for _, s := range spans {
 		byCgroup[s.x.cgroupID] = append(byCgroup[s.x.cgroupID], s)
 	}
-	_ = q.res.paths.Resolve(maps.Keys(byCgroup)) // a failure leaves paths out, never spans
+	_ = q.res.Paths.Resolve(maps.Keys(byCgroup)) // a failure leaves paths out, never spans
 	td := ptrace.NewTraces()
 	for _, id := range slices.Sorted(maps.Keys(byCgroup)) {
 		rs := td.ResourceSpans().AppendEmpty()
-		q.res.cgroup(id).MoveTo(rs.Resource())
+		q.res.Cgroup(id).MoveTo(rs.Resource())
 		ss := rs.ScopeSpans().AppendEmpty()
 		ss.Scope().SetName(metadata.ScopeName)
 		for _, s := range byCgroup[id] {

@@ -1,8 +1,9 @@
-package ebpfreceiver
+//go:build linux
+
+package httpsource
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"maps"
 	"math/bits"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/zap"
@@ -21,6 +23,7 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 const (
@@ -31,49 +34,49 @@ const (
 	httpIdleTimeout = 2 * time.Minute
 )
 
-// httpPollInterval is how long the idle HTTP reader waits for the kernel's
+// pollInterval is how long the idle HTTP reader waits for the kernel's
 // wakeup before it looks anyway: 10 looks a second on an idle node. While
 // records come, it looks every httptrace.MinPollInterval.
-const httpPollInterval = 100 * time.Millisecond
+const pollInterval = 100 * time.Millisecond
 
-// loadHTTP starts HTTP capture.
-func loadHTTP(cfg *Config, env sourceEnv) (source, []capability, error) {
+// Load starts HTTP capture.
+func Load(cfg Config, env source.Env) (source.Source, []source.Capability, error) {
 	opts := httptrace.Options{
-		CaptureBytes: uint32(cfg.HTTP.CaptureBytes),
-		PollInterval: httpPollInterval,
-		KernelBTF:    cfg.httpKernelBTF,
+		CaptureBytes: uint32(cfg.CaptureBytes),
+		PollInterval: pollInterval,
+		KernelBTF:    cfg.Faults.KernelBTF,
 	}
-	if !cfg.HTTP.TraceSelf {
+	if !cfg.TraceSelf {
 		opts.IgnorePID = uint32(os.Getpid())
 		opts.IgnoreItsCgroup = cgroup.SelfInContainer()
 	}
-	tr, caps, err := loadOnePart("http", httptrace.Hooks, cfg.HTTP.Enabled, cfg.HTTP.Required,
+	tr, caps, err := source.LoadOnePart("http", httptrace.Hooks, cfg.Enabled, cfg.Required,
 		func() (*httptrace.Tracer, error) { return httptrace.Load(opts) })
 	if tr == nil {
 		return nil, caps, err
 	}
-	return &httpSource{p: newHTTPPipeline(tr, cfg.HTTP, env.res, env.logger)}, caps, nil
+	return &Source{p: newPipeline(tr, cfg, env.Resources, env.Logger)}, caps, nil
 }
 
-// httpSource is the HTTP capability: RED metrics and spans.
-type httpSource struct{ p *httpPipeline }
+// Source is the loaded HTTP capability.
+type Source struct{ p *pipeline }
 
-func (s *httpSource) kernel() kernelObjects { return s.p.tracer }
+func (s *Source) Kernel() source.KernelObjects { return s.p.tracer }
 
-func (s *httpSource) close() error {
+func (s *Source) Close() error {
 	err := s.p.tracer.Close()
 	s.p.close()
 	return err
 }
 
-func (s *httpSource) newMetrics(env metricsEnv) metricsPart {
-	return httpMetrics{p: s.p, mb: env.mb, removed: env.removed}
+func (s *Source) NewMetrics(env source.MetricsEnv) source.MetricsPart {
+	return metrics{p: s.p, mb: env.MB, removed: env.Removed}
 }
 
-func (s *httpSource) spanQueue() *spanQueue { return s.p.spans }
+func (s *Source) SetTracesConsumer(next consumer.Traces) { s.p.spans.setConsumer(next) }
 
-// httpConn is one traced connection.
-type httpConn struct {
+// conn is one traced connection.
+type conn struct {
 	flow     *httpflow.Conn // nil when the port filter skips the connection
 	role     httpflow.Role
 	local    netip.AddrPort
@@ -86,11 +89,11 @@ type httpConn struct {
 	flushed  bool // nothing fed since the last idle Flush
 }
 
-// httpPipeline reads the kernel's HTTP records, parses them per connection,
+// pipeline reads the kernel's HTTP records, parses them per connection,
 // and hands each finished exchange to the RED metrics and the spans.
-type httpPipeline struct {
+type pipeline struct {
 	tracer *httptrace.Tracer
-	cfg    HTTPConfig
+	cfg    Config
 	logger *zap.Logger
 	// bootNS turns the kernel's monotonic timestamps into wall time.
 	bootNS int64
@@ -101,9 +104,9 @@ type httpPipeline struct {
 	started   time.Time
 
 	connsMu sync.Mutex
-	conns   map[uint64]*httpConn
+	conns   map[uint64]*conn
 
-	res   resources
+	res   source.Resources
 	red   *redMetrics
 	spans *spanQueue
 
@@ -121,17 +124,17 @@ type httpPipeline struct {
 	done chan struct{}
 }
 
-func newHTTPPipeline(tracer *httptrace.Tracer, cfg HTTPConfig, res resources, logger *zap.Logger) *httpPipeline {
+func newPipeline(tracer *httptrace.Tracer, cfg Config, res source.Resources, logger *zap.Logger) *pipeline {
 	var mono unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
-	p := &httpPipeline{
+	p := &pipeline{
 		tracer:    tracer,
 		cfg:       cfg,
 		logger:    logger,
 		bootNS:    time.Now().UnixNano() - mono.Nano(),
 		monoStart: mono.Nano(),
 		started:   time.Now(),
-		conns:     make(map[uint64]*httpConn),
+		conns:     make(map[uint64]*conn),
 		res:       res,
 		red:       newREDMetrics(cfg.MaxRoutesPerResource),
 		lost:      make(map[string]uint64),
@@ -144,14 +147,14 @@ func newHTTPPipeline(tracer *httptrace.Tracer, cfg HTTPConfig, res resources, lo
 }
 
 // close stops the pipeline once the tracer is closed.
-func (p *httpPipeline) close() {
+func (p *pipeline) close() {
 	<-p.done
 	p.spans.close()
 }
 
 // idle flushes quiet connections and forgets those whose close was never
 // seen, until the read loop ends.
-func (p *httpPipeline) idle() {
+func (p *pipeline) idle() {
 	tick := time.NewTicker(httpIdleFlush / 4)
 	defer tick.Stop()
 	for {
@@ -174,18 +177,9 @@ func (p *httpPipeline) idle() {
 	}
 }
 
-func (p *httpPipeline) run() {
+func (p *pipeline) run() {
 	defer close(p.done)
-	var e httptrace.Event
-	for {
-		err := p.tracer.Read(&e)
-		switch {
-		case errors.Is(err, os.ErrClosed):
-			return
-		case err != nil:
-			p.logger.Warn("bad http event", zap.Error(err))
-			continue
-		}
+	source.ReadEach(p.tracer.Read, p.logger, "http event", func(e *httptrace.Event) {
 		delay := time.Duration(p.monoStart + int64(time.Since(p.started)) - int64(e.TS))
 		p.mu.Lock()
 		p.seen++
@@ -193,13 +187,13 @@ func (p *httpPipeline) run() {
 		p.delaySum += delay
 		p.mu.Unlock()
 		p.connsMu.Lock()
-		p.handle(&e)
+		p.handle(e)
 		p.connsMu.Unlock()
-	}
+	})
 }
 
 // handle feeds one event to its connection's parser. connsMu is held.
-func (p *httpPipeline) handle(e *httptrace.Event) {
+func (p *pipeline) handle(e *httptrace.Event) {
 	c := p.conns[e.Conn]
 	if e.Dir == httptrace.DirClose {
 		if c != nil && c.flow != nil {
@@ -217,7 +211,7 @@ func (p *httpPipeline) handle(e *httptrace.Event) {
 			p.countLost(lostConnectionTableFull, 1)
 			return
 		}
-		c = &httpConn{role: role, local: e.Local, remote: e.Remote, cgroupID: e.CgroupID, pid: e.PID,
+		c = &conn{role: role, local: e.Local, remote: e.Remote, cgroupID: e.CgroupID, pid: e.PID,
 			exe: e.Comm, command: commandOf(e.PID, e.Comm)}
 		serverPort := e.Local.Port()
 		if role == httpflow.Client {
@@ -241,7 +235,7 @@ func (p *httpPipeline) handle(e *httptrace.Event) {
 
 // feedDone runs a Feed or Close of c's parser, handing on what it emits and
 // counting what it dropped.
-func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchange))) {
+func (p *pipeline) feedDone(c *conn, step func(emit func(httpflow.Exchange))) {
 	before := c.flow.Stats()
 	var otlp uint64
 	step(func(ex httpflow.Exchange) {
@@ -267,13 +261,13 @@ func (p *httpPipeline) feedDone(c *httpConn, step func(emit func(httpflow.Exchan
 }
 
 // cgroupAllowed applies the cgroup filter to a new connection's owner.
-func (p *httpPipeline) cgroupAllowed(id uint64) bool {
+func (p *pipeline) cgroupAllowed(id uint64) bool {
 	f := p.cfg.Cgroups
 	if len(f.Include) == 0 && len(f.Exclude) == 0 {
 		return true
 	}
-	_ = p.res.paths.Resolve(slices.Values([]uint64{id})) // unknown stays unknown
-	path, known := p.res.paths.Path(id)
+	_ = p.res.Paths.Resolve(slices.Values([]uint64{id})) // unknown stays unknown
+	path, known := p.res.Paths.Path(id)
 	return f.allows(path, known)
 }
 
@@ -304,14 +298,14 @@ func roleOf(e *httptrace.Event) (httpflow.Role, bool) {
 	return httpflow.Client, true
 }
 
-func (p *httpPipeline) countLost(reason string, n uint64) {
+func (p *pipeline) countLost(reason string, n uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lost[reason] += n
 }
 
 // deliveryBuckets is the delivery histogram's bucket count.
-const deliveryBuckets = pow2Buckets
+const deliveryBuckets = source.Pow2Buckets
 
 func deliveryBucket(d time.Duration) int {
 	us := max(d.Microseconds(), 1)
@@ -327,7 +321,7 @@ type httpCounters struct {
 	delaySum    time.Duration
 }
 
-func (p *httpPipeline) counters() (httpCounters, error) {
+func (p *pipeline) counters() (httpCounters, error) {
 	k, err := p.tracer.Counters()
 	if err != nil {
 		return httpCounters{}, err
@@ -345,9 +339,9 @@ func (p *httpPipeline) counters() (httpCounters, error) {
 	return c, nil
 }
 
-// httpMetrics is the HTTP capability's part of a collection.
-type httpMetrics struct {
-	p  *httpPipeline
+// metrics is the HTTP capability's part of a collection.
+type metrics struct {
+	p  *pipeline
 	mb *metadata.MetricsBuilder
 	// removed reports a removed cgroup: its histograms are exported one
 	// last time, then forgotten.
@@ -355,14 +349,14 @@ type httpMetrics struct {
 }
 
 // snapshot reads nothing: the pipeline aggregates as records come.
-func (s httpMetrics) snapshot() error { return nil }
+func (s metrics) Snapshot() error { return nil }
 
 // dropStale has nothing to drop: record forgets removed cgroups.
-func (s httpMetrics) dropStale() error { return nil }
+func (s metrics) DropStale() error { return nil }
 
-func (s httpMetrics) cgroups(yield func(uint64) bool) { s.p.red.cgroups(yield) }
+func (s metrics) Cgroups(yield func(uint64) bool) { s.p.red.cgroups(yield) }
 
-func (s httpMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s metrics) Record(id uint64, now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	if folded := s.p.red.appendHistograms(id, now, histograms); folded > 0 {
 		s.mb.RecordHTTPServerRoutesFoldedDataPoint(now, int64(folded))
 	}
@@ -371,7 +365,7 @@ func (s httpMetrics) record(id uint64, now pcommon.Timestamp, histograms pmetric
 	}
 }
 
-func (s httpMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
+func (s metrics) RecordNode(now pcommon.Timestamp, histograms pmetric.MetricSlice) {
 	c, err := s.p.counters()
 	if err != nil {
 		s.p.logger.Warn("cannot read http counters", zap.Error(err))
@@ -379,9 +373,9 @@ func (s httpMetrics) recordNode(now pcommon.Timestamp, histograms pmetric.Metric
 	}
 	s.mb.RecordEbpfHTTPEventsDataPoint(now, int64(c.events))
 	s.mb.RecordEbpfHTTPExcludedDataPoint(now, int64(c.otlpExports), metadata.AttributeEbpfExcludedReasonOtlpExport)
-	dp := newDurationHistogram(histograms, "ebpf.http.delivery.duration",
+	dp := source.NewDurationHistogram(histograms, "ebpf.http.delivery.duration",
 		"Time from a syscall in the kernel to its record reaching the receiver's parser.").AppendEmpty()
-	setPow2Histogram(dp, s.p.red.start, now, c.events, uint64(c.delaySum), c.delivery[:])
+	source.SetPow2Histogram(dp, s.p.red.start, now, c.events, uint64(c.delaySum), c.delivery[:])
 	for _, reason := range slices.Sorted(maps.Keys(c.lost)) {
 		s.mb.RecordEbpfHTTPLostDataPoint(now, int64(c.lost[reason]), metadata.MapAttributeEbpfLostReason[reason])
 	}

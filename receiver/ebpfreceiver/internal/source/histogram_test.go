@@ -1,6 +1,6 @@
 //go:build linux
 
-package ebpfreceiver
+package source
 
 import (
 	"testing"
@@ -19,11 +19,10 @@ func TestKernelHistogramsMatchBounds(t *testing.T) {
 		"tcp.rtt":                 tcpconn.RTTBuckets,
 		"sched.run_queue.latency": schedstat.LatencyBuckets,
 		"disk latency":            blockio.LatencyBuckets,
-		"http delivery":           deliveryBuckets,
 	} {
 		assert.Len(t, pow2MicrosecondBounds, n-1, name)
 	}
 	assert.InDelta(t, 2e-6, pow2MicrosecondBounds[0], 1e-12, "bucket 0 is [0, 2) µs")
-	assert.InDelta(t, float64(uint64(1)<<(pow2Buckets-1))/1e6, pow2MicrosecondBounds[pow2Buckets-2], 1e-9,
+	assert.InDelta(t, float64(uint64(1)<<(Pow2Buckets-1))/1e6, pow2MicrosecondBounds[Pow2Buckets-2], 1e-9,
 		"the last bucket starts at 2^(EBR_BUCKETS-1) µs")
 }

@@ -1,4 +1,4 @@
-package ebpfreceiver
+package source
 
 import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -6,10 +6,10 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
 )
 
-// recordMapFill records a kernel map's entries and its fill, entries over
+// RecordMapFill records a kernel map's entries and its fill, entries over
 // capacity. Both are off by default: they are for debugging, and the
 // ebpf.*.lost counters already say when a full map lost an update.
-func recordMapFill(mb *metadata.MetricsBuilder, now pcommon.Timestamp, entries, capacity int64, m metadata.AttributeEbpfMap) {
+func RecordMapFill(mb *metadata.MetricsBuilder, now pcommon.Timestamp, entries, capacity int64, m metadata.AttributeEbpfMap) {
 	mb.RecordEbpfMapEntriesDataPoint(now, entries, m)
 	if capacity > 0 {
 		mb.RecordEbpfMapUtilizationDataPoint(now, float64(entries)/float64(capacity), m)

@@ -1,12 +1,12 @@
-package ebpfreceiver
+//go:build linux
+
+package processsource
 
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -21,12 +21,13 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/procexit"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 const (
-	// processLogsFlush is the longest a log record waits before it is
+	// logsFlush is the longest a log record waits before it is
 	// handed to the logs pipeline.
-	processLogsFlush = 200 * time.Millisecond
+	logsFlush = 200 * time.Millisecond
 	// maxPendingLogs bounds the records waiting for the logs pipeline;
 	// past it they are counted as refused.
 	maxPendingLogs = 8192
@@ -40,71 +41,62 @@ func signalName(sig uint8) string {
 	return fmt.Sprintf("SIG%d", sig)
 }
 
-// processPollInterval bounds how long a process record waits in the
+// pollInterval bounds how long a process record waits in the
 // kernel's ring buffer before the receiver reads it.
-const processPollInterval = 100 * time.Millisecond
+const pollInterval = 100 * time.Millisecond
 
-// loadProcess loads the process exit and OOM kill hooks and records the
-// status of each part.
-func loadProcess(cfg *Config, env sourceEnv) (source, []capability, error) {
-	hooks := procexit.Hooks()
-	if !cfg.Process.Enabled {
-		return nil, disabledParts(hooks, procexit.Parts()), nil
-	}
-	tr, err := procexit.Load(procexit.Options{
-		MaxSeries:     uint32(cfg.Process.MaxSeries),
-		LogsPerSecond: uint32(cfg.Process.LogsPerSecond),
-		PollInterval:  processPollInterval,
+// Load loads the process exit and OOM kill hooks and records the status of
+// each part.
+func Load(cfg Config, env source.Env) (source.Source, []source.Capability, error) {
+	tr, caps, err := source.LoadParts("process", procexit.Hooks(), procexit.Parts(), cfg.Enabled, cfg.Required, func() (*procexit.Tracer, error) {
+		return procexit.Load(procexit.Options{
+			MaxSeries:     uint32(cfg.MaxSeries),
+			LogsPerSecond: uint32(cfg.LogsPerSecond),
+			PollInterval:  pollInterval,
+		})
 	})
-	var disabled map[string]error
-	if err == nil {
-		disabled = tr.Disabled()
+	if tr == nil {
+		return nil, caps, err
 	}
-	caps, capErr := partStatus("process", hooks, procexit.Parts(), cfg.Process.Required, err, disabled)
-	switch {
-	case err != nil:
-		return nil, caps, capErr
-	case capErr != nil:
-		return nil, nil, errors.Join(capErr, tr.Close())
-	}
-	return &processSource{tracer: tr, cfg: cfg.Process, logs: newProcessLogs(tr, env.res, env.logger)}, caps, nil
+	return &Source{tracer: tr, cfg: cfg, logs: newLogs(tr, env.Resources, env.Logger)}, caps, nil
 }
 
-// processSource is the process exit and OOM kill capability: counts per
-// cgroup, and a log record of each death by signal and OOM kill.
-type processSource struct {
+// Source is the loaded process capability.
+type Source struct {
 	tracer *procexit.Tracer
-	cfg    ProcessConfig
-	logs   *processLogs
+	cfg    Config
+	logs   *logs
 }
 
-func (s *processSource) kernel() kernelObjects { return s.tracer }
+func (s *Source) Kernel() source.KernelObjects { return s.tracer }
 
-func (s *processSource) close() error {
+func (s *Source) Close() error {
 	err := s.tracer.Close()
 	s.logs.close()
 	return err
 }
 
-func (s *processSource) newMetrics(env metricsEnv) metricsPart {
-	return &processMetrics{tracer: s.tracer, logs: s.logs, mb: env.mb, capacity: int64(s.cfg.MaxSeries), removed: env.removed}
+func (s *Source) NewMetrics(env source.MetricsEnv) source.MetricsPart {
+	return &metrics{tracer: s.tracer, logs: s.logs, mb: env.MB, capacity: int64(s.cfg.MaxSeries), removed: env.Removed}
 }
 
-func (s *processSource) logRecords() *processLogs { return s.logs }
+func (s *Source) SetLogsConsumer(next consumer.Logs, cfg metadata.LogsBuilderConfig, set receiver.Settings) {
+	s.logs.setConsumer(next, cfg, set)
+}
 
-// processMetrics records the failed exits and OOM kills of each cgroup.
-type processMetrics struct {
+// metrics records the failed exits and OOM kills of each cgroup.
+type metrics struct {
 	tracer   *procexit.Tracer
-	logs     *processLogs
+	logs     *logs
 	mb       *metadata.MetricsBuilder
 	capacity int64
 	removed  func(id uint64) bool
 	snap     procexit.Snapshot
 	byCgroup map[uint64][]procexit.ExitKey
-	stale    staleKeys[uint64]
+	stale    source.StaleKeys[uint64]
 }
 
-func (s *processMetrics) snapshot() error {
+func (s *metrics) Snapshot() error {
 	if err := s.tracer.Snapshot(&s.snap); err != nil {
 		return err
 	}
@@ -113,11 +105,8 @@ func (s *processMetrics) snapshot() error {
 }
 
 // index groups the snapshot's series by cgroup.
-func (s *processMetrics) index() {
-	s.byCgroup = make(map[uint64][]procexit.ExitKey)
-	for k := range s.snap.Exits {
-		s.byCgroup[k.CgroupId] = append(s.byCgroup[k.CgroupId], k)
-	}
+func (s *metrics) index() {
+	s.byCgroup = source.ByCgroup(s.snap.Exits, func(k procexit.ExitKey) uint64 { return k.CgroupId })
 	for id := range s.snap.OOMKills {
 		if _, ok := s.byCgroup[id]; !ok {
 			s.byCgroup[id] = nil
@@ -125,7 +114,7 @@ func (s *processMetrics) index() {
 	}
 }
 
-func (s *processMetrics) cgroups(yield func(uint64) bool) {
+func (s *metrics) Cgroups(yield func(uint64) bool) {
 	for id := range s.byCgroup {
 		if !yield(id) {
 			return
@@ -133,7 +122,7 @@ func (s *processMetrics) cgroups(yield func(uint64) bool) {
 	}
 }
 
-func (s *processMetrics) record(id uint64, now pcommon.Timestamp, _ pmetric.MetricSlice) {
+func (s *metrics) Record(id uint64, now pcommon.Timestamp, _ pmetric.MetricSlice) {
 	keys, ok := s.byCgroup[id]
 	if !ok {
 		return
@@ -152,11 +141,11 @@ func (s *processMetrics) record(id uint64, now pcommon.Timestamp, _ pmetric.Metr
 		s.mb.RecordProcessOomKillsDataPoint(now, int64(n), false)
 	}
 	if s.removed(id) {
-		s.stale.add(id)
+		s.stale.Add(id)
 	}
 }
 
-func (s *processMetrics) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice) {
+func (s *metrics) RecordNode(now pcommon.Timestamp, _ pmetric.MetricSlice) {
 	if n := s.snap.Overflow.Exits; n > 0 {
 		s.mb.RecordProcessExitsDataPoint(now, int64(n), 0, "", true)
 	}
@@ -170,17 +159,17 @@ func (s *processMetrics) recordNode(now pcommon.Timestamp, _ pmetric.MetricSlice
 	events, refused := s.logs.counts()
 	s.mb.RecordEbpfProcessLostDataPoint(now, int64(refused), metadata.AttributeEbpfLostReasonLogsRefused)
 	s.mb.RecordEbpfProcessEventsDataPoint(now, int64(events))
-	recordMapFill(s.mb, now, int64(len(s.snap.Exits)), s.capacity, metadata.AttributeEbpfMapProcessExits)
-	recordMapFill(s.mb, now, int64(len(s.snap.OOMKills)), s.capacity, metadata.AttributeEbpfMapProcessOomKills)
+	source.RecordMapFill(s.mb, now, int64(len(s.snap.Exits)), s.capacity, metadata.AttributeEbpfMapProcessExits)
+	source.RecordMapFill(s.mb, now, int64(len(s.snap.OOMKills)), s.capacity, metadata.AttributeEbpfMapProcessOomKills)
 }
 
-func (s *processMetrics) dropStale() error { return s.stale.drop(s.tracer.DeleteCgroups) }
+func (s *metrics) DropStale() error { return s.stale.Drop(s.tracer.DeleteCgroups) }
 
-// processLogs turns the kernel's death-by-signal and OOM kill records into
-// log records, batched for at most processLogsFlush.
-type processLogs struct {
+// logs turns the kernel's death-by-signal and OOM kill records into
+// log records, batched for at most logsFlush.
+type logs struct {
 	tracer *procexit.Tracer
-	res    resources
+	res    source.Resources
 	logger *zap.Logger
 	// bootNS turns the kernel's monotonic timestamps into wall time.
 	bootNS int64
@@ -196,10 +185,10 @@ type processLogs struct {
 	done sync.WaitGroup
 }
 
-func newProcessLogs(tr *procexit.Tracer, res resources, logger *zap.Logger) *processLogs {
+func newLogs(tr *procexit.Tracer, res source.Resources, logger *zap.Logger) *logs {
 	var mono unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
-	l := &processLogs{
+	l := &logs{
 		tracer: tr,
 		res:    res,
 		logger: logger,
@@ -213,7 +202,7 @@ func newProcessLogs(tr *procexit.Tracer, res resources, logger *zap.Logger) *pro
 }
 
 // setConsumer starts (next != nil) or stops delivering log records.
-func (l *processLogs) setConsumer(next consumer.Logs, cfg metadata.LogsBuilderConfig, set receiver.Settings) {
+func (l *logs) setConsumer(next consumer.Logs, cfg metadata.LogsBuilderConfig, set receiver.Settings) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.next = next
@@ -224,24 +213,15 @@ func (l *processLogs) setConsumer(next consumer.Logs, cfg metadata.LogsBuilderCo
 	}
 }
 
-func (l *processLogs) counts() (events, refused uint64) {
+func (l *logs) counts() (events, refused uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.events, l.refused
 }
 
-func (l *processLogs) read() {
+func (l *logs) read() {
 	defer l.done.Done()
-	var e procexit.Event
-	for {
-		err := l.tracer.Read(&e)
-		switch {
-		case errors.Is(err, os.ErrClosed):
-			return
-		case err != nil:
-			l.logger.Warn("bad process record", zap.Error(err))
-			continue
-		}
+	source.ReadEach(l.tracer.Read, l.logger, "process record", func(e *procexit.Event) {
 		l.mu.Lock()
 		l.events++
 		switch {
@@ -249,15 +229,15 @@ func (l *processLogs) read() {
 		case len(l.pending) >= maxPendingLogs:
 			l.refused++
 		default:
-			l.pending = append(l.pending, e)
+			l.pending = append(l.pending, *e)
 		}
 		l.mu.Unlock()
-	}
+	})
 }
 
-func (l *processLogs) flushLoop() {
+func (l *logs) flushLoop() {
 	defer l.done.Done()
-	tick := time.NewTicker(processLogsFlush)
+	tick := time.NewTicker(logsFlush)
 	defer tick.Stop()
 	for {
 		select {
@@ -271,7 +251,7 @@ func (l *processLogs) flushLoop() {
 
 // flush builds the pending records, one Resource per cgroup, and hands
 // them to the logs pipeline.
-func (l *processLogs) flush() {
+func (l *logs) flush() {
 	l.mu.Lock()
 	next, lb, pending := l.next, l.lb, l.pending
 	l.pending = nil
@@ -284,13 +264,13 @@ func (l *processLogs) flush() {
 		e := &pending[i]
 		byCgroup[e.CgroupID] = append(byCgroup[e.CgroupID], e)
 	}
-	_ = l.res.paths.Resolve(maps.Keys(byCgroup)) // a failure leaves paths out, never records
+	_ = l.res.Paths.Resolve(maps.Keys(byCgroup)) // a failure leaves paths out, never records
 	ctx := context.Background()
 	for _, id := range slices.Sorted(maps.Keys(byCgroup)) {
 		for _, e := range byCgroup[id] {
 			l.record(ctx, lb, e)
 		}
-		lb.EmitForResource(metadata.WithLogsResource(l.res.cgroup(id)))
+		lb.EmitForResource(metadata.WithLogsResource(l.res.Cgroup(id)))
 	}
 	logs := lb.Emit()
 	describe(logs)
@@ -302,7 +282,7 @@ func (l *processLogs) flush() {
 	}
 }
 
-func (l *processLogs) record(ctx context.Context, lb *metadata.LogsBuilder, e *procexit.Event) {
+func (l *logs) record(ctx context.Context, lb *metadata.LogsBuilder, e *procexit.Event) {
 	ts := pcommon.Timestamp(uint64(l.bootNS + int64(e.Time)))
 	switch e.Kind {
 	case procexit.KindOOMKill:
@@ -359,7 +339,7 @@ func describe(logs plog.Logs) {
 }
 
 // close stops the loops; the tracer must be closed first, which ends read.
-func (l *processLogs) close() {
+func (l *logs) close() {
 	close(l.stop)
 	l.done.Wait()
 }

@@ -1,4 +1,4 @@
-package ebpfreceiver
+package httpsource
 
 import (
 	"cmp"
@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
 // durationBounds are the semantic conventions' advice for HTTP durations.
@@ -178,12 +179,12 @@ func (r *redMetrics) appendHistograms(id uint64, now pcommon.Timestamp, ms pmetr
 		var dps *pmetric.HistogramDataPointSlice
 		if k.server {
 			if server == (pmetric.HistogramDataPointSlice{}) {
-				server = newDurationHistogram(ms, "http.server.request.duration", "Duration of HTTP server requests, from the first byte of the request read to the last byte of the response written.")
+				server = source.NewDurationHistogram(ms, "http.server.request.duration", "Duration of HTTP server requests, from the first byte of the request read to the last byte of the response written.")
 			}
 			dps = &server
 		} else {
 			if client == (pmetric.HistogramDataPointSlice{}) {
-				client = newDurationHistogram(ms, "http.client.request.duration", "Duration of HTTP client requests, from the first byte of the request written to the last byte of the response read.")
+				client = source.NewDurationHistogram(ms, "http.client.request.duration", "Duration of HTTP client requests, from the first byte of the request written to the last byte of the response read.")
 			}
 			dps = &client
 		}
