@@ -17,11 +17,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/tcpconn"
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/tcpsource"
 )
 
@@ -39,41 +39,19 @@ type connected struct {
 // to server in md.
 func clientConns(md pmetric.Metrics, server netip.AddrPort) map[int64]connected {
 	got := make(map[int64]connected)
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		res := rms.At(i).Resource().Attributes()
+	for res, dp := range otlptest.Points(md, "tcp.connection.opened") {
 		id, ok := res.Get("cgroup.id")
-		if !ok {
+		a := dp.Attributes()
+		if !ok || otlptest.Str(a, "tcp.connection.outcome") != "established" || otlptest.Str(a, "tcp.connection.direction") != "client" ||
+			otlptest.Str(a, "network.peer.address") != server.Addr().String() || otlptest.Int(a, "network.peer.port") != int64(server.Port()) {
 			continue
 		}
-		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-		for j := range ms.Len() {
-			if ms.At(j).Name() != "tcp.connection.opened" {
-				continue
-			}
-			dps := ms.At(j).Sum().DataPoints()
-			for k := range dps.Len() {
-				a := dps.At(k).Attributes()
-				if str(a, "tcp.connection.outcome") != "established" || str(a, "tcp.connection.direction") != "client" ||
-					str(a, "network.peer.address") != server.Addr().String() {
-					continue
-				}
-				if p, _ := a.Get("network.peer.port"); p.Int() != int64(server.Port()) {
-					continue
-				}
-				c := got[id.Int()]
-				c.attrs = res.AsRaw()
-				c.opened += dps.At(k).IntValue()
-				got[id.Int()] = c
-			}
-		}
+		c := got[id.Int()]
+		c.attrs = res.AsRaw()
+		c.opened += dp.IntValue()
+		got[id.Int()] = c
 	}
 	return got
-}
-
-func str(a pcommon.Map, k string) string {
-	v, _ := a.Get(k)
-	return v.Str()
 }
 
 func startAttributionReceiver(t *testing.T) *consumertest.MetricsSink {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
 )
 
@@ -35,39 +36,15 @@ const sockLengthReason = `sock_(send|recv)_length`
 // with "" for enabled.
 func capabilities(md pmetric.Metrics) map[string]string {
 	got := make(map[string]string)
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-		for j := range ms.Len() {
-			if ms.At(j).Name() != "ebpf.capability.enabled" {
-				continue
-			}
-			dps := ms.At(j).Gauge().DataPoints()
-			for k := range dps.Len() {
-				name, _ := dps.At(k).Attributes().Get("ebpf.capability")
-				reason, hasReason := dps.At(k).Attributes().Get("ebpf.capability.reason")
-				if dps.At(k).IntValue() == 1 && !hasReason {
-					got[name.Str()] = ""
-				} else {
-					got[name.Str()] = reason.Str()
-				}
-			}
+	for _, dp := range otlptest.Points(md, "ebpf.capability.enabled") {
+		reason, hasReason := dp.Attributes().Get("ebpf.capability.reason")
+		if dp.IntValue() == 1 && !hasReason {
+			got[otlptest.Str(dp.Attributes(), "ebpf.capability")] = ""
+		} else {
+			got[otlptest.Str(dp.Attributes(), "ebpf.capability")] = reason.Str()
 		}
 	}
 	return got
-}
-
-func hasMetric(md pmetric.Metrics, name string) bool {
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-		for j := range ms.Len() {
-			if ms.At(j).Name() == name {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // scrapeOnce runs a receiver until it has exported twice, after traffic.
@@ -110,8 +87,8 @@ func TestMissingHookDisablesItsPart(t *testing.T) {
 			assert.Regexp(t, sockLengthReason, caps[c], c)
 		}
 	}
-	assert.Equal(t, hasSockLength(t), hasMetric(md, "tcp.connection.io"), "bytes still measured where the kernel has the hooks")
-	assert.False(t, hasMetric(md, "tcp.connection.rtt"))
+	assert.Equal(t, hasSockLength(t), otlptest.Has(md, "tcp.connection.io"), "bytes still measured where the kernel has the hooks")
+	assert.False(t, otlptest.Has(md, "tcp.connection.rtt"))
 }
 
 // The capabilities that must run on every kernel this project supports.
@@ -129,8 +106,8 @@ func TestUnreadableBTFDisablesItsCapability(t *testing.T) {
 	for _, c := range append(everyKernelCapabilities, "tcp.rtt") {
 		assert.Equal(t, "", caps[c], c)
 	}
-	assert.True(t, hasMetric(md, "tcp.connection.opened"))
-	assert.True(t, hasMetric(md, "container.cpu.time"))
+	assert.True(t, otlptest.Has(md, "tcp.connection.opened"))
+	assert.True(t, otlptest.Has(md, "container.cpu.time"))
 }
 
 // A program the verifier rejects disables its part only, with the program
@@ -146,8 +123,8 @@ func TestVerifierRejectionDisablesItsPart(t *testing.T) {
 	for _, c := range everyKernelCapabilities {
 		assert.Equal(t, "", caps[c], c)
 	}
-	assert.True(t, hasMetric(md, "tcp.connection.opened"))
-	assert.False(t, hasMetric(md, "tcp.connection.rtt"))
+	assert.True(t, otlptest.Has(md, "tcp.connection.opened"))
+	assert.False(t, otlptest.Has(md, "tcp.connection.rtt"))
 }
 
 // The base hook missing disables all TCP metrics; cgroup tracking and the
@@ -162,8 +139,8 @@ func TestMissingBaseHookDisablesTCP(t *testing.T) {
 	for _, c := range []string{"tcp", "tcp.bytes", "tcp.resets", "tcp.retransmits", "tcp.rtt"} {
 		assert.Contains(t, caps[c], "ebr_tcp_state on sock:inet_sock_set_state", c)
 	}
-	assert.False(t, hasMetric(md, "tcp.connection.opened"))
-	assert.True(t, hasMetric(md, "ebpf.cgroups.cached"))
+	assert.False(t, otlptest.Has(md, "tcp.connection.opened"))
+	assert.True(t, otlptest.Has(md, "ebpf.cgroups.cached"))
 }
 
 func TestTCPDisabledInConfig(t *testing.T) {

@@ -19,6 +19,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // the exporter compresses with gzip
+
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 )
 
 // e2eSink is an OTLP/gRPC metrics endpoint that counts what it receives.
@@ -98,7 +100,7 @@ service:
 		peakRSS = max(peakRSS, e2eRSS(t, col.pid))
 		time.Sleep(2 * time.Second)
 	}
-	exportsDuringOutage := len(e2eReadExports(t, out))
+	exportsDuringOutage := len(otlptest.ReadMetricsFile(t, out))
 	tel := e2eScrape(t, telemetry)
 	queued := tel["otelcol_exporter_queue_size"]
 	capacity := tel["otelcol_exporter_queue_capacity"]

@@ -4,7 +4,6 @@ package ebpfreceiver
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 )
 
 // e2eHogEnv makes the test binary a memory hog: once it reads a line from
@@ -92,7 +92,7 @@ func TestE2EPressure(t *testing.T) {
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := e2eCheckPressure(e2eReadExports(t, out), pod.ContainerID, loop.Name)
+		err := e2eCheckPressure(otlptest.ReadMetricsFile(t, out), pod.ContainerID, loop.Name)
 		if err == nil {
 			err = e2eCheckProcessLogs(t, filepath.Join(dir, "logs.json"), pod.ContainerID, hogPID)
 		}
@@ -142,67 +142,54 @@ func e2eOOMKill(t *testing.T, pod *bpftest.Pod) int {
 
 // e2eCheckPressure checks the latest export of the container's resource.
 func e2eCheckPressure(exports []pmetric.Metrics, containerID, device string) error {
-	var points map[string][]pmetric.NumberDataPoint
-	var histograms map[string][]pmetric.HistogramDataPoint
-	for _, md := range exports {
-		rms := md.ResourceMetrics()
-		for i := range rms.Len() {
-			if e2eStr(rms.At(i).Resource().Attributes(), "container.id") != containerID {
-				continue
-			}
-			points = map[string][]pmetric.NumberDataPoint{}
-			histograms = map[string][]pmetric.HistogramDataPoint{}
-			ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-			for j := range ms.Len() {
-				m := ms.At(j)
-				switch m.Type() {
-				case pmetric.MetricTypeSum:
-					for k := range m.Sum().DataPoints().Len() {
-						points[m.Name()] = append(points[m.Name()], m.Sum().DataPoints().At(k))
-					}
-				case pmetric.MetricTypeHistogram:
-					for k := range m.Histogram().DataPoints().Len() {
-						histograms[m.Name()] = append(histograms[m.Name()], m.Histogram().DataPoints().At(k))
-					}
-				}
-			}
-		}
-	}
-	if points == nil {
+	md, found := otlptest.Latest(exports, "container.id", containerID)
+	if !found {
 		return fmt.Errorf("no resource with container.id %s yet", containerID)
 	}
+	points := func(name string) (dps []pmetric.NumberDataPoint) {
+		for _, dp := range otlptest.Points(md, name) {
+			dps = append(dps, dp)
+		}
+		return dps
+	}
+	histograms := func(name string) (dps []pmetric.HistogramDataPoint) {
+		for _, dp := range otlptest.Histograms(md, name) {
+			dps = append(dps, dp)
+		}
+		return dps
+	}
 	exits := map[string]int64{}
-	for _, dp := range points["process.exits"] {
-		code := e2eInt(dp.Attributes(), "process.exit.code")
-		exits[fmt.Sprintf("%d/%s", code, e2eStr(dp.Attributes(), "process.exit.signal"))] = dp.IntValue()
+	for _, dp := range points("process.exits") {
+		code := otlptest.Int(dp.Attributes(), "process.exit.code")
+		exits[fmt.Sprintf("%d/%s", code, otlptest.Str(dp.Attributes(), "process.exit.signal"))] = dp.IntValue()
 	}
 	if exits["3/"] != 1 || exits["0/SIGSEGV"] != 1 || exits["0/SIGKILL"] != 1 {
 		return fmt.Errorf("process.exits %v, want one each of status 3, SIGSEGV and SIGKILL", exits)
 	}
-	if oom := points["process.oom_kills"]; len(oom) != 1 || oom[0].IntValue() != 1 {
+	if oom := points("process.oom_kills"); len(oom) != 1 || oom[0].IntValue() != 1 {
 		return fmt.Errorf("process.oom_kills %v, want 1", oom)
 	}
-	if cpu := points["container.cpu.time"]; len(cpu) != 1 || cpu[0].DoubleValue() < 0.05 {
+	if cpu := points("container.cpu.time"); len(cpu) != 1 || cpu[0].DoubleValue() < 0.05 {
 		return fmt.Errorf("container.cpu.time %v, want at least the 50 ms the shell loop burns", cpu)
 	}
-	if h := histograms["sched.run_queue.latency"]; len(h) != 1 || h[0].Count() == 0 {
+	if h := histograms("sched.run_queue.latency"); len(h) != 1 || h[0].Count() == 0 {
 		return errors.New("no sched.run_queue.latency histogram with samples")
 	}
 	for _, dir := range []string{"read", "write"} {
 		var bytes, ops int64
 		var hist uint64
-		for _, dp := range points["container.disk.io"] {
-			if e2eStr(dp.Attributes(), "system.device") == device && e2eStr(dp.Attributes(), "disk.io.direction") == dir {
+		for _, dp := range points("container.disk.io") {
+			if otlptest.Str(dp.Attributes(), "system.device") == device && otlptest.Str(dp.Attributes(), "disk.io.direction") == dir {
 				bytes = dp.IntValue()
 			}
 		}
-		for _, dp := range points["disk.operations"] {
-			if e2eStr(dp.Attributes(), "system.device") == device && e2eStr(dp.Attributes(), "disk.io.direction") == dir {
+		for _, dp := range points("disk.operations") {
+			if otlptest.Str(dp.Attributes(), "system.device") == device && otlptest.Str(dp.Attributes(), "disk.io.direction") == dir {
 				ops = dp.IntValue()
 			}
 		}
-		for _, dp := range histograms["disk.io.latency"] {
-			if e2eStr(dp.Attributes(), "system.device") == device && e2eStr(dp.Attributes(), "disk.io.direction") == dir {
+		for _, dp := range histograms("disk.io.latency") {
+			if otlptest.Str(dp.Attributes(), "system.device") == device && otlptest.Str(dp.Attributes(), "disk.io.direction") == dir {
 				hist = dp.Count()
 			}
 		}
@@ -217,43 +204,22 @@ func e2eCheckPressure(exports []pmetric.Metrics, containerID, device string) err
 // e2eCheckProcessLogs checks that the file exporter wrote exactly one death
 // by SIGSEGV and one OOM kill of pid for the container.
 func e2eCheckProcessLogs(t *testing.T, path, containerID string, hogPID int) error {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return errors.New("no logs exported yet")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	var segv, oom []plog.LogRecord
-	var u plog.JSONUnmarshaler
-	s := bufio.NewScanner(bytes.NewReader(b))
-	s.Buffer(nil, 64<<20)
-	for s.Scan() {
-		ld, err := u.UnmarshalLogs(s.Bytes())
-		if err != nil {
+	for res, lr := range otlptest.LogRecords(otlptest.ReadLogsFile(t, path)...) {
+		if otlptest.Str(res, "container.id") != containerID {
 			continue
 		}
-		for i := range ld.ResourceLogs().Len() {
-			rl := ld.ResourceLogs().At(i)
-			if e2eStr(rl.Resource().Attributes(), "container.id") != containerID {
-				continue
-			}
-			lrs := rl.ScopeLogs().At(0).LogRecords()
-			for j := range lrs.Len() {
-				lr := lrs.At(j)
-				switch {
-				case lr.EventName() == "process.signal_death" && e2eStr(lr.Attributes(), "process.exit.signal") == "SIGSEGV":
-					segv = append(segv, lr)
-				case lr.EventName() == "process.oom_kill":
-					oom = append(oom, lr)
-				}
-			}
+		switch {
+		case lr.EventName() == "process.signal_death" && otlptest.Str(lr.Attributes(), "process.exit.signal") == "SIGSEGV":
+			segv = append(segv, lr)
+		case lr.EventName() == "process.oom_kill":
+			oom = append(oom, lr)
 		}
 	}
-	if len(segv) != 1 || e2eStr(segv[0].Attributes(), "process.executable.name") != "sh" {
+	if len(segv) != 1 || otlptest.Str(segv[0].Attributes(), "process.executable.name") != "sh" {
 		return fmt.Errorf("%d SIGSEGV records of sh, want 1", len(segv))
 	}
-	if len(oom) != 1 || e2eInt(oom[0].Attributes(), "process.pid") != int64(hogPID) {
+	if len(oom) != 1 || otlptest.Int(oom[0].Attributes(), "process.pid") != int64(hogPID) {
 		return fmt.Errorf("%d OOM kill records, want 1 of pid %d", len(oom), hogPID)
 	}
 	if lr := oom[0]; lr.SeverityNumber() != plog.SeverityNumberError || lr.Body().Type() != pcommon.ValueTypeStr {

@@ -17,7 +17,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 )
 
 // otlpSink is a loopback OTLP/HTTP receiver that counts the export
@@ -175,7 +176,7 @@ service:
 
 	// The sink's server side of every export is counted as excluded: the
 	// collector's own (whose client side the kernel never streams) and curl's.
-	exports := e2eReadExports(t, out)
+	exports := otlptest.ReadMetricsFile(t, out)
 	if len(exports) == 0 {
 		t.Fatal("no metrics written")
 	}
@@ -207,32 +208,19 @@ func cpuTicks(t *testing.T, pid int) int64 {
 func e2eSpansOnPort(t *testing.T, path string, port int64) int {
 	t.Helper()
 	n := 0
-	e2eEachSpan(t, path, func(sp ptrace.Span) {
-		if e2eInt(sp.Attributes(), "server.port") == port {
+	for _, sp := range otlptest.Spans(otlptest.ReadTracesFile(t, path)...) {
+		if otlptest.Int(sp.Attributes(), "server.port") == port {
 			n++
 		}
-	})
+	}
 	return n
 }
 
 // e2eExcluded returns ebpf.http.excluded with reason otlp_export.
 func e2eExcluded(md pmetric.Metrics) int64 {
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		sms := rms.At(i).ScopeMetrics()
-		for j := range sms.Len() {
-			ms := sms.At(j).Metrics()
-			for k := range ms.Len() {
-				if ms.At(k).Name() != "ebpf.http.excluded" {
-					continue
-				}
-				dps := ms.At(k).Sum().DataPoints()
-				for l := range dps.Len() {
-					if e2eStr(dps.At(l).Attributes(), "ebpf.excluded.reason") == "otlp_export" {
-						return dps.At(l).IntValue()
-					}
-				}
-			}
+	for _, dp := range otlptest.Points(md, "ebpf.http.excluded") {
+		if otlptest.Str(dp.Attributes(), "ebpf.excluded.reason") == "otlp_export" {
+			return dp.IntValue()
 		}
 	}
 	return -1

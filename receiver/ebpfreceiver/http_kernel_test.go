@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/receivertest"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 )
 
 // httpReceivers starts a traces and a metrics receiver on one config, as a
@@ -62,21 +63,14 @@ func httpReceivers(t *testing.T, cfg *Config) (*consumertest.TracesSink, *consum
 
 // spansOn returns the spans that touch a server port, by kind.
 func spansOn(td []ptrace.Traces, port int) (server, client []ptrace.Span) {
-	for _, t := range td {
-		rss := t.ResourceSpans()
-		for i := range rss.Len() {
-			ss := rss.At(i).ScopeSpans().At(0).Spans()
-			for j := range ss.Len() {
-				s := ss.At(j)
-				if p, _ := s.Attributes().Get("server.port"); p.Int() != int64(port) {
-					continue
-				}
-				if s.Kind() == ptrace.SpanKindServer {
-					server = append(server, s)
-				} else {
-					client = append(client, s)
-				}
-			}
+	for _, s := range otlptest.Spans(td...) {
+		if otlptest.Int(s.Attributes(), "server.port") != int64(port) {
+			continue
+		}
+		if s.Kind() == ptrace.SpanKindServer {
+			server = append(server, s)
+		} else {
+			client = append(client, s)
 		}
 	}
 	return server, client
@@ -194,25 +188,15 @@ func TestHTTPGoClientServer(t *testing.T) {
 // other packages run servers and clients on this node at the same time.
 func histogramCount(md pmetric.Metrics, name string, port int, routes ...string) uint64 {
 	var n uint64
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-		for j := range ms.Len() {
-			if ms.At(j).Name() != name {
-				continue
-			}
-			dps := ms.At(j).Histogram().DataPoints()
-			for k := range dps.Len() {
-				a := dps.At(k).Attributes()
-				if p, ok := a.Get("server.port"); ok && p.Int() != int64(port) {
-					continue
-				}
-				if r, ok := a.Get("http.route"); ok && !slices.Contains(routes, r.Str()) {
-					continue
-				}
-				n += dps.At(k).Count()
-			}
+	for _, dp := range otlptest.Histograms(md, name) {
+		a := dp.Attributes()
+		if p, ok := a.Get("server.port"); ok && p.Int() != int64(port) {
+			continue
 		}
+		if r, ok := a.Get("http.route"); ok && !slices.Contains(routes, r.Str()) {
+			continue
+		}
+		n += dp.Count()
 	}
 	return n
 }
@@ -351,20 +335,9 @@ func traceParentIDs(t *testing.T, tp string) (pcommon.TraceID, pcommon.SpanID) {
 // nonZeroLost returns the ebpf.http.lost series above zero.
 func nonZeroLost(md pmetric.Metrics) map[string]int64 {
 	lost := map[string]int64{}
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-		for j := range ms.Len() {
-			if ms.At(j).Name() != "ebpf.http.lost" {
-				continue
-			}
-			dps := ms.At(j).Sum().DataPoints()
-			for k := range dps.Len() {
-				if v := dps.At(k).IntValue(); v > 0 {
-					r, _ := dps.At(k).Attributes().Get("ebpf.lost.reason")
-					lost[r.Str()] = v
-				}
-			}
+	for _, dp := range otlptest.Points(md, "ebpf.http.lost") {
+		if v := dp.IntValue(); v > 0 {
+			lost[otlptest.Str(dp.Attributes(), "ebpf.lost.reason")] = v
 		}
 	}
 	return lost

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 )
 
 // Helper processes of this package's tests, run in fake pods.
@@ -157,23 +158,16 @@ func spansByContainer(t *testing.T, sink interface{ AllTraces() []ptrace.Traces 
 	require.Eventually(t, func() bool {
 		got = map[string]map[ptrace.SpanKind]ptrace.Span{}
 		seen := 0
-		for _, td := range sink.AllTraces() {
-			rss := td.ResourceSpans()
-			for i := range rss.Len() {
-				cid, _ := rss.At(i).Resource().Attributes().Get("container.id")
-				ss := rss.At(i).ScopeSpans().At(0).Spans()
-				for j := range ss.Len() {
-					s := ss.At(j)
-					if p, _ := s.Attributes().Get("server.port"); p.Int() != int64(port) {
-						continue
-					}
-					if got[cid.Str()] == nil {
-						got[cid.Str()] = map[ptrace.SpanKind]ptrace.Span{}
-					}
-					got[cid.Str()][s.Kind()] = s
-					seen++
-				}
+		for res, s := range otlptest.Spans(sink.AllTraces()...) {
+			if otlptest.Int(s.Attributes(), "server.port") != int64(port) {
+				continue
 			}
+			cid := otlptest.Str(res, "container.id")
+			if got[cid] == nil {
+				got[cid] = map[ptrace.SpanKind]ptrace.Span{}
+			}
+			got[cid][s.Kind()] = s
+			seen++
 		}
 		return seen >= n
 	}, 15*time.Second, 50*time.Millisecond, "%d spans on port %d", n, port)

@@ -3,8 +3,6 @@
 package ebpfreceiver
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/k8stest"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 )
 
 // k8sClientEnv makes the test binary a client: it connects to the address in
@@ -125,7 +124,7 @@ func TestK8sAttributes(t *testing.T) {
 	// Connections made before the receiver is attached are not counted:
 	// wait for its first export.
 	k8sWaitFor(t, collector, 60*time.Second, "first export", func() error {
-		if len(readK8sExports(t, out)) == 0 {
+		if len(otlptest.ReadMetricsFile(t, out)) == 0 {
 			return errors.New("no export yet")
 		}
 		return nil
@@ -149,7 +148,7 @@ func TestK8sAttributes(t *testing.T) {
 			"k8s.pod.label.track": "",
 		}
 		k8sWaitFor(t, collector, 60*time.Second, p.Name, func() error {
-			return checkK8sPod(readK8sExports(t, out), p.containerID, want, port)
+			return checkK8sPod(otlptest.ReadMetricsFile(t, out), p.containerID, want, port)
 		})
 	}
 
@@ -157,7 +156,7 @@ func TestK8sAttributes(t *testing.T) {
 	web := pods[0]
 	cluster.SetPodLabels(t, ns, web.Name, map[string]string{"track": "canary"})
 	k8sWaitFor(t, collector, 60*time.Second, "relabelled "+web.Name, func() error {
-		return checkK8sPod(readK8sExports(t, out), web.containerID, map[string]string{
+		return checkK8sPod(otlptest.ReadMetricsFile(t, out), web.containerID, map[string]string{
 			"k8s.pod.name":        web.Name,
 			"k8s.pod.label.track": "canary",
 		}, -1)
@@ -169,21 +168,11 @@ func TestK8sAttributes(t *testing.T) {
 // if port is not -1, a tcp.connection.opened client series to port with
 // at least k8sConns established connections.
 func checkK8sPod(exports []pmetric.Metrics, containerID string, want map[string]string, port int64) error {
-	var rm pmetric.ResourceMetrics
-	found := false
-	for i := len(exports) - 1; i >= 0 && !found; i-- {
-		rms := exports[i].ResourceMetrics()
-		for j := 0; j < rms.Len(); j++ {
-			if v, ok := rms.At(j).Resource().Attributes().Get("container.id"); ok && v.Str() == containerID {
-				rm, found = rms.At(j), true
-				break
-			}
-		}
-	}
+	md, found := otlptest.Latest(exports, "container.id", containerID)
 	if !found {
 		return fmt.Errorf("no resource with container.id %s", containerID)
 	}
-	attrs := rm.Resource().Attributes()
+	attrs := md.ResourceMetrics().At(0).Resource().Attributes()
 	var errs []error
 	for k, w := range want {
 		got := ""
@@ -199,7 +188,7 @@ func checkK8sPod(exports []pmetric.Metrics, containerID string, want map[string]
 		}
 	}
 	if port != -1 {
-		if n := k8sOpenedTo(rm, port); n < k8sConns {
+		if n := k8sOpenedTo(md, port); n < k8sConns {
 			errs = append(errs, fmt.Errorf("tcp.connection.opened client established to port %d = %d, want >= %d", port, n, k8sConns))
 		}
 	}
@@ -209,68 +198,14 @@ func checkK8sPod(exports []pmetric.Metrics, containerID string, want map[string]
 	return nil
 }
 
-// k8sOpenedTo sums tcp.connection.opened on rm for established client
+// k8sOpenedTo sums tcp.connection.opened in md for established client
 // connections to port.
-func k8sOpenedTo(rm pmetric.ResourceMetrics, port int64) int64 {
-	var n int64
-	sms := rm.ScopeMetrics()
-	for i := 0; i < sms.Len(); i++ {
-		ms := sms.At(i).Metrics()
-		for j := 0; j < ms.Len(); j++ {
-			if ms.At(j).Name() != "tcp.connection.opened" {
-				continue
-			}
-			dps := ms.At(j).Sum().DataPoints()
-			for k := 0; k < dps.Len(); k++ {
-				a := dps.At(k).Attributes()
-				if k8sStr(a, "tcp.connection.direction") == "client" &&
-					k8sStr(a, "tcp.connection.outcome") == "established" &&
-					k8sInt(a, "network.peer.port") == port {
-					n += dps.At(k).IntValue()
-				}
-			}
-		}
-	}
-	return n
-}
-
-func k8sStr(m pcommon.Map, k string) string {
-	if v, ok := m.Get(k); ok {
-		return v.Str()
-	}
-	return ""
-}
-
-func k8sInt(m pcommon.Map, k string) int64 {
-	if v, ok := m.Get(k); ok {
-		return v.Int()
-	}
-	return -1
-}
-
-// readK8sExports parses the file exporter's output: one OTLP JSON request per
-// line. A last line still being written is left for the next read.
-func readK8sExports(t *testing.T, path string) []pmetric.Metrics {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []pmetric.Metrics
-	var u pmetric.JSONUnmarshaler
-	s := bufio.NewScanner(bytes.NewReader(b))
-	s.Buffer(nil, 64<<20)
-	for s.Scan() {
-		md, err := u.UnmarshalMetrics(s.Bytes())
-		if err != nil {
-			continue
-		}
-		out = append(out, md)
-	}
-	return out
+func k8sOpenedTo(md pmetric.Metrics, port int64) int64 {
+	return otlptest.SumInt(md, "tcp.connection.opened", func(a pcommon.Map) bool {
+		return otlptest.Str(a, "tcp.connection.direction") == "client" &&
+			otlptest.Str(a, "tcp.connection.outcome") == "established" &&
+			otlptest.Int(a, "network.peer.port") == port
+	})
 }
 
 // k8sCollectorBinary returns the distribution that make build writes.

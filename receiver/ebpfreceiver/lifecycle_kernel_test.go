@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
@@ -24,6 +25,7 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/disksource"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpsource"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/otlptest"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/processsource"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/schedsource"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/source"
@@ -177,34 +179,11 @@ func loopbackTraffic(t *testing.T, n, payload int) int {
 
 // clientFlow finds the client-side series to 127.0.0.1:port in md.
 func clientFlow(md pmetric.Metrics, port int) (opened, sent int64) {
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-		for j := range ms.Len() {
-			m := ms.At(j)
-			if m.Type() != pmetric.MetricTypeSum {
-				continue
-			}
-			dps := m.Sum().DataPoints()
-			for k := range dps.Len() {
-				a := dps.At(k).Attributes()
-				p, ok := a.Get("network.peer.port")
-				if !ok || p.Int() != int64(port) {
-					continue
-				}
-				switch m.Name() {
-				case "tcp.connection.opened":
-					if o, _ := a.Get("tcp.connection.outcome"); o.Str() == "established" {
-						opened += dps.At(k).IntValue()
-					}
-				case "tcp.connection.io":
-					if d, _ := a.Get("network.io.direction"); d.Str() == "transmit" {
-						sent += dps.At(k).IntValue()
-					}
-				}
-			}
-		}
+	toPort := func(a pcommon.Map, k, v string) bool {
+		return otlptest.Int(a, "network.peer.port") == int64(port) && otlptest.Str(a, k) == v
 	}
+	opened = otlptest.SumInt(md, "tcp.connection.opened", func(a pcommon.Map) bool { return toPort(a, "tcp.connection.outcome", "established") })
+	sent = otlptest.SumInt(md, "tcp.connection.io", func(a pcommon.Map) bool { return toPort(a, "network.io.direction", "transmit") })
 	return opened, sent
 }
 
@@ -293,19 +272,8 @@ func TestProgramStats(t *testing.T) {
 			return false
 		}
 		runs := map[string]int64{}
-		rms := all[len(all)-1].ResourceMetrics()
-		for i := range rms.Len() {
-			ms := rms.At(i).ScopeMetrics().At(0).Metrics()
-			for j := range ms.Len() {
-				if ms.At(j).Name() != "ebpf.program.runs" {
-					continue
-				}
-				dps := ms.At(j).Sum().DataPoints()
-				for k := range dps.Len() {
-					p, _ := dps.At(k).Attributes().Get("ebpf.program")
-					runs[p.Str()] = dps.At(k).IntValue()
-				}
-			}
+		for _, dp := range otlptest.Points(all[len(all)-1], "ebpf.program.runs") {
+			runs[otlptest.Str(dp.Attributes(), "ebpf.program")] = dp.IntValue()
 		}
 		return len(runs) == wantPrograms(t) && runs["ebr_tcp_state"] > 0 && (runs["ebr_http_enter"] > 0 || !hasSockLength(t))
 	}, 5*time.Second, 50*time.Millisecond)

@@ -2,11 +2,19 @@ package httpsource
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden"
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/ptracetest"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
+	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/sourcetest"
 )
 
 var (
@@ -57,4 +65,52 @@ func TestLinkCallsWhileServing(t *testing.T) {
 	assert.Equal(t, inner.traceID, call.traceID)
 	assert.Nil(t, late.parentSpan)
 	assert.Nil(t, outer.parentSpan, "no client span sent it")
+}
+
+// fixedSpan is a span of the pod's process with the given ids.
+func fixedSpan(role httpflow.Role, local, remote, method, target string, status int, start, end uint64,
+	traceID pcommon.TraceID, spanID pcommon.SpanID) *span {
+	x := exchange{role: role, cgroupID: sourcetest.PodCgroup, pid: 4242, exe: "api", command: "/usr/local/bin/api",
+		local: netip.MustParseAddrPort(local), remote: netip.MustParseAddrPort(remote)}
+	x.Method, x.Target, x.Version, x.Status = method, target, "1.1", status
+	x.RequestStart, x.ResponseEnd = start, end
+	return &span{x: x, traceID: traceID, spanID: spanID}
+}
+
+// A server span with a traceparent and the call it made while serving
+// share the caller's trace; a failed call and a request whose client went
+// away are roots with error statuses.
+func TestBuild(t *testing.T) {
+	const traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	served := fixedSpan(httpflow.Server, "198.18.0.2:8080", "198.18.0.1:40000", "GET", "/users/42?full=1", 200,
+		1_000_000, 9_000_000, pcommon.TraceID{}, pcommon.SpanID{7: 1})
+	served.x.TraceParent = traceParent
+	var ok bool
+	served.traceID, served.parent, ok = parseTraceParent(traceParent)
+	require.True(t, ok)
+	served.fromHeader = true
+	call := fixedSpan(httpflow.Client, "198.18.0.2:41000", "198.18.0.3:9000", "GET", "/accounts/42?fields=all", 200,
+		2_000_000, 5_000_000, pcommon.TraceID{15: 2}, pcommon.SpanID{7: 2})
+	failed := fixedSpan(httpflow.Client, "198.18.0.2:41001", "[2001:db8::1]:8443", "POST", "/v2/charges", 503,
+		20_000_000, 35_000_000, pcommon.TraceID{15: 3}, pcommon.SpanID{7: 3})
+	closed := fixedSpan(httpflow.Server, "198.18.0.2:80", "198.18.0.9:51000", "PUT", "/upload", 0,
+		40_000_000, 70_000_000, pcommon.TraceID{15: 4}, pcommon.SpanID{7: 4})
+	closed.x.cgroupID, closed.x.pid, closed.x.exe, closed.x.command = sourcetest.ServiceCgroup, 777, "nginx", "nginx: worker process"
+	closed.x.Err = httpflow.ErrClosed
+
+	spans := []*span{served, call, failed, closed}
+	link(spans)
+	q := &spanQueue{res: sourcetest.Resources, bootNS: 1_700_000_000_000_000_000}
+	compareGoldenTraces(t, filepath.Join("testdata", "spans.yaml"), q.build(spans))
+}
+
+// compareGoldenTraces is sourcetest.CompareGolden for traces.
+func compareGoldenTraces(t *testing.T, path string, got ptrace.Traces) {
+	t.Helper()
+	if os.Getenv("WRITE_GOLDEN") != "" {
+		require.NoError(t, golden.WriteTraces(t, path, got))
+	}
+	want, err := golden.ReadTraces(path)
+	require.NoError(t, err)
+	require.NoError(t, ptracetest.CompareTraces(want, got))
 }
