@@ -54,12 +54,12 @@ func main() {
 // match the receiver's sched hooks, says ready, drains until SIGTERM, and
 // prints what it read as JSON.
 func runFloor(level string) error {
-	f, err := floor.Open(map[string]int{"1": 1, "2": 2}[level])
+	f, err := floor.Load(floor.Options{Level: map[string]int{"1": 1, "2": 2}[level]})
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	sched, err := floor.OpenSched()
+	sched, err := floor.Load(floor.Options{Level: 1, SchedOnly: true})
 	if err != nil {
 		return err
 	}

@@ -22,21 +22,15 @@ type Options struct {
 }
 
 // programs maps each program to its tracepoint.
-var programs = []struct{ name, tracepoint string }{
-	{bpfProgEbrBlockRqInsert, "block:block_rq_insert"},
-	{bpfProgEbrBlockRqMerge, "block:block_rq_merge"},
-	{bpfProgEbrBlockRqIssue, "block:block_rq_issue"},
-	{bpfProgEbrBlockRqComplete, "block:block_rq_complete"},
+var programs = []loader.Program{
+	{Name: bpfProgEbrBlockRqInsert, Tracepoint: "block:block_rq_insert"},
+	{Name: bpfProgEbrBlockRqMerge, Tracepoint: "block:block_rq_merge"},
+	{Name: bpfProgEbrBlockRqIssue, Tracepoint: "block:block_rq_issue"},
+	{Name: bpfProgEbrBlockRqComplete, Tracepoint: "block:block_rq_complete"},
 }
 
 // Hooks are the tracepoints the programs attach to.
-var Hooks = func() []string {
-	var hooks []string
-	for _, p := range programs {
-		hooks = append(hooks, p.tracepoint)
-	}
-	return hooks
-}()
+var Hooks = loader.Hooks(programs)
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
@@ -61,9 +55,9 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{objs}
 	for _, p := range programs {
-		if err := t.Attach(spec, p.name); err != nil {
+		if err := t.Attach(spec, p); err != nil {
 			t.Close()
-			return nil, fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
+			return nil, err
 		}
 	}
 	return t, nil

@@ -9,11 +9,14 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
-// Hooks lists the tracepoints the programs attach to.
-var Hooks = []string{"cgroup:cgroup_mkdir", "cgroup:cgroup_rmdir"}
+// programs maps each program to its tracepoint.
+var programs = []loader.Program{
+	{Name: bpfProgEbrCgroupMkdir, Tracepoint: "cgroup:cgroup_mkdir"},
+	{Name: bpfProgEbrCgroupRmdir, Tracepoint: "cgroup:cgroup_rmdir"},
+}
 
-// programs are the programs, in the order of Hooks.
-var programs = []string{bpfProgEbrCgroupMkdir, bpfProgEbrCgroupRmdir}
+// Hooks are the tracepoints the programs attach to.
+var Hooks = loader.Hooks(programs)
 
 // Tracer is the loaded and attached programs and their ring buffer.
 type Tracer struct {
@@ -54,10 +57,9 @@ func Load(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("cgrouptrack: %w", err)
 	}
 	t := &Tracer{Objects: objs}
-	for i, name := range programs {
-		if err := t.Attach(spec, name); err != nil {
+	for _, p := range programs {
+		if err := t.Attach(spec, p); err != nil {
 			t.Close()
-			err = fmt.Errorf("%s on %s: %w", name, Hooks[i], err)
 			if opts.KernelBTF != "" {
 				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
 			}

@@ -5,131 +5,123 @@ package floor
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
 // Event is the 64-byte record that level 2 submits.
 type Event bpfFloorEvent
 
-// Floor is one level of floor programs, loaded and attached.
-type Floor struct {
-	coll  *ebpf.Collection
-	links []link.Link
-	rd    *ringbuf.Reader
+// Options choose the floor programs.
+type Options struct {
+	// Level 1 is empty programs on the receiver's hooks; level 2 also
+	// submits a 64-byte record per data-carrying send and recv.
+	Level int
+	// SchedOnly loads only level 1's programs on the hooks of package
+	// schedstat: sched_wakeup, sched_wakeup_new and sched_switch.
+	SchedOnly bool
 }
 
-// Open loads and attaches the programs of level 1 or 2.
-func Open(level int) (*Floor, error) {
-	if level != 1 && level != 2 {
-		return nil, fmt.Errorf("floor level %d: want 1 or 2", level)
-	}
-	f, err := open(fmt.Sprintf("f%d_", level))
-	if err != nil {
-		return nil, err
-	}
-	if level == 2 {
-		if f.rd, err = ringbuf.NewReader(f.coll.Maps["events"]); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("open ring buffer: %w", err)
-		}
-	}
-	return f, nil
+// readerPoll is the idle look of the receiver's HTTP reader, so that level 2
+// reads as the receiver does, with no work per record.
+const readerPoll = 100 * time.Millisecond
+
+// Tracer is the floor programs of one level, loaded and attached.
+type Tracer struct {
+	objs   *loader.Objects
+	byHook map[string]*ebpf.Program
+	reader *loader.Reader
 }
 
-// OpenSched loads and attaches the empty programs on the hooks of package
-// schedstat: sched_wakeup, sched_wakeup_new and sched_switch.
-func OpenSched() (*Floor, error) {
-	return open("floor1_sched_")
-}
-
-// open loads and attaches the programs whose names start with keep.
-func open(keep string) (*Floor, error) {
+// Load loads and attaches the floor programs opts choose.
+func Load(opts Options) (*Tracer, error) {
+	var prefix string
+	switch {
+	case opts.SchedOnly && opts.Level == 1:
+		prefix = "floor1_sched_"
+	case !opts.SchedOnly && (opts.Level == 1 || opts.Level == 2):
+		prefix = fmt.Sprintf("f%d_", opts.Level)
+	default:
+		return nil, fmt.Errorf("floor level %d (sched only: %t): want 1, 2 or 1 sched only", opts.Level, opts.SchedOnly)
+	}
 	spec, err := loadBpf()
 	if err != nil {
 		return nil, fmt.Errorf("load floor spec: %w", err)
 	}
-	for name := range spec.Programs {
-		if !strings.HasPrefix(name, keep) {
-			delete(spec.Programs, name)
-		}
-	}
-	coll, err := ebpf.NewCollection(spec)
+	objs, err := loader.New(spec, nil)
 	if err != nil {
-		return nil, fmt.Errorf("load floor objects: %w", err)
+		return nil, fmt.Errorf("floor: %w", err)
 	}
-	f := &Floor{coll: coll}
-	for name, p := range coll.Programs {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("attach %s: %w", name, err)
+	t := &Tracer{objs: objs, byHook: make(map[string]*ebpf.Program)}
+	for _, name := range slices.Sorted(maps.Keys(spec.Programs)) {
+		if !strings.HasPrefix(name, prefix) {
+			continue
 		}
-		f.links = append(f.links, l)
+		hook := spec.Programs[name].AttachTo
+		if err := objs.Attach(spec, loader.Program{Name: name, Tracepoint: hook}); err != nil {
+			t.Close()
+			return nil, err
+		}
+		progs := objs.Programs()
+		t.byHook[hook] = progs[len(progs)-1]
 	}
-	return f, nil
+	if opts.Level == 2 {
+		if t.reader, err = loader.NewReader(objs.Map("events"), readerPoll); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("open ring buffer: %w", err)
+		}
+	}
+	return t, nil
 }
 
-// Programs returns the loaded programs by name.
-func (f *Floor) Programs() map[string]*ebpf.Program { return f.coll.Programs }
+// Programs returns the loaded programs by the hook they attach to.
+func (t *Tracer) Programs() map[string]*ebpf.Program { return t.byHook }
 
-// Drain reads the ring buffer of level 2 until stop is closed: it takes
-// whatever is there, then sleeps 1 ms. It returns the records read. On
-// other floors it waits for stop and returns 0.
-func (f *Floor) Drain(stop <-chan struct{}) (uint64, error) {
-	if f.rd == nil {
+// Drain reads the ring buffer of level 2, with the receiver's reader, until
+// stop is closed, and returns the records read. On level 1 it waits for
+// stop and returns 0.
+func (t *Tracer) Drain(stop <-chan struct{}) (uint64, error) {
+	if t.reader == nil {
 		<-stop
 		return 0, nil
 	}
-	var rec ringbuf.Record
+	go func() {
+		<-stop
+		t.reader.Close()
+	}()
 	var n uint64
 	for {
-		f.rd.SetDeadline(time.Now())
-		for {
-			err := f.rd.ReadInto(&rec)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
+		if _, err := t.reader.Next(); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return n, nil
 			}
-			if err != nil {
-				return n, err
-			}
-			n++
+			return n, err
 		}
-		select {
-		case <-stop:
-			return n, nil
-		case <-time.After(time.Millisecond):
-		}
+		n++
 	}
 }
 
 // Lost returns the records the kernel had no room for.
-func (f *Floor) Lost() (uint64, error) {
+func (t *Tracer) Lost() (uint64, error) {
 	var per []uint64
-	if err := f.coll.Maps["lost"].Lookup(uint32(0), &per); err != nil {
+	if err := t.objs.Map("lost").Lookup(uint32(0), &per); err != nil {
 		return 0, err
 	}
-	var n uint64
-	for _, v := range per {
-		n += v
-	}
-	return n, nil
+	return loader.Total(per), nil
 }
 
 // Close detaches and unloads everything.
-func (f *Floor) Close() error {
+func (t *Tracer) Close() error {
 	var errs []error
-	if f.rd != nil {
-		errs = append(errs, f.rd.Close())
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
 	}
-	for _, l := range f.links {
-		errs = append(errs, l.Close())
-	}
-	f.coll.Close()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, t.objs.Close())...)
 }

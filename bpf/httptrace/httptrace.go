@@ -10,11 +10,16 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
-// Hooks lists the tracepoints the programs attach to.
-var Hooks = []string{"raw_syscalls:sys_enter", "sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state"}
+// programs maps each program to its tracepoint.
+var programs = []loader.Program{
+	{Name: bpfProgEbrHttpEnter, Tracepoint: "raw_syscalls:sys_enter"},
+	{Name: bpfProgEbrHttpSend, Tracepoint: "sock:sock_send_length"},
+	{Name: bpfProgEbrHttpRecv, Tracepoint: "sock:sock_recv_length"},
+	{Name: bpfProgEbrHttpClose, Tracepoint: "sock:inet_sock_set_state"},
+}
 
-// programs are the programs, in the order of Hooks.
-var programs = []string{bpfProgEbrHttpEnter, bpfProgEbrHttpSend, bpfProgEbrHttpRecv, bpfProgEbrHttpClose}
+// Hooks are the tracepoints the programs attach to.
+var Hooks = loader.Hooks(programs)
 
 // Options tune the capture.
 type Options struct {
@@ -87,10 +92,9 @@ func Load(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("httptrace: %w", err)
 	}
 	t := &Tracer{Objects: objs}
-	for i, name := range programs {
-		if err := t.Attach(spec, name); err != nil {
+	for _, p := range programs {
+		if err := t.Attach(spec, p); err != nil {
 			t.Close()
-			err = fmt.Errorf("%s on %s: %w", name, Hooks[i], err)
 			if opts.KernelBTF != "" {
 				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
 			}

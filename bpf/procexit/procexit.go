@@ -37,23 +37,19 @@ const (
 	PartOOM   = "process.oom"   // OOM kills
 )
 
-type program struct {
-	name, tracepoint, part string
-}
-
 // programs maps each program to its tracepoint and part. Every one is
 // tp_btf, attached through BTF: none needs tracefs.
-var programs = []program{
-	{bpfProgEbrProcExit, "sched:sched_process_exit", PartExits},
-	{bpfProgEbrOomVictim, "oom:mark_victim", PartOOM},
+var programs = []loader.Program{
+	{Name: bpfProgEbrProcExit, Tracepoint: "sched:sched_process_exit", Part: PartExits},
+	{Name: bpfProgEbrOomVictim, Tracepoint: "oom:mark_victim", Part: PartOOM},
 }
 
 // oomVictimPid is the OOM program for kernels whose oom:mark_victim passes
 // the victim's pid, not its task (before Linux 6.8 and its stable updates).
-var oomVictimPid = program{bpfProgEbrOomVictimPid, "oom:mark_victim", PartOOM}
+var oomVictimPid = loader.Program{Name: bpfProgEbrOomVictimPid, Tracepoint: "oom:mark_victim", Part: PartOOM}
 
 // forKernel returns the programs to load on the running kernel.
-func forKernel() []program {
+func forKernel() []loader.Program {
 	progs := slices.Clone(programs)
 	if !markVictimPassesTask() {
 		progs[1] = oomVictimPid
@@ -85,20 +81,17 @@ func markVictimPassesTask() bool {
 	return isPtr
 }
 
-// Hooks returns the tracepoints each part attaches to.
-func Hooks() map[string][]string {
-	hooks := make(map[string][]string)
-	for _, p := range programs {
-		hooks[p.part] = append(hooks[p.part], p.tracepoint)
-	}
+// Hooks are the tracepoints each part attaches to.
+var Hooks = func() map[string][]string {
+	hooks := loader.PartHooks(programs)
 	// OOM records are sent as the victim exits.
 	hooks[PartOOM] = append(hooks[PartOOM], hooks[PartExits]...)
 	return hooks
-}
+}()
 
 // Parts returns every part's name.
 func Parts() []string {
-	return slices.Sorted(maps.Keys(Hooks()))
+	return slices.Sorted(maps.Keys(Hooks))
 }
 
 // Tracer is the loaded and attached programs, their maps and the reader of
@@ -138,8 +131,8 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{Objects: objs, disabled: make(map[string]error)}
 	for _, p := range forKernel() {
-		if err := t.Attach(spec, p.name); err != nil {
-			t.disabled[p.part] = fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
+		if err := t.Attach(spec, p); err != nil {
+			t.disabled[p.Part] = err
 		}
 	}
 	if err := t.disabled[PartExits]; err != nil {

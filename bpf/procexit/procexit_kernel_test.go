@@ -238,7 +238,7 @@ func TestLoad(t *testing.T) {
 		PartExits: {"sched:sched_process_exit"},
 		PartOOM:   {"oom:mark_victim", "sched:sched_process_exit"},
 	}
-	if got := Hooks(); !maps.EqualFunc(got, want, slices.Equal) {
+	if got := Hooks; !maps.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("hooks %v, want %v", got, want)
 	}
 	for _, o := range []Options{

@@ -55,15 +55,11 @@ func BenchmarkPingPong(b *testing.B) {
 	}{
 		{"none", func() (io.Closer, map[string]*ebpf.Program, error) { return io.NopCloser(nil), nil, nil }},
 		{"floor", func() (io.Closer, map[string]*ebpf.Program, error) {
-			f, err := floor.OpenSched()
+			f, err := floor.Load(floor.Options{Level: 1, SchedOnly: true})
 			if err != nil {
 				return nil, nil, err
 			}
-			progs := make(map[string]*ebpf.Program)
-			for name, p := range f.Programs() {
-				progs[strings.TrimPrefix(name, "floor1_")] = p
-			}
-			return f, progs, nil
+			return f, f.Programs(), nil
 		}},
 		{"schedstat", func() (io.Closer, map[string]*ebpf.Program, error) {
 			t, err := Load(testOptions)
@@ -72,7 +68,7 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 			progs := make(map[string]*ebpf.Program)
 			for i, p := range t.Programs() {
-				_, hook, _ := strings.Cut(programs[i].tracepoint, ":")
+				_, hook, _ := strings.Cut(programs[i].Tracepoint, ":")
 				progs[hook] = p
 			}
 			return t, progs, nil

@@ -24,15 +24,15 @@ type Stats bpfSchedStats
 // under 2 microseconds; the last bucket has no upper bound.
 const LatencyBuckets = len(Stats{}.RunqBuckets)
 
-// Hooks are the tracepoints the programs attach to.
-var Hooks = []string{"sched:sched_wakeup", "sched:sched_wakeup_new", "sched:sched_switch"}
-
-// programs maps each program to its tracepoint, in the order of Hooks.
-var programs = []struct{ name, tracepoint string }{
-	{bpfProgEbrSchedWakeup, Hooks[0]},
-	{bpfProgEbrSchedWakeupNew, Hooks[1]},
-	{bpfProgEbrSchedSwitch, Hooks[2]},
+// programs maps each program to its tracepoint.
+var programs = []loader.Program{
+	{Name: bpfProgEbrSchedWakeup, Tracepoint: "sched:sched_wakeup"},
+	{Name: bpfProgEbrSchedWakeupNew, Tracepoint: "sched:sched_wakeup_new"},
+	{Name: bpfProgEbrSchedSwitch, Tracepoint: "sched:sched_switch"},
 }
+
+// Hooks are the tracepoints the programs attach to.
+var Hooks = loader.Hooks(programs)
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
@@ -57,9 +57,9 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{objs}
 	for _, p := range programs {
-		if err := t.Attach(spec, p.name); err != nil {
+		if err := t.Attach(spec, p); err != nil {
 			t.Close()
-			return nil, fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
+			return nil, err
 		}
 	}
 	return t, nil

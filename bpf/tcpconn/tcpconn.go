@@ -44,27 +44,19 @@ const (
 )
 
 // programs maps each program to its tracepoint and part.
-var programs = []struct {
-	name, tracepoint, part string
-}{
-	{"ebr_tcp_state", "sock:inet_sock_set_state", PartConnections},
-	{"ebr_tcp_destroy", "tcp:tcp_destroy_sock", PartConnections},
-	{"ebr_sock_send", "sock:sock_send_length", PartBytes},
-	{"ebr_sock_recv", "sock:sock_recv_length", PartBytes},
-	{"ebr_tcp_retrans", "tcp:tcp_retransmit_skb", PartRetransmits},
-	{"ebr_tcp_rst_tx", "tcp:tcp_send_reset", PartResets},
-	{"ebr_tcp_rst_rx", "tcp:tcp_receive_reset", PartResets},
-	{"ebr_tcp_probe", "tcp:tcp_probe", PartRTT},
+var programs = []loader.Program{
+	{Name: "ebr_tcp_state", Tracepoint: "sock:inet_sock_set_state", Part: PartConnections},
+	{Name: "ebr_tcp_destroy", Tracepoint: "tcp:tcp_destroy_sock", Part: PartConnections},
+	{Name: "ebr_sock_send", Tracepoint: "sock:sock_send_length", Part: PartBytes},
+	{Name: "ebr_sock_recv", Tracepoint: "sock:sock_recv_length", Part: PartBytes},
+	{Name: "ebr_tcp_retrans", Tracepoint: "tcp:tcp_retransmit_skb", Part: PartRetransmits},
+	{Name: "ebr_tcp_rst_tx", Tracepoint: "tcp:tcp_send_reset", Part: PartResets},
+	{Name: "ebr_tcp_rst_rx", Tracepoint: "tcp:tcp_receive_reset", Part: PartResets},
+	{Name: "ebr_tcp_probe", Tracepoint: "tcp:tcp_probe", Part: PartRTT},
 }
 
-// Hooks returns the tracepoints each part attaches to.
-func Hooks() map[string][]string {
-	hooks := make(map[string][]string)
-	for _, p := range programs {
-		hooks[p.part] = append(hooks[p.part], p.tracepoint)
-	}
-	return hooks
-}
+// Hooks are the tracepoints each part attaches to.
+var Hooks = loader.PartHooks(programs)
 
 // Tracer is the loaded and attached programs and their maps.
 type Tracer struct {
@@ -109,18 +101,18 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{Objects: objs, disabled: make(map[string]error)}
 	for _, p := range programs {
-		if t.disabled[p.part] != nil {
+		if t.disabled[p.Part] != nil {
 			continue
 		}
-		ps := spec.Programs[p.name]
-		if to, ok := opts.AttachTo[p.name]; ok {
+		ps := spec.Programs[p.Name]
+		if to, ok := opts.AttachTo[p.Name]; ok {
 			ps.AttachTo = to
 		}
-		if err := t.Attach(spec, p.name); err != nil {
+		if err := t.Attach(spec, p); err != nil {
 			if opts.KernelBTF != "" {
 				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
 			}
-			t.disabled[p.part] = fmt.Errorf("%s on %s: %w", p.name, p.tracepoint, err)
+			t.disabled[p.Part] = err
 		}
 	}
 	if err := t.disabled[PartConnections]; err != nil {
@@ -137,7 +129,7 @@ func (t *Tracer) Disabled() map[string]error {
 
 // Parts returns every part's name.
 func Parts() []string {
-	return slices.Sorted(maps.Keys(Hooks()))
+	return slices.Sorted(maps.Keys(Hooks))
 }
 
 // Lost counts what the kernel side could not keep.

@@ -207,7 +207,7 @@ func TestLoad(t *testing.T) {
 		links = append(links, info.ID)
 	}
 	var want []string
-	for part, hs := range Hooks() {
+	for part, hs := range Hooks {
 		if slices.Contains(wantDisabled(t), part) {
 			continue
 		}
@@ -537,7 +537,7 @@ func TestKernelBTF(t *testing.T) {
 		{"directory", dir, "is a directory"},
 		{"garbage", garbage, "no valid BTF header"},
 		// The file parses, but CO-RE finds no struct sock in it.
-		{"no kernel types", empty, "ebr_tcp_state on sock:inet_sock_set_state: kernel BTF " + empty + ": verifier: load program: bad CO-RE relocation"},
+		{"no kernel types", empty, "kernel BTF " + empty + ": ebr_tcp_state on sock:inet_sock_set_state: verifier: load program: bad CO-RE relocation"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			opts := testOptions

@@ -45,10 +45,40 @@ func New(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec) (*Objects, error) {
 	return &Objects{maps: coll, types: kernelTypes, ncpu: ncpu}, nil
 }
 
-// Attach loads the program name of spec against the maps and attaches it
-// to the tracepoint its section names. A program that fails leaves the
-// others as they are, so that a package can disable only its part.
-func (o *Objects) Attach(spec *ebpf.CollectionSpec, name string) error {
+// Program is a program of a package's spec, the tracepoint it attaches to
+// and, in a package with parts, the part it serves.
+type Program struct{ Name, Tracepoint, Part string }
+
+// Hooks returns the tracepoints of programs, in order.
+func Hooks(programs []Program) []string {
+	hooks := make([]string, len(programs))
+	for i, p := range programs {
+		hooks[i] = p.Tracepoint
+	}
+	return hooks
+}
+
+// PartHooks returns the tracepoints of each part of programs.
+func PartHooks(programs []Program) map[string][]string {
+	hooks := make(map[string][]string)
+	for _, p := range programs {
+		hooks[p.Part] = append(hooks[p.Part], p.Tracepoint)
+	}
+	return hooks
+}
+
+// Attach loads program p of spec against the maps and attaches it to the
+// tracepoint its section names; an error names p and its tracepoint. A
+// program that fails leaves the others as they are, so that a package can
+// disable only its part.
+func (o *Objects) Attach(spec *ebpf.CollectionSpec, p Program) error {
+	if err := o.attach(spec, p.Name); err != nil {
+		return fmt.Errorf("%s on %s: %w", p.Name, p.Tracepoint, err)
+	}
+	return nil
+}
+
+func (o *Objects) attach(spec *ebpf.CollectionSpec, name string) error {
 	ps := spec.Programs[name]
 	if ps == nil {
 		return fmt.Errorf("no program %s", name)

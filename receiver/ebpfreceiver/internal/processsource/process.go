@@ -48,7 +48,7 @@ const pollInterval = 100 * time.Millisecond
 // Load loads the process exit and OOM kill hooks and records the status of
 // each part.
 func Load(cfg Config, env source.Env) (source.Source, []source.Capability, error) {
-	tr, caps, err := source.LoadParts("process", procexit.Hooks(), procexit.Parts(), cfg.Enabled, cfg.Required, func() (*procexit.Tracer, error) {
+	tr, caps, err := source.LoadParts("process", procexit.Hooks, procexit.Parts(), cfg.Enabled, cfg.Required, func() (*procexit.Tracer, error) {
 		return procexit.Load(procexit.Options{
 			MaxSeries:     uint32(cfg.MaxSeries),
 			LogsPerSecond: uint32(cfg.LogsPerSecond),

@@ -44,7 +44,7 @@ type series struct {
 // Load loads the TCP metrics and records the status of each of their
 // parts.
 func Load(cfg Config, _ source.Env) (source.Source, []source.Capability, error) {
-	tr, caps, err := source.LoadParts("tcp", tcpconn.Hooks(), tcpconn.Parts(), cfg.Enabled, cfg.Required, func() (*tcpconn.Tracer, error) {
+	tr, caps, err := source.LoadParts("tcp", tcpconn.Hooks, tcpconn.Parts(), cfg.Enabled, cfg.Required, func() (*tcpconn.Tracer, error) {
 		return tcpconn.Load(tcpconn.Options{
 			MaxConnections:    uint32(cfg.MaxConnections),
 			MaxFlows:          uint32(cfg.MaxFlows),
