@@ -49,16 +49,14 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	spec.Maps[bpfMapInflight].MaxEntries = opts.MaxInflight
 	spec.Maps[bpfMapSeries].MaxEntries = opts.MaxSeries
-	objs, err := loader.New(spec, nil)
+	objs, err := loader.New(spec, loader.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("blockio: %w", err)
 	}
 	t := &Tracer{objs}
-	for _, p := range programs {
-		if err := t.Attach(spec, p); err != nil {
-			t.Close()
-			return nil, err
-		}
+	if err := t.AttachAll(spec, programs); err != nil {
+		t.Close()
+		return nil, err
 	}
 	return t, nil
 }

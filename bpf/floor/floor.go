@@ -55,7 +55,7 @@ func Load(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load floor spec: %w", err)
 	}
-	objs, err := loader.New(spec, nil)
+	objs, err := loader.New(spec, loader.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("floor: %w", err)
 	}

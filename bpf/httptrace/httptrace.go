@@ -76,30 +76,14 @@ func Load(opts Options) (*Tracer, error) {
 			return nil, err
 		}
 	}
-	if opts.RejectProgram != "" {
-		ps := spec.Programs[opts.RejectProgram]
-		if ps == nil {
-			return nil, fmt.Errorf("no program %q to reject", opts.RejectProgram)
-		}
-		loader.Reject(ps)
-	}
-	types, err := loader.KernelTypes(opts.KernelBTF)
-	if err != nil {
-		return nil, err
-	}
-	objs, err := loader.New(spec, types)
+	objs, err := loader.New(spec, loader.Options{KernelBTF: opts.KernelBTF, RejectProgram: opts.RejectProgram})
 	if err != nil {
 		return nil, fmt.Errorf("httptrace: %w", err)
 	}
 	t := &Tracer{Objects: objs}
-	for _, p := range programs {
-		if err := t.Attach(spec, p); err != nil {
-			t.Close()
-			if opts.KernelBTF != "" {
-				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
-			}
-			return nil, fmt.Errorf("load httptrace programs: %w", err)
-		}
+	if err := t.AttachAll(spec, programs); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("load httptrace programs: %w", err)
 	}
 	if t.reader, err = loader.NewReader(t.Map(bpfMapEvents), opts.PollInterval); err != nil {
 		t.Close()

@@ -125,7 +125,7 @@ func Load(opts Options) (*Tracer, error) {
 	if err := loader.SetConst(spec, bpfVarPageKb, uint32(os.Getpagesize()>>10)); err != nil {
 		return nil, fmt.Errorf("set page size: %w", err)
 	}
-	objs, err := loader.New(spec, nil)
+	objs, err := loader.New(spec, loader.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("procexit: %w", err)
 	}

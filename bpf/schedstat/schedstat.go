@@ -51,16 +51,14 @@ func Load(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("load schedstat spec: %w", err)
 	}
 	spec.Maps[bpfMapCgroups].MaxEntries = opts.MaxCgroups
-	objs, err := loader.New(spec, nil)
+	objs, err := loader.New(spec, loader.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("schedstat: %w", err)
 	}
 	t := &Tracer{objs}
-	for _, p := range programs {
-		if err := t.Attach(spec, p); err != nil {
-			t.Close()
-			return nil, err
-		}
+	if err := t.AttachAll(spec, programs); err != nil {
+		t.Close()
+		return nil, err
 	}
 	return t, nil
 }

@@ -84,18 +84,7 @@ func Load(opts Options) (*Tracer, error) {
 	if err := loader.SetConst(spec, bpfVarRttSampleIntervalNs, uint64(opts.RTTSampleInterval)); err != nil {
 		return nil, fmt.Errorf("set rtt sample interval: %w", err)
 	}
-	if opts.RejectProgram != "" {
-		ps := spec.Programs[opts.RejectProgram]
-		if ps == nil {
-			return nil, fmt.Errorf("tcpconn: no program %q to reject", opts.RejectProgram)
-		}
-		loader.Reject(ps)
-	}
-	types, err := loader.KernelTypes(opts.KernelBTF)
-	if err != nil {
-		return nil, err
-	}
-	objs, err := loader.New(spec, types)
+	objs, err := loader.New(spec, loader.Options{KernelBTF: opts.KernelBTF, RejectProgram: opts.RejectProgram})
 	if err != nil {
 		return nil, fmt.Errorf("tcpconn: %w", err)
 	}
@@ -109,9 +98,6 @@ func Load(opts Options) (*Tracer, error) {
 			ps.AttachTo = to
 		}
 		if err := t.Attach(spec, p); err != nil {
-			if opts.KernelBTF != "" {
-				err = fmt.Errorf("kernel BTF %s: %w", opts.KernelBTF, err)
-			}
 			t.disabled[p.Part] = err
 		}
 	}

@@ -24,13 +24,35 @@ type Objects struct {
 	progs []*ebpf.Program
 	links []link.Link
 	ncpu  int
+	// kernelBTF is Options.KernelBTF, named in the programs' errors.
+	kernelBTF string
 }
 
-// New creates the maps of spec. kernelTypes, if not nil, is the kernel BTF
-// that programs resolve CO-RE against. It clears spec.Variables: with them
-// cilium mmaps the data sections, and such a mapping would keep the maps
-// alive after Close until a GC runs (set constants with SetConst first).
-func New(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec) (*Objects, error) {
+// Options are what every package's Load passes on to New.
+type Options struct {
+	// KernelBTF is a BTF file that programs resolve CO-RE relocations
+	// against instead of the running kernel's.
+	KernelBTF string
+	// RejectProgram, for tests only, names a program the verifier is made
+	// to reject.
+	RejectProgram string
+}
+
+// New creates the maps of spec. It clears spec.Variables: with them cilium
+// mmaps the data sections, and such a mapping would keep the maps alive
+// after Close until a GC runs (set constants with SetConst first).
+func New(spec *ebpf.CollectionSpec, opts Options) (*Objects, error) {
+	if opts.RejectProgram != "" {
+		ps := spec.Programs[opts.RejectProgram]
+		if ps == nil {
+			return nil, fmt.Errorf("no program %q to reject", opts.RejectProgram)
+		}
+		reject(ps)
+	}
+	kernelTypes, err := loadKernelTypes(opts.KernelBTF)
+	if err != nil {
+		return nil, err
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
@@ -42,7 +64,7 @@ func New(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec) (*Objects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create maps: %w", err)
 	}
-	return &Objects{maps: coll, types: kernelTypes, ncpu: ncpu}, nil
+	return &Objects{maps: coll, types: kernelTypes, ncpu: ncpu, kernelBTF: opts.KernelBTF}, nil
 }
 
 // Program is a program of a package's spec, the tracepoint it attaches to
@@ -68,12 +90,27 @@ func PartHooks(programs []Program) map[string][]string {
 }
 
 // Attach loads program p of spec against the maps and attaches it to the
-// tracepoint its section names; an error names p and its tracepoint. A
-// program that fails leaves the others as they are, so that a package can
-// disable only its part.
+// tracepoint its section names; an error names p, its tracepoint and any
+// Options.KernelBTF. A program that fails leaves the others as they are, so
+// that a package can disable only its part.
 func (o *Objects) Attach(spec *ebpf.CollectionSpec, p Program) error {
-	if err := o.attach(spec, p.Name); err != nil {
-		return fmt.Errorf("%s on %s: %w", p.Name, p.Tracepoint, err)
+	err := o.attach(spec, p.Name)
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("%s on %s: %w", p.Name, p.Tracepoint, err)
+	if o.kernelBTF != "" {
+		err = fmt.Errorf("kernel BTF %s: %w", o.kernelBTF, err)
+	}
+	return err
+}
+
+// AttachAll attaches programs in order and stops at the first that fails.
+func (o *Objects) AttachAll(spec *ebpf.CollectionSpec, programs []Program) error {
+	for _, p := range programs {
+		if err := o.Attach(spec, p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

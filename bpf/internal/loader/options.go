@@ -9,9 +9,9 @@ import (
 	"github.com/cilium/ebpf/btf"
 )
 
-// KernelTypes loads the BTF at path, for CO-RE relocations; an empty path
-// gives nil, the running kernel's.
-func KernelTypes(path string) (*btf.Spec, error) {
+// loadKernelTypes loads the BTF at path, for CO-RE relocations; an empty
+// path gives nil, the running kernel's.
+func loadKernelTypes(path string) (*btf.Spec, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -22,9 +22,9 @@ func KernelTypes(path string) (*btf.Spec, error) {
 	return spec, nil
 }
 
-// Reject makes the verifier reject ps: its new instructions read R2, which
+// reject makes the verifier reject ps: its new instructions read R2, which
 // no program starts with. They keep the function's name and BTF.
-func Reject(ps *ebpf.ProgramSpec) {
+func reject(ps *ebpf.ProgramSpec) {
 	first := &ps.Instructions[0]
 	ps.Instructions = asm.Instructions{
 		btf.WithFuncMetadata(asm.Mov.Reg(asm.R0, asm.R2).WithSymbol(first.Symbol()), btf.FuncMetadata(first)),
