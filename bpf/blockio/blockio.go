@@ -87,19 +87,10 @@ type Snapshot struct {
 
 // Snapshot reads the maps into s, reusing its storage.
 func (t *Tracer) Snapshot(s *Snapshot) error {
-	if s.Series == nil {
-		s.Series = make(map[Key]Stats)
-	}
-	clear(s.Series)
-	perCPU := make([]Stats, t.NumCPU())
-	var key Key
-	it := t.Map(bpfMapSeries).Iterate()
-	for it.Next(&key, &perCPU) {
-		s.Series[key] = loader.Sum(perCPU)
-	}
-	if err := it.Err(); err != nil {
+	if err := loader.ReadPerCPU(t.Map(bpfMapSeries), t.NumCPU(), &s.Series, loader.Sum[Stats]); err != nil {
 		return fmt.Errorf("read series: %w", err)
 	}
+	perCPU := make([]Stats, t.NumCPU())
 	for op := range s.Overflow {
 		if err := t.Map(bpfMapOverflow).Lookup(uint32(op), &perCPU); err != nil {
 			return fmt.Errorf("read overflow: %w", err)
@@ -123,20 +114,11 @@ func (t *Tracer) Snapshot(s *Snapshot) error {
 // map, such as those of removed cgroups once exported. A series updated
 // again afterwards starts from zero.
 func (t *Tracer) DeleteCgroups(ids []uint64) error {
-	m := t.Map(bpfMapSeries)
-	var doomed []Key
-	var key Key
-	perCPU := make([]Stats, t.NumCPU())
-	it := m.Iterate()
-	for it.Next(&key, &perCPU) {
-		if slices.Contains(ids, key.CgroupId) {
-			doomed = append(doomed, key)
-		}
+	doomed := func(k Key) bool { return slices.Contains(ids, k.CgroupId) }
+	if err := loader.DeleteWhere[Stats](t.Map(bpfMapSeries), doomed); err != nil {
+		return fmt.Errorf("delete series: %w", err)
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read series: %w", err)
-	}
-	return loader.Delete(m, doomed)
+	return nil
 }
 
 // DeviceName returns the kernel's name of the disk dev (major << 20 |

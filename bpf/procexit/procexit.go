@@ -202,31 +202,13 @@ type Snapshot struct {
 
 // Snapshot reads the maps into s, reusing its storage.
 func (t *Tracer) Snapshot(s *Snapshot) error {
-	if s.Exits == nil {
-		s.Exits = make(map[ExitKey]uint64)
-	}
-	if s.OOMKills == nil {
-		s.OOMKills = make(map[uint64]uint64)
-	}
-	clear(s.Exits)
-	clear(s.OOMKills)
-	perCPU := make([]uint64, t.NumCPU())
-	var key ExitKey
-	it := t.Map(bpfMapExits).Iterate()
-	for it.Next(&key, &perCPU) {
-		s.Exits[key] = loader.Total(perCPU)
-	}
-	if err := it.Err(); err != nil {
+	if err := loader.ReadPerCPU(t.Map(bpfMapExits), t.NumCPU(), &s.Exits, loader.Total); err != nil {
 		return fmt.Errorf("read exits: %w", err)
 	}
-	var id uint64
-	it = t.Map(bpfMapOomKills).Iterate()
-	for it.Next(&id, &perCPU) {
-		s.OOMKills[id] = loader.Total(perCPU)
-	}
-	if err := it.Err(); err != nil {
+	if err := loader.ReadPerCPU(t.Map(bpfMapOomKills), t.NumCPU(), &s.OOMKills, loader.Total); err != nil {
 		return fmt.Errorf("read oom kills: %w", err)
 	}
+	perCPU := make([]uint64, t.NumCPU())
 	for i, dst := range map[bpfSeries]*uint64{
 		bpfSeriesSERIES_EXITS:     &s.Overflow.Exits,
 		bpfSeriesSERIES_OOM_KILLS: &s.Overflow.OOMKills,
@@ -255,18 +237,9 @@ func (t *Tracer) DeleteCgroups(ids []uint64) error {
 		gone[id] = true
 	}
 	var errs []error
-	var keys []ExitKey
-	var key ExitKey
-	var v []uint64
-	it := t.Map(bpfMapExits).Iterate()
-	for it.Next(&key, &v) {
-		if gone[key.CgroupId] {
-			keys = append(keys, key)
-		}
+	if err := loader.DeleteWhere[uint64](t.Map(bpfMapExits), func(k ExitKey) bool { return gone[k.CgroupId] }); err != nil {
+		errs = append(errs, fmt.Errorf("delete exits: %w", err))
 	}
-	if err := it.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("read exits: %w", err))
-	}
-	errs = append(errs, loader.Delete(t.Map(bpfMapExits), keys), loader.Delete(t.Map(bpfMapOomKills), ids))
+	errs = append(errs, loader.Delete(t.Map(bpfMapOomKills), ids))
 	return errors.Join(errs...)
 }

@@ -85,19 +85,10 @@ type Snapshot struct {
 
 // Snapshot reads the maps into s, reusing its storage.
 func (t *Tracer) Snapshot(s *Snapshot) error {
-	if s.Cgroups == nil {
-		s.Cgroups = make(map[uint64]Stats)
-	}
-	clear(s.Cgroups)
-	perCPU := make([]Stats, t.NumCPU())
-	var id uint64
-	it := t.Map(bpfMapCgroups).Iterate()
-	for it.Next(&id, &perCPU) {
-		s.Cgroups[id] = loader.Sum(perCPU)
-	}
-	if err := it.Err(); err != nil {
+	if err := loader.ReadPerCPU(t.Map(bpfMapCgroups), t.NumCPU(), &s.Cgroups, loader.Sum[Stats]); err != nil {
 		return fmt.Errorf("read cgroups: %w", err)
 	}
+	perCPU := make([]Stats, t.NumCPU())
 	if err := t.Map(bpfMapOverflow).Lookup(uint32(0), &perCPU); err != nil {
 		return fmt.Errorf("read overflow: %w", err)
 	}

@@ -148,19 +148,10 @@ func (t *Tracer) DeleteFlows(flows []Flow) error {
 
 // Snapshot reads the maps into s, reusing its storage.
 func (t *Tracer) Snapshot(s *Snapshot) error {
-	if s.Flows == nil {
-		s.Flows = make(map[Flow]FlowStats)
-	}
-	clear(s.Flows)
-	perCPU := make([]FlowStats, t.NumCPU())
-	var key Flow
-	it := t.Map(bpfMapFlows).Iterate()
-	for it.Next(&key, &perCPU) {
-		s.Flows[key] = loader.Sum(perCPU)
-	}
-	if err := it.Err(); err != nil {
+	if err := loader.ReadPerCPU(t.Map(bpfMapFlows), t.NumCPU(), &s.Flows, loader.Sum[FlowStats]); err != nil {
 		return fmt.Errorf("read flows: %w", err)
 	}
+	perCPU := make([]FlowStats, t.NumCPU())
 	for d := range s.Overflow {
 		if err := t.Map(bpfMapOverflow).Lookup(uint32(d), &perCPU); err != nil {
 			return fmt.Errorf("read overflow: %w", err)

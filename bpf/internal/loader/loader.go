@@ -218,3 +218,37 @@ func Delete[K any](m *ebpf.Map, keys []K) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ReadPerCPU replaces the contents of *dst with the entries of the per-CPU
+// hash m, each value summed over its ncpu CPUs by sum.
+func ReadPerCPU[K comparable, V any](m *ebpf.Map, ncpu int, dst *map[K]V, sum func([]V) V) error {
+	if *dst == nil {
+		*dst = make(map[K]V)
+	}
+	clear(*dst)
+	perCPU := make([]V, ncpu)
+	var key K
+	it := m.Iterate()
+	for it.Next(&key, &perCPU) {
+		(*dst)[key] = sum(perCPU)
+	}
+	return it.Err()
+}
+
+// DeleteWhere deletes the entries of the per-CPU hash m, whose values are
+// V on each CPU, for which doomed reports true.
+func DeleteWhere[V, K any](m *ebpf.Map, doomed func(K) bool) error {
+	var keys []K
+	var key K
+	var perCPU []V
+	it := m.Iterate()
+	for it.Next(&key, &perCPU) {
+		if doomed(key) {
+			keys = append(keys, key)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	return Delete(m, keys)
+}
