@@ -186,7 +186,7 @@ func (s stat) rng(format string) string {
 	return fmt.Sprintf(format+" ["+format+"–"+format+"]", s.Med, s.Min, s.Max)
 }
 
-// table is the markdown table make bench-system prints and the README holds.
+// table is the markdown table make bench-system prints and docs/performance.md holds.
 func (r *results) table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s; %d rounds × %.0f s per workload; medians [min–max]\n\n", r.Machine, r.Rounds, r.Seconds)

@@ -1,7 +1,7 @@
 # make bench-system: the receiver's overhead, capture rate and latency on
 # loopback HTTP workloads, against nothing attached and two floors of empty
 # hooks (bench/, a Go module of its own; bpf/floor). Prints one table and
-# writes out/bench/results.json and results.png. See README.md, "Performance".
+# writes out/bench/results.json and results.png. See docs/performance.md.
 # make bench-smoke: one short round of the same, failing unless every
 # configuration ran and saw traffic.
 

@@ -4,7 +4,7 @@
 # agent's least privilege; the collector configs pass otelcol-ebpf validate;
 # the Dockerfile pins go.mod's Go and the Makefile's ocb; every dashboard
 # query returns data from a real Prometheus scraping the distribution under
-# loopback traffic. See README.md, "Kubernetes".
+# loopback traffic. See docs/kubernetes.md.
 
 # What the dashboard test runs besides the distribution: Debian's Prometheus,
 # setpriv (util-linux) to drop to the DaemonSet's capabilities, ip and nft

@@ -1,7 +1,7 @@
 # make test-kernels: the kernel tests on kernels other than the host's, each
 # package's test binary run as root in a qemu guest booted on that kernel
-# (tools/kernels/). make unit covers the host's kernel. See README.md,
-# "Kernels tested".
+# (tools/kernels/). make unit covers the host's kernel. See
+# docs/kernels.md.
 
 # Debian kernel packages to test. A metapackage resolves to the versioned
 # package it depends on, so the matrix follows Debian's updates of 6.1 LTS.
