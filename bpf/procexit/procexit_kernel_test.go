@@ -411,7 +411,9 @@ func TestOOMKill(t *testing.T) {
 
 	eventually(t, func() error {
 		if len(tr.eventsOf(KindOOMKill, pod.CgroupID)) == 0 {
-			return errors.New("no OOM kill record")
+			s := tr.snapshot(t)
+			return fmt.Errorf("no OOM kill record; disabled parts %v, OOM kills counted %d, lost %+v, records of the pod %+v",
+				tr.Disabled(), s.OOMKills[pod.CgroupID], s.Lost, tr.eventsOf(KindSignaled, pod.CgroupID))
 		}
 		return nil
 	})

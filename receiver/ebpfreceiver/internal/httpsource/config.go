@@ -24,6 +24,8 @@ var (
 	errMaxPendingSpans = errors.New("max_pending_spans must be between 1 and 1048576")
 	errPort            = errors.New("ports: a port must be between 1 and 65535")
 	errCgroupPrefix    = errors.New("cgroups: a prefix must start with /")
+	errKeepPercent     = errors.New("spans: keep_percent must be between 0 and 100")
+	errSlowThreshold   = errors.New("spans: slow_threshold must not be negative")
 )
 
 // Config configures HTTP/1.x tracing and RED metrics.
@@ -53,6 +55,8 @@ type Config struct {
 	LinkWindow time.Duration `mapstructure:"link_window"`
 	// MaxPendingSpans bounds the spans waiting to be linked and exported.
 	MaxPendingSpans int `mapstructure:"max_pending_spans"`
+	// Spans chooses the spans exported.
+	Spans SpansConfig `mapstructure:"spans"`
 	// TraceSelf traces the collector's own connections, and those of its
 	// container when it runs in one. Off, its exports never become spans.
 	// For debugging.
@@ -67,6 +71,16 @@ type Config struct {
 	// Faults makes loading fail for real, for tests; it cannot be
 	// configured.
 	Faults Faults `mapstructure:"-"`
+}
+
+// SpansConfig chooses the spans exported. Failed and slow spans are always
+// kept, with their trace on this node; the RED metrics count every request.
+type SpansConfig struct {
+	// SlowThreshold makes a span slow from this duration on; 0: none is.
+	SlowThreshold time.Duration `mapstructure:"slow_threshold"`
+	// KeepPercent is the share of the other traces kept, chosen by trace
+	// id: 100 keeps every span, 0 only the failed and slow ones.
+	KeepPercent float64 `mapstructure:"keep_percent"`
 }
 
 // Faults are the failures that tests force on HTTP capture.
@@ -84,6 +98,7 @@ func DefaultConfig() Config {
 		MaxRoutesPerResource: 100,
 		LinkWindow:           time.Second,
 		MaxPendingSpans:      65536,
+		Spans:                SpansConfig{SlowThreshold: time.Second, KeepPercent: 100},
 	}
 }
 
@@ -104,6 +119,12 @@ func (h Config) Validate() error {
 	}
 	if h.MaxPendingSpans < 1 || h.MaxPendingSpans > maxPendingLimit {
 		errs = append(errs, fmt.Errorf("%w, got %d", errMaxPendingSpans, h.MaxPendingSpans))
+	}
+	if !(h.Spans.KeepPercent >= 0 && h.Spans.KeepPercent <= 100) { // NaN too
+		errs = append(errs, fmt.Errorf("%w, got %g", errKeepPercent, h.Spans.KeepPercent))
+	}
+	if h.Spans.SlowThreshold < 0 {
+		errs = append(errs, fmt.Errorf("%w, got %s", errSlowThreshold, h.Spans.SlowThreshold))
 	}
 	for _, p := range append(slices.Clone(h.Ports.Include), h.Ports.Exclude...) {
 		if p < 1 || p > 65535 {

@@ -1,6 +1,7 @@
 package httpsource
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -29,6 +30,13 @@ func TestValidate(t *testing.T) {
 		{Name: "bad port", Modify: func(c *Config) { c.Ports.Exclude = []int{0} }, Errs: []error{errPort}},
 		{Name: "port too high", Modify: func(c *Config) { c.Ports.Include = []int{65536} }, Errs: []error{errPort}},
 		{Name: "edge ports", Modify: func(c *Config) { c.Ports.Include = []int{1, 65535} }},
+		{Name: "keep no other spans", Modify: func(c *Config) { c.Spans.KeepPercent = 0 }},
+		{Name: "keep a share", Modify: func(c *Config) { c.Spans.KeepPercent = 0.5 }},
+		{Name: "keep a negative share", Modify: func(c *Config) { c.Spans.KeepPercent = -1 }, Errs: []error{errKeepPercent}},
+		{Name: "keep over 100%", Modify: func(c *Config) { c.Spans.KeepPercent = 100.1 }, Errs: []error{errKeepPercent}},
+		{Name: "keep NaN", Modify: func(c *Config) { c.Spans.KeepPercent = math.NaN() }, Errs: []error{errKeepPercent}},
+		{Name: "no slow spans", Modify: func(c *Config) { c.Spans.SlowThreshold = 0 }},
+		{Name: "negative slow threshold", Modify: func(c *Config) { c.Spans.SlowThreshold = -time.Second }, Errs: []error{errSlowThreshold}},
 		{Name: "bad cgroup prefix", Modify: func(c *Config) { c.Cgroups.Include = []string{"kubepods"} }, Errs: []error{errCgroupPrefix}},
 	})
 }

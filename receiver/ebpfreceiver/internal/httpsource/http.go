@@ -373,6 +373,7 @@ func (s metrics) RecordNode(now pcommon.Timestamp, histograms pmetric.MetricSlic
 	}
 	s.mb.RecordEbpfHTTPEventsDataPoint(now, int64(c.events))
 	s.mb.RecordEbpfHTTPExcludedDataPoint(now, int64(c.otlpExports), metadata.AttributeEbpfExcludedReasonOtlpExport)
+	s.mb.RecordEbpfSpansDroppedDataPoint(now, int64(s.p.spans.dropped.Load()), metadata.AttributeEbpfDropReasonSampledOut)
 	dp := source.NewDurationHistogram(histograms, "ebpf.http.delivery.duration",
 		"Time from a syscall in the kernel to its record reaching the receiver's parser.").AppendEmpty()
 	source.SetPow2Histogram(dp, s.p.red.start, now, c.events, uint64(c.delaySum), c.delivery[:])

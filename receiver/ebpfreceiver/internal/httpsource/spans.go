@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/consumer"
@@ -46,8 +47,11 @@ type span struct {
 // server spans of one request on this node, and the calls a server makes
 // while serving, can be linked into one trace; then it exports them.
 type spanQueue struct {
-	window    time.Duration
-	max       int
+	window time.Duration
+	max    int
+	policy spanPolicy
+	// dropped counts the spans the policy did not export.
+	dropped   atomic.Uint64
 	res       source.Resources
 	bootNS    int64
 	countLost func(reason string, n uint64)
@@ -64,6 +68,7 @@ func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func
 	q := &spanQueue{
 		window:    cfg.LinkWindow,
 		max:       cfg.MaxPendingSpans,
+		policy:    newSpanPolicy(cfg.Spans),
 		res:       res,
 		bootNS:    bootNS,
 		countLost: countLost,
@@ -129,7 +134,7 @@ func (q *spanQueue) close() {
 }
 
 // flush links every pending span and exports those older than the window,
-// or all of them. Linking runs outside the lock so that the read loop never
+// or all of them, that the policy keeps. Linking runs outside the lock so that the read loop never
 // waits for it.
 func (q *spanQueue) flush(all bool) {
 	q.mu.Lock()
@@ -154,8 +159,10 @@ func (q *spanQueue) flush(all bool) {
 		q.pending = append(keep, q.pending...)
 	}
 	q.mu.Unlock()
-	if len(ready) > 0 {
-		_ = next.ConsumeTraces(context.Background(), q.build(ready))
+	kept := q.policy.keep(ready, pending)
+	q.dropped.Add(uint64(len(ready) - len(kept)))
+	if len(kept) > 0 {
+		_ = next.ConsumeTraces(context.Background(), q.build(kept))
 	}
 }
 

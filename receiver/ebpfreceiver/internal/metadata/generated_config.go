@@ -718,6 +718,54 @@ func (ms *EbpfSchedLostMetricConfig) Validate() error {
 	return nil
 }
 
+// EbpfSpansDroppedMetricAttributeKey specifies the key of an attribute for the ebpf.spans.dropped metric.
+type EbpfSpansDroppedMetricAttributeKey string
+
+const (
+	EbpfSpansDroppedMetricAttributeKeyEbpfDropReason EbpfSpansDroppedMetricAttributeKey = "ebpf.drop.reason"
+)
+
+// EbpfSpansDroppedMetricConfig provides config for the ebpf.spans.dropped metric.
+type EbpfSpansDroppedMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                               `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []EbpfSpansDroppedMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *EbpfSpansDroppedMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *EbpfSpansDroppedMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case EbpfSpansDroppedMetricAttributeKeyEbpfDropReason:
+		default:
+			return fmt.Errorf("metric ebpf.spans.dropped doesn't have an attribute %v, valid attributes: [ebpf.drop.reason]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // EbpfTCPLostMetricAttributeKey specifies the key of an attribute for the ebpf.tcp.lost metric.
 type EbpfTCPLostMetricAttributeKey string
 
@@ -1262,6 +1310,7 @@ type MetricsConfig struct {
 	EbpfProgramRunTime       EbpfProgramRunTimeMetricConfig       `mapstructure:"ebpf.program.run_time"`
 	EbpfProgramRuns          EbpfProgramRunsMetricConfig          `mapstructure:"ebpf.program.runs"`
 	EbpfSchedLost            EbpfSchedLostMetricConfig            `mapstructure:"ebpf.sched.lost"`
+	EbpfSpansDropped         EbpfSpansDroppedMetricConfig         `mapstructure:"ebpf.spans.dropped"`
 	EbpfTCPLost              EbpfTCPLostMetricConfig              `mapstructure:"ebpf.tcp.lost"`
 	HTTPServerRoutesFolded   HTTPServerRoutesFoldedMetricConfig   `mapstructure:"http.server.routes.folded"`
 	ProcessExits             ProcessExitsMetricConfig             `mapstructure:"process.exits"`
@@ -1353,6 +1402,11 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []EbpfSchedLostMetricAttributeKey{EbpfSchedLostMetricAttributeKeyEbpfLostReason},
+		},
+		EbpfSpansDropped: EbpfSpansDroppedMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []EbpfSpansDroppedMetricAttributeKey{EbpfSpansDroppedMetricAttributeKeyEbpfDropReason},
 		},
 		EbpfTCPLost: EbpfTCPLostMetricConfig{
 			Enabled:             true,

@@ -103,6 +103,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfSchedLostMetricAttributeKey{EbpfSchedLostMetricAttributeKeyEbpfLostReason},
 					},
+					EbpfSpansDropped: EbpfSpansDroppedMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfSpansDroppedMetricAttributeKey{EbpfSpansDroppedMetricAttributeKeyEbpfDropReason},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             true,
 						AggregationStrategy: AggregationStrategySum,
@@ -249,6 +254,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []EbpfSchedLostMetricAttributeKey{EbpfSchedLostMetricAttributeKeyEbpfLostReason},
 					},
+					EbpfSpansDropped: EbpfSpansDroppedMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []EbpfSpansDroppedMetricAttributeKey{EbpfSpansDroppedMetricAttributeKeyEbpfDropReason},
+					},
 					EbpfTCPLost: EbpfTCPLostMetricConfig{
 						Enabled:             false,
 						AggregationStrategy: AggregationStrategySum,
@@ -318,7 +328,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerDiskIoMetricConfig{}, DiskOperationsMetricConfig{}, EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfDiskLostMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPExcludedMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfMapUtilizationMetricConfig{}, EbpfProcessEventsMetricConfig{}, EbpfProcessLostMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfSchedLostMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, ProcessExitsMetricConfig{}, ProcessOomKillsMetricConfig{}, SchedSwitchesInvoluntaryMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerDiskIoMetricConfig{}, DiskOperationsMetricConfig{}, EbpfCapabilityEnabledMetricConfig{}, EbpfCgroupEventsLostMetricConfig{}, EbpfCgroupsCachedMetricConfig{}, EbpfDiskLostMetricConfig{}, EbpfHTTPEventsMetricConfig{}, EbpfHTTPExcludedMetricConfig{}, EbpfHTTPLostMetricConfig{}, EbpfMapEntriesMetricConfig{}, EbpfMapUtilizationMetricConfig{}, EbpfProcessEventsMetricConfig{}, EbpfProcessLostMetricConfig{}, EbpfProgramRunTimeMetricConfig{}, EbpfProgramRunsMetricConfig{}, EbpfSchedLostMetricConfig{}, EbpfSpansDroppedMetricConfig{}, EbpfTCPLostMetricConfig{}, HTTPServerRoutesFoldedMetricConfig{}, ProcessExitsMetricConfig{}, ProcessOomKillsMetricConfig{}, SchedSwitchesInvoluntaryMetricConfig{}, TCPConnectionActiveMetricConfig{}, TCPConnectionIoMetricConfig{}, TCPConnectionOpenedMetricConfig{}, TCPConnectionPeersFoldedMetricConfig{}, TCPConnectionResetsMetricConfig{}, TCPConnectionRetransmitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
@@ -475,6 +485,18 @@ func TestEbpfSchedLostMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric ebpf.sched.lost doesn't have an attribute invalid, valid attributes: [ebpf.lost.reason]")
 
 	cfg = DefaultMetricsConfig().EbpfSchedLost
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestEbpfSpansDroppedMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().EbpfSpansDropped
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []EbpfSpansDroppedMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric ebpf.spans.dropped doesn't have an attribute invalid, valid attributes: [ebpf.drop.reason]")
+
+	cfg = DefaultMetricsConfig().EbpfSpansDropped
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }

@@ -45,6 +45,28 @@ var MapAttributeDiskIoDirection = map[string]AttributeDiskIoDirection{
 	"write": AttributeDiskIoDirectionWrite,
 }
 
+// AttributeEbpfDropReason specifies the value ebpf.drop.reason attribute.
+type AttributeEbpfDropReason int
+
+const (
+	_ AttributeEbpfDropReason = iota
+	AttributeEbpfDropReasonSampledOut
+)
+
+// String returns the string representation of the AttributeEbpfDropReason.
+func (av AttributeEbpfDropReason) String() string {
+	switch av {
+	case AttributeEbpfDropReasonSampledOut:
+		return "sampled_out"
+	}
+	return ""
+}
+
+// MapAttributeEbpfDropReason is a helper map of string to AttributeEbpfDropReason attribute value.
+var MapAttributeEbpfDropReason = map[string]AttributeEbpfDropReason{
+	"sampled_out": AttributeEbpfDropReasonSampledOut,
+}
+
 // AttributeEbpfExcludedReason specifies the value ebpf.excluded.reason attribute.
 type AttributeEbpfExcludedReason int
 
@@ -342,6 +364,10 @@ var MetricsInfo = metricsInfo{
 		Name:       "ebpf.sched.lost",
 		Attributes: []string{"ebpf.lost.reason"},
 	},
+	EbpfSpansDropped: metricInfo{
+		Name:       "ebpf.spans.dropped",
+		Attributes: []string{"ebpf.drop.reason"},
+	},
 	EbpfTCPLost: metricInfo{
 		Name:       "ebpf.tcp.lost",
 		Attributes: []string{"ebpf.lost.reason"},
@@ -405,6 +431,7 @@ type metricsInfo struct {
 	EbpfProgramRunTime       metricInfo
 	EbpfProgramRuns          metricInfo
 	EbpfSchedLost            metricInfo
+	EbpfSpansDropped         metricInfo
 	EbpfTCPLost              metricInfo
 	HTTPServerRoutesFolded   metricInfo
 	ProcessExits             metricInfo
@@ -1821,6 +1848,97 @@ func newMetricEbpfSchedLost(cfg EbpfSchedLostMetricConfig) metricEbpfSchedLost {
 	return m
 }
 
+type metricEbpfSpansDropped struct {
+	data          pmetric.Metric               // data buffer for generated metric.
+	config        EbpfSpansDroppedMetricConfig // metric config provided by user.
+	capacity      int                          // max observed number of data points added to the metric.
+	aggDataPoints []int64                      // slice containing number of aggregated datapoints at each index
+}
+
+// init fills ebpf.spans.dropped metric with initial data.
+func (m *metricEbpfSpansDropped) init() {
+	m.data.SetName("ebpf.spans.dropped")
+	m.data.SetDescription("Spans the span policy did not export, by reason: sampled_out (neither failed nor slow, and outside http.spans.keep_percent). The RED metrics still count their requests.")
+	m.data.SetUnit("{span}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricEbpfSpansDropped) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64, ebpfDropReasonAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, EbpfSpansDroppedMetricAttributeKeyEbpfDropReason) {
+		dp.Attributes().PutStr("ebpf.drop.reason", ebpfDropReasonAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetIntValue(dpi.IntValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.IntValue() > val {
+					dpi.SetIntValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.IntValue() < val {
+					dpi.SetIntValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetIntValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricEbpfSpansDropped) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricEbpfSpansDropped) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetIntValue(m.data.Sum().DataPoints().At(i).IntValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricEbpfSpansDropped(cfg EbpfSpansDroppedMetricConfig) metricEbpfSpansDropped {
+	m := metricEbpfSpansDropped{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricEbpfTCPLost struct {
 	data          pmetric.Metric          // data buffer for generated metric.
 	config        EbpfTCPLostMetricConfig // metric config provided by user.
@@ -2885,6 +3003,7 @@ type MetricsBuilder struct {
 	metricEbpfProgramRunTime       metricEbpfProgramRunTime
 	metricEbpfProgramRuns          metricEbpfProgramRuns
 	metricEbpfSchedLost            metricEbpfSchedLost
+	metricEbpfSpansDropped         metricEbpfSpansDropped
 	metricEbpfTCPLost              metricEbpfTCPLost
 	metricHTTPServerRoutesFolded   metricHTTPServerRoutesFolded
 	metricProcessExits             metricProcessExits
@@ -2938,6 +3057,7 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricEbpfProgramRunTime:       newMetricEbpfProgramRunTime(mbc.Metrics.EbpfProgramRunTime),
 		metricEbpfProgramRuns:          newMetricEbpfProgramRuns(mbc.Metrics.EbpfProgramRuns),
 		metricEbpfSchedLost:            newMetricEbpfSchedLost(mbc.Metrics.EbpfSchedLost),
+		metricEbpfSpansDropped:         newMetricEbpfSpansDropped(mbc.Metrics.EbpfSpansDropped),
 		metricEbpfTCPLost:              newMetricEbpfTCPLost(mbc.Metrics.EbpfTCPLost),
 		metricHTTPServerRoutesFolded:   newMetricHTTPServerRoutesFolded(mbc.Metrics.HTTPServerRoutesFolded),
 		metricProcessExits:             newMetricProcessExits(mbc.Metrics.ProcessExits),
@@ -3080,6 +3200,7 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricEbpfProgramRunTime.emit(ils.Metrics())
 	mb.metricEbpfProgramRuns.emit(ils.Metrics())
 	mb.metricEbpfSchedLost.emit(ils.Metrics())
+	mb.metricEbpfSpansDropped.emit(ils.Metrics())
 	mb.metricEbpfTCPLost.emit(ils.Metrics())
 	mb.metricHTTPServerRoutesFolded.emit(ils.Metrics())
 	mb.metricProcessExits.emit(ils.Metrics())
@@ -3205,6 +3326,11 @@ func (mb *MetricsBuilder) RecordEbpfProgramRunsDataPoint(ts pcommon.Timestamp, v
 // RecordEbpfSchedLostDataPoint adds a data point to ebpf.sched.lost metric.
 func (mb *MetricsBuilder) RecordEbpfSchedLostDataPoint(ts pcommon.Timestamp, val int64, ebpfLostReasonAttributeValue AttributeEbpfLostReason) {
 	mb.metricEbpfSchedLost.recordDataPoint(mb.startTime, ts, val, ebpfLostReasonAttributeValue.String())
+}
+
+// RecordEbpfSpansDroppedDataPoint adds a data point to ebpf.spans.dropped metric.
+func (mb *MetricsBuilder) RecordEbpfSpansDroppedDataPoint(ts pcommon.Timestamp, val int64, ebpfDropReasonAttributeValue AttributeEbpfDropReason) {
+	mb.metricEbpfSpansDropped.recordDataPoint(mb.startTime, ts, val, ebpfDropReasonAttributeValue.String())
 }
 
 // RecordEbpfTCPLostDataPoint adds a data point to ebpf.tcp.lost metric.

@@ -80,6 +80,7 @@ func TestMetricsBuilder(t *testing.T) {
 			aggMap["ebpf.program.run_time"] = mb.metricEbpfProgramRunTime.config.AggregationStrategy
 			aggMap["ebpf.program.runs"] = mb.metricEbpfProgramRuns.config.AggregationStrategy
 			aggMap["ebpf.sched.lost"] = mb.metricEbpfSchedLost.config.AggregationStrategy
+			aggMap["ebpf.spans.dropped"] = mb.metricEbpfSpansDropped.config.AggregationStrategy
 			aggMap["ebpf.tcp.lost"] = mb.metricEbpfTCPLost.config.AggregationStrategy
 			aggMap["process.exits"] = mb.metricProcessExits.config.AggregationStrategy
 			aggMap["process.oom_kills"] = mb.metricProcessOomKills.config.AggregationStrategy
@@ -190,6 +191,12 @@ func TestMetricsBuilder(t *testing.T) {
 			}
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordEbpfSpansDroppedDataPoint(ts, 1, AttributeEbpfDropReasonSampledOut)
+			if tt.name == "reaggregate_set" {
+				mb.RecordEbpfSpansDroppedDataPoint(ts, 3, AttributeEbpfDropReasonSampledOut)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordEbpfTCPLostDataPoint(ts, 1, AttributeEbpfLostReasonConnectionsMapFull)
 			if tt.name == "reaggregate_set" {
 				mb.RecordEbpfTCPLostDataPoint(ts, 3, AttributeEbpfLostReasonFlowsMapFull)
@@ -276,6 +283,7 @@ func TestMetricsBuilder(t *testing.T) {
 				assert.Empty(t, mb.metricEbpfProgramRunTime.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfProgramRuns.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfSchedLost.aggDataPoints)
+				assert.Empty(t, mb.metricEbpfSpansDropped.aggDataPoints)
 				assert.Empty(t, mb.metricEbpfTCPLost.aggDataPoints)
 				assert.Empty(t, mb.metricProcessExits.aggDataPoints)
 				assert.Empty(t, mb.metricProcessOomKills.aggDataPoints)
@@ -950,6 +958,50 @@ func TestMetricsBuilder(t *testing.T) {
 							assert.Equal(t, int64(3), dp.IntValue())
 						}
 						_, ok := dp.Attributes().Get("ebpf.lost.reason")
+						assert.False(t, ok)
+					}
+				case "ebpf.spans.dropped":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["ebpf.spans.dropped"], "Found a duplicate in the metrics slice: ebpf.spans.dropped")
+						validatedMetrics["ebpf.spans.dropped"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Spans the span policy did not export, by reason: sampled_out (neither failed nor slow, and outside http.spans.keep_percent). The RED metrics still count their requests.", mi.Description())
+						assert.Equal(t, "{span}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						assert.Equal(t, int64(1), dp.IntValue())
+						ebpfDropReasonAttrVal, ok := dp.Attributes().Get("ebpf.drop.reason")
+						assert.True(t, ok)
+						assert.Equal(t, "sampled_out", ebpfDropReasonAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["ebpf.spans.dropped"], "Found a duplicate in the metrics slice: ebpf.spans.dropped")
+						validatedMetrics["ebpf.spans.dropped"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Spans the span policy did not export, by reason: sampled_out (neither failed nor slow, and outside http.spans.keep_percent). The RED metrics still count their requests.", mi.Description())
+						assert.Equal(t, "{span}", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+						switch aggMap["ebpf.spans.dropped"] {
+						case "sum":
+							assert.Equal(t, int64(4), dp.IntValue())
+						case "avg":
+							assert.Equal(t, int64(2), dp.IntValue())
+						case "min":
+							assert.Equal(t, int64(1), dp.IntValue())
+						case "max":
+							assert.Equal(t, int64(3), dp.IntValue())
+						}
+						_, ok := dp.Attributes().Get("ebpf.drop.reason")
 						assert.False(t, ok)
 					}
 				case "ebpf.tcp.lost":
