@@ -83,6 +83,8 @@ type agent struct {
 	cmd *exec.Cmd
 	out *bufio.Reader
 	dir string
+	// pprof is the port of the collector's pprof extension, on "profile".
+	pprof int
 }
 
 func (a *agent) pid() int {
@@ -114,17 +116,22 @@ func startAgent(config, dist, dir string) (*agent, error) {
 	health := freePort()
 	// "idle" is the full receiver at the default collection interval, as an
 	// idle node runs it; the measured configurations collect every second.
+	// "profile" is the full receiver with the pprof extension.
 	interval := "1s"
 	if config == "idle" {
 		interval = "10s"
 	}
-	yaml := receiverConfig(config == "full" || config == "idle", dir, health, interval)
+	pprof := 0
+	if config == "profile" {
+		pprof = freePort()
+	}
+	yaml := receiverConfig(config == "full" || config == "idle" || config == "profile", dir, health, interval, pprof)
 	path := filepath.Join(dir, "otelcol.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		return nil, err
 	}
 	logf, _ := os.Create(filepath.Join(dir, "otelcol.log"))
-	a := &agent{cmd: exec.Command(dist, "--config", path), dir: dir}
+	a := &agent{cmd: exec.Command(dist, "--config", path), dir: dir, pprof: pprof}
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
@@ -166,8 +173,9 @@ func (a *agent) stop() map[string]uint64 {
 
 // receiverConfig is the distribution's config: the ebpf receiver, through
 // batch, to the file exporters in dir. metrics-only is http off and tcp on,
-// with a metrics pipeline only.
-func receiverConfig(full bool, dir string, health int, interval string) string {
+// with a metrics pipeline only. A pprof port other than 0 adds the pprof
+// extension there.
+func receiverConfig(full bool, dir string, health int, interval string, pprof int) string {
 	http, traces := "false", ""
 	if full {
 		http = "true"
@@ -177,10 +185,15 @@ func receiverConfig(full bool, dir string, health int, interval string) string {
       exporters: [file/traces]
 `)
 	}
+	extensions, pprofExt := "[health_check]", ""
+	if pprof != 0 {
+		extensions = "[health_check, pprof]"
+		pprofExt = fmt.Sprintf("  pprof:\n    endpoint: 127.0.0.1:%d\n", pprof)
+	}
 	return fmt.Sprintf(`extensions:
   health_check:
     endpoint: 127.0.0.1:%d
-receivers:
+%sreceivers:
   ebpf:
     collection_interval: %s
     tcp: {enabled: true}
@@ -196,13 +209,13 @@ service:
   telemetry:
     metrics:
       level: none
-  extensions: [health_check]
+  extensions: %s
   pipelines:
     metrics:
       receivers: [ebpf]
       processors: [batch]
       exporters: [file]
-%s`, health, interval, http, filepath.Join(dir, "metrics.json"), filepath.Join(dir, "traces.json"), traces)
+%s`, health, pprofExt, interval, http, filepath.Join(dir, "metrics.json"), filepath.Join(dir, "traces.json"), extensions, traces)
 }
 
 func freePort() int {
@@ -247,6 +260,7 @@ func runBench(args []string) error {
 	outDir := fs.String("out", "out/bench", "where results.json and results.png go")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections held for the RSS measurement (0: skip)")
 	idleCPU := fs.Duration("idle-cpu", 10*time.Second, "how long the full receiver's CPU is measured with no traffic (0: skip)")
+	profile := fs.Bool("profile", true, "record a CPU profile of the full receiver under the keepalive workload, apart from the measured rounds, as full-keepalive.cpu.pprof")
 	check := fs.Bool("check", false, "fail unless every configuration served requests, floor2 drained records and the full receiver exported spans")
 	fs.Parse(args)
 	only := fs.Args() // optional subset of configurations
@@ -306,6 +320,13 @@ func runBench(args []string) error {
 		if res.IdleCPU, err = measureIdleCPU(*dist, filepath.Join(tmp, "idle-cpu"), *idleCPU); err != nil {
 			return fmt.Errorf("idle cpu: %w", err)
 		}
+	}
+	if *profile && (len(only) == 0 || strings.Contains(strings.Join(only, " "), "full")) {
+		path := filepath.Join(*outDir, "full-keepalive.cpu.pprof")
+		if err := profileFull(*dist, filepath.Join(tmp, "profile"), path, *dur, addrs["keepalive"]); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", path)
 	}
 	res.summarize()
 	res.Finished = time.Now().UTC()
@@ -443,6 +464,47 @@ func measureIdle(dist, dir string, n int) (*idleResult, error) {
 	defer release()
 	time.Sleep(3 * time.Second) // a few collections with every connection live
 	return &idleResult{Connections: n, RSSMB: float64(rss(a.pid())) / (1 << 20), PeakRSSMB: float64(peakRSS(a.pid())) / (1 << 20)}, nil
+}
+
+// profileFull records a CPU profile of the full receiver, through its pprof
+// extension, while the keepalive workload runs against addr for d (whole
+// seconds, at least one), and writes it to path. It runs apart from the
+// measured rounds, so that profiling costs them nothing.
+func profileFull(dist, dir, path string, d time.Duration, addr string) error {
+	os.MkdirAll(dir, 0o755)
+	a, err := startAgent("profile", dist, dir)
+	if err != nil {
+		return err
+	}
+	defer a.stop()
+	secs := max(1, int(d.Seconds()))
+	w := workloads[0] // keepalive
+	call, done := w.do("http://" + addr + "/")
+	defer done()
+	type got struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan got, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", a.pprof, secs))
+		if err != nil {
+			ch <- got{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("pprof: %s: %s", resp.Status, b)
+		}
+		ch <- got{b, err}
+	}()
+	run(w.conc, time.Duration(secs)*time.Second, w.max, call)
+	r := <-ch
+	if r.err != nil {
+		return r.err
+	}
+	return os.WriteFile(path, r.b, 0o644)
 }
 
 // measureIdleCPU runs the full receiver, every capability on, at the

@@ -512,6 +512,7 @@ func TestREADMEComponents(t *testing.T) {
 		"fileexporter":           "file",
 		"prometheusexporter":     "prometheus",
 		"healthcheckextension":   "health_check",
+		"pprofextension":         "pprof",
 	}
 	manifest := readYAML(t, "../builder-config.yaml")
 	want := map[string][]string{}

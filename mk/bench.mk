@@ -1,7 +1,9 @@
 # make bench-system: the receiver's overhead, capture rate and latency on
 # loopback HTTP workloads, against nothing attached and two floors of empty
 # hooks (bench/, a Go module of its own; bpf/floor). Prints one table and
-# writes out/bench/results.json and results.png. See docs/performance.md.
+# writes out/bench/results.json and results.png, and a CPU profile of the
+# full receiver under keepalive with its top functions. See
+# docs/performance.md.
 # make bench-smoke: one short round of the same, failing unless every
 # configuration ran and saw traffic.
 
@@ -17,6 +19,8 @@ bench-bin:
 bench-system: build bench-bin
 	$(require_root)
 	./$(BENCH_BIN) run -rounds 5 -dur 3s -out out/bench
+	$(GO) tool pprof -top -nodecount=30 $(DIST) out/bench/full-keepalive.cpu.pprof > out/bench/full-keepalive.top.txt
+	@echo "wrote out/bench/full-keepalive.top.txt (go tool pprof -top of the full receiver under keepalive)"
 
 ## bench-smoke: one 1 s round of every configuration (as root, < 1 min)
 bench-smoke: build bench-bin

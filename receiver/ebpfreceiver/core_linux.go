@@ -170,14 +170,18 @@ func loadCore(cfg *Config, logger *zap.Logger) (*core, error) {
 		}
 		c.capabilities = append(c.capabilities, caps...)
 	}
+	// One line for the enabled and one message per disabled capability: the
+	// collector's logger drops repeats of a message past 10 a second.
+	var enabled []string
 	for _, cp := range c.capabilities {
 		if cp.Err == nil {
-			logger.Info("capability enabled", zap.String("capability", cp.Name), zap.Strings("hooks", cp.Hooks))
-		} else {
-			logger.Warn("capability disabled", zap.String("capability", cp.Name),
-				zap.Strings("hooks", cp.Hooks), zap.String("reason", cp.Err.Error()))
+			enabled = append(enabled, cp.Name)
+			continue
 		}
+		logger.Warn("capability disabled: "+cp.Name, zap.String("capability", cp.Name),
+			zap.Strings("hooks", cp.Hooks), zap.String("reason", cp.Err.Error()))
 	}
+	logger.Info("capabilities enabled", zap.Strings("capabilities", enabled))
 	return c, nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/ebpfreceiver/otelcol-ebpf/internal/bpftest"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
@@ -171,4 +173,32 @@ func TestRequiredCapabilityFailsStart(t *testing.T) {
 	coresMu.Lock()
 	defer coresMu.Unlock()
 	assert.Empty(t, cores, "nothing stays loaded")
+}
+
+// The log says in one line which capabilities run, and names each disabled
+// one in its own message, with the reason: the collector's logger drops
+// repeats of one message past 10 a second.
+func TestCapabilitiesLogged(t *testing.T) {
+	cfg := createDefaultConfig()
+	cfg.TCP.Faults.AttachTo = map[string]string{"ebr_tcp_probe": "ebpfreceiver_no_such_tracepoint"}
+	core, logs := observer.New(zap.InfoLevel)
+	set := receivertest.NewNopSettings(metadata.Type)
+	set.Logger = zap.New(core)
+	r, err := NewFactory().CreateMetrics(context.Background(), set, cfg, new(consumertest.MetricsSink))
+	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, r.Shutdown(context.Background()))
+
+	enabled := logs.FilterMessage("capabilities enabled").All()
+	require.Len(t, enabled, 1)
+	var names []string
+	for _, v := range enabled[0].ContextMap()["capabilities"].([]any) {
+		names = append(names, v.(string))
+	}
+	assert.Subset(t, names, everyKernelCapabilities)
+	assert.NotContains(t, names, "tcp.rtt")
+	disabled := logs.FilterMessage("capability disabled: tcp.rtt").All()
+	require.Len(t, disabled, 1)
+	assert.Equal(t, zap.WarnLevel, disabled[0].Level)
+	assert.Contains(t, disabled[0].ContextMap()["reason"], "ebr_tcp_probe on tcp:tcp_probe")
 }

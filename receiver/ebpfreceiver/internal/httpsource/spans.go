@@ -1,6 +1,7 @@
 package httpsource
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -177,7 +178,7 @@ type connKey struct{ local, remote netip.AddrPort }
 //
 // Ids from traceparent headers win over both. Spans are indexed by
 // connection and by process, so linking costs time in proportion to the
-// spans, not their square.
+// spans (sorting each connection's), not their square.
 func link(spans []*span) {
 	clients := make(map[connKey][]*span)
 	servers := make(map[uint32][]*span)
@@ -189,6 +190,9 @@ func link(spans []*span) {
 			servers[s.x.pid] = append(servers[s.x.pid], s)
 		}
 	}
+	for _, cs := range clients {
+		slices.SortFunc(cs, func(a, b *span) int { return cmp.Compare(a.x.RequestStart, b.x.RequestStart) })
+	}
 	for _, s := range spans {
 		if s.parentSpan != nil || (s.fromHeader && s.x.role == httpflow.Server) {
 			continue
@@ -198,7 +202,10 @@ func link(spans []*span) {
 			continue
 		}
 		for _, o := range servers[s.x.pid] {
-			if !encloses(o, s) || (s.fromHeader && o.traceID != s.traceID) {
+			// The server end of s's own connection is its callee, never its
+			// parent, though on loopback it may seem to enclose it.
+			callee := o.x.local == s.x.remote && o.x.remote == s.x.local
+			if callee || !encloses(o, s) || (s.fromHeader && o.traceID != s.traceID) {
 				continue
 			}
 			if s.parentSpan == nil || o.x.RequestStart > s.parentSpan.x.RequestStart {
@@ -217,22 +224,31 @@ func link(spans []*span) {
 	}
 }
 
-// sameRequest returns the client span, of those on s's connection, that
-// sent the request server span s received: of the spans that overlap s, the
-// one that started nearest to it. Enclosing is not required: on loopback and
-// veth the receiver can return from its read before the sender returns from
-// its write, so the server's request may start a little before the client's.
+// sameRequest returns the client span, of those on s's connection sorted
+// by request start, that sent the request server span s received: of those
+// whose requests overlap s's, the one that started nearest to it. Enclosing
+// is not required: on loopback and veth the receiver can return from its
+// read before the sender returns from its write, so the server's request
+// may start a little before the client's.
 func sameRequest(s *span, clients []*span) *span {
+	overlaps := func(o *span) bool {
+		return o.x.RequestStart <= s.x.ResponseEnd && s.x.RequestStart <= o.x.ResponseEnd
+	}
+	i, _ := slices.BinarySearchFunc(clients, s.x.RequestStart, func(o *span, t uint64) int { return cmp.Compare(o.x.RequestStart, t) })
 	var best *span
-	var bestGap uint64
-	for _, o := range clients {
-		if o.x.RequestStart > s.x.ResponseEnd || s.x.RequestStart > o.x.ResponseEnd {
-			continue
+	// Of those that started before s, the latest that overlaps it: on a
+	// connection of sequential requests, the one just before.
+	for j := i - 1; j >= 0; j-- {
+		if overlaps(clients[j]) {
+			best = clients[j]
+			break
 		}
-		gap := max(o.x.RequestStart, s.x.RequestStart) - min(o.x.RequestStart, s.x.RequestStart)
-		if best == nil || gap < bestGap {
-			best, bestGap = o, gap
-		}
+	}
+	// Of those that started since, the first, if it started within s and
+	// nearer than best.
+	if i < len(clients) && clients[i].x.RequestStart <= s.x.ResponseEnd &&
+		(best == nil || clients[i].x.RequestStart-s.x.RequestStart < s.x.RequestStart-best.x.RequestStart) {
+		best = clients[i]
 	}
 	return best
 }

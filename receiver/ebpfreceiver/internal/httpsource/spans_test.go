@@ -114,3 +114,29 @@ func compareGoldenTraces(t *testing.T, path string, got ptrace.Traces) {
 	require.NoError(t, err)
 	require.NoError(t, ptracetest.CompareTraces(want, got))
 }
+
+// A process that calls itself over loopback: its server span may seem to
+// enclose the client span that sent the request, as the kernel's read and
+// write return in either order. The client span stays the parent and the
+// trace has no cycle.
+func TestLinkSelfCall(t *testing.T) {
+	client := testSpan(httpflow.Client, 7, 1_000, 2_000)
+	server := testSpan(httpflow.Server, 7, 990, 2_010) // same pid, encloses the client
+	link([]*span{client, server})
+	assert.Same(t, client, server.parentSpan)
+	assert.Nil(t, client.parentSpan)
+	assert.Equal(t, client.traceID, server.traceID)
+}
+
+// A server that reads its request late: the client's next request starts
+// nearer to the server span than the one that sent it, but does not
+// overlap it.
+func TestLinkLateRead(t *testing.T) {
+	first := testSpan(httpflow.Client, 1, 1_000, 1_200)
+	served := testSpan(httpflow.Server, 2, 1_170, 1_190)
+	next := testSpan(httpflow.Client, 1, 1_205, 1_400)
+	nextServed := testSpan(httpflow.Server, 2, 1_207, 1_390)
+	link([]*span{served, nextServed, next, first})
+	assert.Same(t, first, served.parentSpan)
+	assert.Same(t, next, nextServed.parentSpan)
+}
