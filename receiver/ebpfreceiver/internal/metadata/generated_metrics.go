@@ -648,7 +648,7 @@ type metricDiskOperations struct {
 // init fills disk.operations metric with initial data.
 func (m *metricDiskOperations) init() {
 	m.data.SetName("disk.operations")
-	m.data.SetDescription("Block read and write requests completed, attributed like disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.")
+	m.data.SetDescription("Block read and write requests completed, attributed like container.disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.")
 	m.data.SetUnit("{operation}")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)

@@ -425,7 +425,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["disk.operations"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Block read and write requests completed, attributed like disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.", mi.Description())
+						assert.Equal(t, "Block read and write requests completed, attributed like container.disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.", mi.Description())
 						assert.Equal(t, "{operation}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
@@ -448,7 +448,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["disk.operations"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "Block read and write requests completed, attributed like disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.", mi.Description())
+						assert.Equal(t, "Block read and write requests completed, attributed like container.disk.io. Their latency, from issue to completion, is the disk.io.latency histogram.", mi.Description())
 						assert.Equal(t, "{operation}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
