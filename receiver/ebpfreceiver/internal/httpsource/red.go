@@ -48,7 +48,7 @@ type redKey struct {
 	version  string
 	route    string // server side; "" on the overflow series
 	overflow bool
-	addr     string // client side: server.address and server.port
+	addr     netip.Addr // client side: server.address and server.port; made a string at export
 	port     uint16
 	errType  string
 }
@@ -96,7 +96,7 @@ func (r *redMetrics) add(x *exchange) {
 	if k.server {
 		k.route, k.overflow = r.admit(x.cgroupID, routeOf(x.Path()))
 	} else {
-		k.addr, k.port = x.remote.Addr().String(), x.remote.Port()
+		k.addr, k.port = x.remote.Addr(), x.remote.Port()
 	}
 	v := r.series[k]
 	if v == nil {
@@ -172,7 +172,7 @@ func (r *redMetrics) appendHistograms(id uint64, now pcommon.Timestamp, ms pmetr
 	}
 	slices.SortFunc(keys, func(a, b redKey) int {
 		return cmp.Or(cmp.Compare(a.method, b.method), cmp.Compare(a.route, b.route), cmp.Compare(a.status, b.status),
-			cmp.Compare(a.addr, b.addr), cmp.Compare(a.port, b.port), cmp.Compare(a.errType, b.errType))
+			a.addr.Compare(b.addr), cmp.Compare(a.port, b.port), cmp.Compare(a.errType, b.errType))
 	})
 	var server, client pmetric.HistogramDataPointSlice
 	for _, k := range keys {
@@ -219,7 +219,7 @@ func (k redKey) putAttributes(a pcommon.Map) {
 		}
 		return
 	}
-	a.PutStr("server.address", k.addr)
+	a.PutStr("server.address", k.addr.String())
 	a.PutInt("server.port", int64(k.port))
 }
 

@@ -9,25 +9,46 @@ func routeOf(path string) string {
 	if path == "" {
 		return "/"
 	}
+	// A path with nothing to collapse is its own route, with no allocation.
 	var b strings.Builder
-	b.Grow(len(path))
-	for i, seg := range strings.Split(path, "/") {
-		if i > 0 {
-			b.WriteByte('/')
+	copied := 0 // path[:copied] is in b
+	for start := 0; start <= len(path); {
+		end := strings.IndexByte(path[start:], '/')
+		if end < 0 {
+			end = len(path)
+		} else {
+			end += start
 		}
-		switch {
-		case seg == "":
-		case isDigits(seg):
-			b.WriteString("{id}")
-		case isUUID(seg):
-			b.WriteString("{uuid}")
-		case len(seg) >= 8 && isHex(seg) && strings.ContainsAny(seg, "0123456789"):
-			b.WriteString("{hex}")
-		default:
-			b.WriteString(seg)
+		if t := template(path[start:end]); t != "" {
+			if copied == 0 {
+				b.Grow(len(path) + len("{uuid}"))
+			}
+			b.WriteString(path[copied:start])
+			b.WriteString(t)
+			copied = end
 		}
+		start = end + 1
 	}
+	if copied == 0 {
+		return path
+	}
+	b.WriteString(path[copied:])
 	return b.String()
+}
+
+// template is what a path segment collapses to, or "" when it stays.
+func template(seg string) string {
+	switch {
+	case seg == "":
+		return ""
+	case isDigits(seg):
+		return "{id}"
+	case isUUID(seg):
+		return "{uuid}"
+	case len(seg) >= 8 && isHex(seg) && strings.ContainsAny(seg, "0123456789"):
+		return "{hex}"
+	}
+	return ""
 }
 
 func isDigits(s string) bool {

@@ -277,19 +277,37 @@ func (q *spanQueue) build(spans []*span) ptrace.Traces {
 	}
 	_ = q.res.Paths.Resolve(maps.Keys(byCgroup)) // a failure leaves paths out, never spans
 	td := ptrace.NewTraces()
+	addrs := addrStrings{}
 	for _, id := range slices.Sorted(maps.Keys(byCgroup)) {
 		rs := td.ResourceSpans().AppendEmpty()
 		q.res.Cgroup(id).MoveTo(rs.Resource())
 		ss := rs.ScopeSpans().AppendEmpty()
 		ss.Scope().SetName(metadata.ScopeName)
+		ss.Spans().EnsureCapacity(len(byCgroup[id]))
 		for _, s := range byCgroup[id] {
-			q.fill(ss.Spans().AppendEmpty(), s)
+			q.fill(ss.Spans().AppendEmpty(), s, addrs)
 		}
 	}
 	return td
 }
 
-func (q *spanQueue) fill(out ptrace.Span, s *span) {
+// addrStrings formats each address once per batch: its spans share a few
+// peers.
+type addrStrings map[netip.Addr]string
+
+func (m addrStrings) of(a netip.Addr) string {
+	s, ok := m[a]
+	if !ok {
+		s = a.String()
+		m[a] = s
+	}
+	return s
+}
+
+// spanAttributes is the most attributes a span gets.
+const spanAttributes = 16
+
+func (q *spanQueue) fill(out ptrace.Span, s *span, addrs addrStrings) {
 	x := &s.x
 	out.SetTraceID(s.traceID)
 	out.SetSpanID(s.spanID)
@@ -297,13 +315,15 @@ func (q *spanQueue) fill(out ptrace.Span, s *span) {
 	out.SetStartTimestamp(pcommon.Timestamp(q.bootNS + int64(x.RequestStart)))
 	out.SetEndTimestamp(pcommon.Timestamp(q.bootNS + int64(x.ResponseEnd)))
 	a := out.Attributes()
+	a.EnsureCapacity(spanAttributes)
 	a.PutStr("http.request.method", x.Method)
 	a.PutStr("url.path", x.Path())
 	if x.Status != 0 {
 		a.PutInt("http.response.status_code", int64(x.Status))
 	}
 	a.PutStr("network.protocol.version", x.Version)
-	a.PutStr("network.peer.address", x.remote.Addr().String())
+	remote := addrs.of(x.remote.Addr())
+	a.PutStr("network.peer.address", remote)
 	a.PutInt("network.peer.port", int64(x.remote.Port()))
 	a.PutInt("process.pid", int64(x.pid))
 	if x.exe != "" {
@@ -312,15 +332,15 @@ func (q *spanQueue) fill(out ptrace.Span, s *span) {
 	}
 	// server.address is the server's IP, not the Host header: no header
 	// value but traceparent is ever exported.
-	serverAddr, serverPort := x.remote.Addr().String(), x.remote.Port()
+	serverAddr, serverPort := remote, x.remote.Port()
 	if x.role == httpflow.Server {
 		route := routeOf(x.Path())
 		out.SetName(x.Method + " " + route)
 		out.SetKind(ptrace.SpanKindServer)
 		a.PutStr("http.route", route)
 		a.PutStr("url.scheme", "http")
-		a.PutStr("client.address", x.remote.Addr().String())
-		serverAddr, serverPort = x.local.Addr().String(), x.local.Port()
+		a.PutStr("client.address", remote)
+		serverAddr, serverPort = addrs.of(x.local.Addr()), x.local.Port()
 	} else {
 		out.SetName(x.Method)
 		out.SetKind(ptrace.SpanKindClient)
