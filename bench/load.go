@@ -9,17 +9,22 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// serve is the bench's HTTP server: a hello handler, run as its own process.
+// serve is the bench's HTTP server, run as its own process: /fail answers
+// 500, any other path hello.
 func serve(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	fmt.Println("ready")
-	return http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
 		io.WriteString(w, "hello\n")
 	}))
 }
@@ -39,20 +44,26 @@ func (r loadResult) quantile(q float64) time.Duration {
 	return r.lat[min(int(q*float64(len(r.lat))), len(r.lat)-1)]
 }
 
-// run calls do from conc goroutines until d has passed or max calls are
-// made, and collects latencies.
-func run(conc int, d time.Duration, max int, do func() error) loadResult {
+// run calls w's request from its goroutines until d has passed or its max
+// calls are made, at its rate if it has one, and collects latencies. A
+// paced request's latency starts when it is sent, not at its slot.
+func run(w workload, d time.Duration, do func() error) loadResult {
 	var mu sync.Mutex
 	var res loadResult
 	var wg sync.WaitGroup
+	var sent atomic.Int64
 	start := time.Now()
 	deadline := start.Add(d)
-	per := max / conc
-	for range conc {
+	per := w.max / w.conc
+	for range w.conc {
 		wg.Go(func() {
 			lat := make([]time.Duration, 0, 1<<16)
 			errs := 0
 			for n := 0; n < per && time.Now().Before(deadline); n++ {
+				if w.rate > 0 {
+					slot := start.Add(time.Duration(sent.Add(1)-1) * time.Second / time.Duration(w.rate))
+					time.Sleep(time.Until(slot))
+				}
 				t := time.Now()
 				if do() != nil {
 					errs++
@@ -87,21 +98,31 @@ type workload struct {
 	name string
 	conc int
 	max  int
+	rate int // requests per second over all goroutines; 0: as fast as they go
 	// do returns one request against url, and a cleanup.
 	do func(url string) (func() error, func())
 }
 
 var workloads = []workload{
-	{"keepalive", 16, 2_000_000, func(url string) (func() error, func()) {
-		t := &http.Transport{MaxIdleConnsPerHost: 64}
-		c := &http.Client{Transport: t}
-		return func() error { return get(c, url) }, t.CloseIdleConnections
+	{"keepalive", 16, 2_000_000, 0, keepAlive},
+	// rate5k is keepalive held below saturation, where latency is not
+	// queueing. 1% of its requests fail: the spans that express sends.
+	{"rate5k", 16, 2_000_000, 5000, func(url string) (func() error, func()) {
+		call, done := keepAlive(url)
+		failing, doneFailing := keepAlive(url + "fail")
+		var n atomic.Int64
+		return func() error {
+			if n.Add(1)%100 == 0 {
+				return failing()
+			}
+			return call()
+		}, func() { done(); doneFailing() }
 	}},
-	{"shortconn", 8, 500_000, func(url string) (func() error, func()) {
+	{"shortconn", 8, 500_000, 0, func(url string) (func() error, func()) {
 		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 		return func() error { return get(c, url) }, func() {}
 	}},
-	{"churn", 4, 20_000, func(url string) (func() error, func()) {
+	{"churn", 4, 20_000, 0, func(url string) (func() error, func()) {
 		// curl when there is one: a small process, as most short-lived
 		// clients are; else this binary, whose Go start-up costs more.
 		if curl, err := exec.LookPath("curl"); err == nil {
@@ -110,6 +131,12 @@ var workloads = []workload{
 		self, _ := os.Executable()
 		return func() error { return exec.Command(self, "churn-child", url).Run() }, func() {}
 	}},
+}
+
+func keepAlive(url string) (func() error, func()) {
+	t := &http.Transport{MaxIdleConnsPerHost: 64}
+	c := &http.Client{Transport: t}
+	return func() error { return get(c, url) }, t.CloseIdleConnections
 }
 
 // churnChild is one short-lived process making one request on a new

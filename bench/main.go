@@ -1,7 +1,8 @@
 // Command bench is make bench-system: it runs loopback HTTP workloads
-// under five configurations (nothing attached, two floors of empty hooks,
-// the receiver with metrics only, the receiver with everything), alternated
-// round by round, and prints one table, with JSON and a PNG chart.
+// under six configurations (nothing attached, two floors of empty hooks,
+// the receiver with metrics only and with everything, both exporting over
+// OTLP/gRPC to a sink process, and everything to the file exporter),
+// alternated round by round, and prints one table, with JSON and a PNG chart.
 package main
 
 import (
@@ -28,7 +29,7 @@ import (
 func main() {
 	log.SetFlags(0)
 	if len(os.Args) < 2 {
-		log.Fatal("usage: bench run|serve ADDR|floor LEVEL|churn-child URL")
+		log.Fatal("usage: bench run|serve ADDR|sink ADDR|floor LEVEL|churn-child URL")
 	}
 	var err error
 	switch os.Args[1] {
@@ -36,6 +37,8 @@ func main() {
 		err = serve(os.Args[2])
 	case "churn-child":
 		err = churnChild(os.Args[2])
+	case "sink":
+		err = runSink(os.Args[2])
 	case "floor":
 		err = runFloor(os.Args[2])
 	case "run":
@@ -75,16 +78,26 @@ func runFloor(level string) error {
 	return err
 }
 
-// configs, in the order they alternate within a round.
-var configs = []string{"nothing", "floor1", "floor2", "metrics", "full"}
+// configs, in the order they alternate within a round. full-file is full
+// with the file exporter in place of the sink.
+var configs = []string{"nothing", "floor1", "floor2", "metrics", "full", "full-file"}
 
 // agent is the process a configuration runs next to the workload.
 type agent struct {
 	cmd *exec.Cmd
 	out *bufio.Reader
 	dir string
+	// sink receives the collector's export, except on full-file.
+	sink *sinkProcess
 	// pprof is the port of the collector's pprof extension, on "profile".
 	pprof int
+}
+
+// stopped is what an agent leaves: what a floor drained, or what the
+// receiver exported.
+type stopped struct {
+	floorRecords, floorLost uint64
+	export                  export
 }
 
 func (a *agent) pid() int {
@@ -92,6 +105,13 @@ func (a *agent) pid() int {
 		return 0
 	}
 	return a.cmd.Process.Pid
+}
+
+func (a *agent) sinkPid() int {
+	if a == nil || a.sink == nil {
+		return 0
+	}
+	return a.sink.cmd.Process.Pid
 }
 
 func startAgent(config, dist, dir string) (*agent, error) {
@@ -125,15 +145,25 @@ func startAgent(config, dist, dir string) (*agent, error) {
 	if config == "profile" {
 		pprof = freePort()
 	}
-	yaml := receiverConfig(config == "full" || config == "idle" || config == "profile", dir, health, interval, pprof)
+	a := &agent{dir: dir, pprof: pprof}
+	if config != "full-file" {
+		var err error
+		if a.sink, err = startSink(); err != nil {
+			return nil, err
+		}
+	}
+	exporter, exporters := a.exporters()
+	yaml := receiverConfig(config != "metrics", exporter, exporters, health, interval, pprof)
 	path := filepath.Join(dir, "otelcol.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		a.sink.stop()
 		return nil, err
 	}
 	logf, _ := os.Create(filepath.Join(dir, "otelcol.log"))
-	a := &agent{cmd: exec.Command(dist, "--config", path), dir: dir, pprof: pprof}
+	a.cmd = exec.Command(dist, "--config", path)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {
+		a.sink.stop()
 		return nil, err
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d/", health)
@@ -149,16 +179,18 @@ func startAgent(config, dist, dir string) (*agent, error) {
 	return nil, fmt.Errorf("%s did not become healthy; see %s", config, filepath.Join(dir, "otelcol.log"))
 }
 
-// stop ends the agent with SIGTERM and returns what a floor printed.
-func (a *agent) stop() map[string]uint64 {
+// stop ends the agent with SIGTERM, then its sink, and returns what it left.
+func (a *agent) stop() (stopped, error) {
+	var st stopped
 	if a == nil {
-		return nil
+		return st, nil
 	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
-	var out map[string]uint64
 	if a.out != nil {
+		var out map[string]uint64
 		b, _ := io.ReadAll(a.out)
 		json.Unmarshal(b, &out)
+		st.floorRecords, st.floorLost = out["records"], out["lost"]
 	}
 	done := make(chan struct{})
 	go func() { a.cmd.Wait(); close(done) }()
@@ -168,22 +200,53 @@ func (a *agent) stop() map[string]uint64 {
 		a.cmd.Process.Kill()
 		<-done
 	}
-	return out
+	var err error
+	switch {
+	case a.sink != nil:
+		st.export, err = a.sink.stop()
+	case a.dir != "":
+		st.export, err = readExport(filepath.Join(a.dir, "metrics.json"), filepath.Join(a.dir, "traces.json"))
+	}
+	return st, err
+}
+
+// exporters is the exporter type and the exporters section of the
+// collector's config: otlp_grpc to the sink, or the file exporter writing
+// into the agent's directory. Metrics and traces have one exporter each.
+func (a *agent) exporters() (string, string) {
+	if a.sink != nil {
+		return "otlp_grpc", fmt.Sprintf(`exporters:
+  otlp_grpc:
+    endpoint: %s
+    tls: {insecure: true}
+  otlp_grpc/traces:
+    endpoint: %s
+    tls: {insecure: true}
+`, a.sink.addr, a.sink.addr)
+	}
+	return "file", fmt.Sprintf(`exporters:
+  file:
+    path: %s
+  file/traces:
+    path: %s
+`, filepath.Join(a.dir, "metrics.json"), filepath.Join(a.dir, "traces.json"))
 }
 
 // receiverConfig is the distribution's config: the ebpf receiver, through
-// batch, to the file exporters in dir. metrics-only is http off and tcp on,
-// with a metrics pipeline only. A pprof port other than 0 adds the pprof
-// extension there.
-func receiverConfig(full bool, dir string, health int, interval string, pprof int) string {
+// batch for metrics, to the exporters section, which defines exporter for
+// metrics and exporter/traces for spans. Spans skip batch: the receiver
+// hands them over in batches already, and batch would hold the ones that
+// express sends for its timeout. Without spans, http is off and tcp on, with a
+// metrics pipeline only. A pprof port other than 0 adds the pprof extension
+// there.
+func receiverConfig(spans bool, exporter, exporters string, health int, interval string, pprof int) string {
 	http, traces := "false", ""
-	if full {
+	if spans {
 		http = "true"
 		traces = fmt.Sprintf(`    traces:
       receivers: [ebpf]
-      processors: [batch]
-      exporters: [file/traces]
-`)
+      exporters: [%s/traces]
+`, exporter)
 	}
 	extensions, pprofExt := "[health_check]", ""
 	if pprof != 0 {
@@ -200,12 +263,7 @@ func receiverConfig(full bool, dir string, health int, interval string, pprof in
     http: {enabled: %s}
 processors:
   batch:
-exporters:
-  file:
-    path: %s
-  file/traces:
-    path: %s
-service:
+%sservice:
   telemetry:
     metrics:
       level: none
@@ -214,8 +272,8 @@ service:
     metrics:
       receivers: [ebpf]
       processors: [batch]
-      exporters: [file]
-%s`, health, pprofExt, interval, http, filepath.Join(dir, "metrics.json"), filepath.Join(dir, "traces.json"), extensions, traces)
+      exporters: [%s]
+%s`, health, pprofExt, interval, http, exporters, extensions, exporter, traces)
 }
 
 func freePort() int {
@@ -369,8 +427,8 @@ func (r *results) check() error {
 			errs = append(errs, fmt.Errorf("round %d %s %s: no requests served", s.Round, s.Config, s.Workload))
 		case s.Config == "floor2" && s.FloorRecords == 0:
 			errs = append(errs, fmt.Errorf("round %d floor2: no ring buffer records drained", s.Round))
-		case s.Config == "full" && s.Spans == 0:
-			errs = append(errs, fmt.Errorf("round %d full %s: no server spans exported", s.Round, s.Workload))
+		case spans(s.Config) && s.Spans == 0:
+			errs = append(errs, fmt.Errorf("round %d %s %s: no server spans exported", s.Round, s.Config, s.Workload))
 		case s.Config != "nothing" && s.BPFNsPerEvent == 0:
 			errs = append(errs, fmt.Errorf("round %d %s %s: no BPF run time measured", s.Round, s.Config, s.Workload))
 		}
@@ -388,58 +446,64 @@ func measure(round int, config, dist, dir string, dur time.Duration, addrs map[s
 	var ss []sample
 	for _, w := range workloads {
 		call, done := w.do("http://" + addrs[w.name] + "/")
-		b0, a0, bpf0 := busyTicks(), procTicks(a.pid()), bpfStats(own)
-		lr := run(w.conc, dur, w.max, call)
-		b1, a1, bpf1 := busyTicks(), procTicks(a.pid()), bpfStats(own)
+		b0, a0, k0, bpf0 := busyTicks(), procTicks(a.pid()), procTicks(a.sinkPid()), bpfStats(own)
+		lr := run(w, dur, call)
+		b1, a1, k1, bpf1 := busyTicks(), procTicks(a.pid()), procTicks(a.sinkPid()), bpfStats(own)
 		done()
 		s := sample{Round: round, Config: config, Workload: w.name, Requests: lr.requests, Errors: lr.errors,
 			RPS:   float64(lr.requests) / lr.elapsed.Seconds(),
 			P50Us: us(lr.quantile(0.5)), P99Us: us(lr.quantile(0.99)),
 		}
 		if lr.requests > 0 {
-			s.CPUPerReqUs = float64(b1-b0) * 1e6 / clkTck / float64(lr.requests)
+			// The sink stands for a backend elsewhere: its CPU is not the node's.
+			s.CPUPerReqUs = float64(b1-b0-(k1-k0)) * 1e6 / clkTck / float64(lr.requests)
 			s.BPFNsPerReq = float64(bpf1.ns-bpf0.ns) / float64(lr.requests)
 		}
 		if a != nil {
 			s.AgentCPUPct = float64(a1-a0) * 100 / clkTck / lr.elapsed.Seconds()
+			s.SinkCPUPct = float64(k1-k0) * 100 / clkTck / lr.elapsed.Seconds()
 			if n := bpf1.cnt - bpf0.cnt; n > 0 {
 				s.BPFNsPerEvent = float64(bpf1.ns-bpf0.ns) / float64(n)
 			}
 		}
 		ss = append(ss, s)
 	}
-	if config == "metrics" || config == "full" {
+	if config == "metrics" || spans(config) {
 		time.Sleep(2500 * time.Millisecond) // a collection and the span link window
 	}
 	var peak uint64
 	if a != nil {
 		peak = peakRSS(a.pid())
 	}
-	fl := a.stop()
-	var e export
-	if a != nil && a.dir != "" {
-		if e, err = readExport(filepath.Join(dir, "metrics.json"), filepath.Join(dir, "traces.json")); err != nil {
-			return nil, err
-		}
+	st, err := a.stop()
+	if err != nil {
+		return nil, err
 	}
+	e := st.export
 	for i := range ss {
 		s := &ss[i]
 		s.PeakRSSMB = float64(peak) / (1 << 20)
-		s.HTTPLost, s.TCPLost = e.httpLost, e.tcpLost
-		if fl != nil {
-			s.FloorRecords, s.HTTPLost = fl["records"], fl["lost"]
+		s.HTTPLost, s.TCPLost = e.HTTPLost, e.TCPLost
+		if config == "floor1" || config == "floor2" {
+			s.FloorRecords, s.HTTPLost = st.floorRecords, st.floorLost
 		}
-		if len(e.delivery) > 0 {
-			s.DeliveryP50Us = histQuantile(e.delivery, e.bounds, 0.5) * 1e6
-			s.DeliveryP99Us = histQuantile(e.delivery, e.bounds, 0.99) * 1e6
+		if len(e.Delivery) > 0 {
+			s.DeliveryP50Us = histQuantile(e.Delivery, e.Bounds, 0.5) * 1e6
+			s.DeliveryP99Us = histQuantile(e.Delivery, e.Bounds, 0.99) * 1e6
 		}
-		if config == "full" {
-			s.Spans = e.spans[port(addrs[s.Workload])]
+		if spans(config) {
+			s.Spans = e.Spans[port(addrs[s.Workload])]
+			lag, failed := e.SpanLag[port(addrs[s.Workload])], e.FailedLag[port(addrs[s.Workload])]
+			s.SpanLagP50Us, s.SpanLagP99Us = lag[0], lag[1]
+			s.FailedLagP50Us, s.FailedLagP99Us = failed[0], failed[1]
 			s.CapturePct = 100 * float64(s.Spans) / float64(max(s.Requests+s.Errors, 1))
 		}
 	}
 	return ss, nil
 }
+
+// spans reports whether a configuration exports spans.
+func spans(config string) bool { return config == "full" || config == "full-file" }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
@@ -499,7 +563,7 @@ func profileFull(dist, dir, path string, d time.Duration, addr string) error {
 		}
 		ch <- got{b, err}
 	}()
-	run(w.conc, time.Duration(secs)*time.Second, w.max, call)
+	run(w, time.Duration(secs)*time.Second, call)
 	r := <-ch
 	if r.err != nil {
 		return r.err

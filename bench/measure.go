@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -133,125 +131,6 @@ func bpfStats(ids map[ebpf.ProgramID]bool) bpfRun {
 		}
 	}
 	return r
-}
-
-// export is what the receiver's file exporters wrote.
-type export struct {
-	httpLost, tcpLost uint64
-	delivery          []uint64 // bucket counts, last export
-	bounds            []float64
-	spans             map[int]int // server spans by server.port
-}
-
-// readExport parses the OTLP JSON lines of the metrics and traces files.
-// Counters are cumulative, so the last export of each wins.
-func readExport(metricsPath, tracesPath string) (export, error) {
-	e := export{spans: map[int]int{}}
-	err := eachLine(metricsPath, func(line []byte) {
-		var req struct {
-			ResourceMetrics []struct {
-				ScopeMetrics []struct {
-					Metrics []struct {
-						Name      string
-						Sum       *struct{ DataPoints []struct{ AsInt string } }
-						Histogram *struct {
-							DataPoints []struct {
-								BucketCounts   []string
-								ExplicitBounds []float64
-							}
-						}
-					}
-				}
-			}
-		}
-		if json.Unmarshal(line, &req) != nil {
-			return
-		}
-		// A line may hold several collections (batch); keep the last of each.
-		for _, rm := range req.ResourceMetrics {
-			for _, sm := range rm.ScopeMetrics {
-				for _, m := range sm.Metrics {
-					switch {
-					case m.Name == "ebpf.http.lost" && m.Sum != nil:
-						e.httpLost = sumInts(m.Sum.DataPoints)
-					case m.Name == "ebpf.tcp.lost" && m.Sum != nil:
-						e.tcpLost = sumInts(m.Sum.DataPoints)
-					case m.Name == "ebpf.http.delivery.duration" && m.Histogram != nil && len(m.Histogram.DataPoints) > 0:
-						dp := m.Histogram.DataPoints[0]
-						e.bounds = dp.ExplicitBounds
-						e.delivery = e.delivery[:0]
-						for _, s := range dp.BucketCounts {
-							v, _ := strconv.ParseUint(s, 10, 64)
-							e.delivery = append(e.delivery, v)
-						}
-					}
-				}
-			}
-		}
-	})
-	if err != nil {
-		return e, err
-	}
-	err = eachLine(tracesPath, func(line []byte) {
-		var req struct {
-			ResourceSpans []struct {
-				ScopeSpans []struct {
-					Spans []struct {
-						Kind       int
-						Attributes []struct {
-							Key   string
-							Value struct{ IntValue string }
-						}
-					}
-				}
-			}
-		}
-		if json.Unmarshal(line, &req) != nil {
-			return
-		}
-		for _, rs := range req.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					if s.Kind != 2 { // SPAN_KIND_SERVER
-						continue
-					}
-					for _, a := range s.Attributes {
-						if a.Key == "server.port" {
-							p, _ := strconv.Atoi(a.Value.IntValue)
-							e.spans[p]++
-						}
-					}
-				}
-			}
-		}
-	})
-	return e, err
-}
-
-func sumInts(dps []struct{ AsInt string }) uint64 {
-	var n uint64
-	for _, dp := range dps {
-		v, _ := strconv.ParseUint(dp.AsInt, 10, 64)
-		n += v
-	}
-	return n
-}
-
-func eachLine(path string, fn func([]byte)) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 256<<20)
-	for sc.Scan() {
-		fn(sc.Bytes())
-	}
-	return sc.Err()
 }
 
 // histQuantile returns the q quantile of a histogram with explicit bounds,

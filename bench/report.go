@@ -29,6 +29,7 @@ type sample struct {
 	CPUPerReqUs   float64 // busy CPU of the whole machine per request
 	AddedCPUUs    float64 // CPUPerReqUs minus the same round's "nothing"
 	AgentCPUPct   float64 // the agent's utime+stime, % of one core
+	SinkCPUPct    float64 // the OTLP sink's, apart from the agent's and the added CPU
 	PeakRSSMB     float64 // the agent's VmHWM
 	BPFNsPerEvent float64 // run_time_ns / run_cnt of the agent's programs
 	BPFNsPerReq   float64
@@ -39,6 +40,10 @@ type sample struct {
 	CapturePct    float64
 	DeliveryP50Us float64
 	DeliveryP99Us float64
+	SpanLagP50Us  float64 // a server span's end to the sink
+	SpanLagP99Us  float64
+	// The same for the failed server spans, which express sends.
+	FailedLagP50Us, FailedLagP99Us float64
 }
 
 // stat is a median with its min and max over rounds.
@@ -60,8 +65,11 @@ func statOf(v []float64) stat {
 type row struct {
 	Workload, Config                                  string
 	RPS, P50Us, P99Us, AddedCPUUs, AgentCPUPct        stat
+	SinkCPUPct                                        stat
 	PeakRSSMB, BPFNsPerEvent, BPFNsPerReq, CapturePct stat
 	DeliveryP50Us, DeliveryP99Us                      stat
+	SpanLagP50Us, SpanLagP99Us                        stat
+	FailedLagP50Us, FailedLagP99Us                    stat
 	Lost                                              uint64 // most in any round
 }
 
@@ -128,17 +136,22 @@ func (r *results) summarize() {
 				return statOf(v)
 			}
 			rw := row{Workload: w.name, Config: c,
-				RPS:           f(func(s sample) float64 { return s.RPS }),
-				P50Us:         f(func(s sample) float64 { return s.P50Us }),
-				P99Us:         f(func(s sample) float64 { return s.P99Us }),
-				AddedCPUUs:    f(func(s sample) float64 { return s.AddedCPUUs }),
-				AgentCPUPct:   f(func(s sample) float64 { return s.AgentCPUPct }),
-				PeakRSSMB:     f(func(s sample) float64 { return s.PeakRSSMB }),
-				BPFNsPerEvent: f(func(s sample) float64 { return s.BPFNsPerEvent }),
-				BPFNsPerReq:   f(func(s sample) float64 { return s.BPFNsPerReq }),
-				CapturePct:    f(func(s sample) float64 { return s.CapturePct }),
-				DeliveryP50Us: f(func(s sample) float64 { return s.DeliveryP50Us }),
-				DeliveryP99Us: f(func(s sample) float64 { return s.DeliveryP99Us }),
+				RPS:            f(func(s sample) float64 { return s.RPS }),
+				P50Us:          f(func(s sample) float64 { return s.P50Us }),
+				P99Us:          f(func(s sample) float64 { return s.P99Us }),
+				AddedCPUUs:     f(func(s sample) float64 { return s.AddedCPUUs }),
+				AgentCPUPct:    f(func(s sample) float64 { return s.AgentCPUPct }),
+				SinkCPUPct:     f(func(s sample) float64 { return s.SinkCPUPct }),
+				PeakRSSMB:      f(func(s sample) float64 { return s.PeakRSSMB }),
+				BPFNsPerEvent:  f(func(s sample) float64 { return s.BPFNsPerEvent }),
+				BPFNsPerReq:    f(func(s sample) float64 { return s.BPFNsPerReq }),
+				CapturePct:     f(func(s sample) float64 { return s.CapturePct }),
+				DeliveryP50Us:  f(func(s sample) float64 { return s.DeliveryP50Us }),
+				DeliveryP99Us:  f(func(s sample) float64 { return s.DeliveryP99Us }),
+				SpanLagP50Us:   f(func(s sample) float64 { return s.SpanLagP50Us }),
+				SpanLagP99Us:   f(func(s sample) float64 { return s.SpanLagP99Us }),
+				FailedLagP50Us: f(func(s sample) float64 { return s.FailedLagP50Us }),
+				FailedLagP99Us: f(func(s sample) float64 { return s.FailedLagP99Us }),
 			}
 			for _, s := range ss {
 				rw.Lost = max(rw.Lost, s.HTTPLost+s.TCPLost)
@@ -149,16 +162,16 @@ func (r *results) summarize() {
 	}
 	for _, w := range workloads {
 		g := func(c string) (row, bool) { x, ok := get[w.name+"/"+c]; return x, ok }
-		n, okN := g("nothing")
 		f1, ok1 := g("floor1")
 		f2, ok2 := g("floor2")
 		m, okM := g("metrics")
 		f, okF := g("full")
-		if okN && okF {
-			r.Ratios = append(r.Ratios, ratio{w.name, "throughput full / nothing", f.RPS.Med / n.RPS.Med, 0.97, true})
+		// A paced workload's throughput is its rate.
+		if ok2 && okF && w.rate == 0 {
+			r.Ratios = append(r.Ratios, ratio{w.name, "throughput full / floor2", f.RPS.Med / f2.RPS.Med, 0.95, true})
 		}
-		if okN && okM {
-			r.Ratios = append(r.Ratios, ratio{w.name, "throughput metrics / nothing", m.RPS.Med / n.RPS.Med, 0.97, true})
+		if ok1 && okM && w.rate == 0 {
+			r.Ratios = append(r.Ratios, ratio{w.name, "throughput metrics / floor1", m.RPS.Med / f1.RPS.Med, 0.97, true})
 		}
 		if ok1 && okM {
 			r.Ratios = append(r.Ratios, ratio{w.name, "added CPU/req metrics / floor1", div(m.AddedCPUUs.Med, f1.AddedCPUUs.Med), 1.5, false})
@@ -168,8 +181,15 @@ func (r *results) summarize() {
 		}
 		if okF {
 			r.Ratios = append(r.Ratios, ratio{w.name, "capture % (full)", f.CapturePct.Med, 99.9, true},
-				ratio{w.name, "event→consumer p99 µs (full)", f.DeliveryP99Us.Med, 2000, false})
+				ratio{w.name, "agent CPU µs/req (full)", f.AgentCPUPct.Med * 1e4 / f.RPS.Med, 5, false})
+			if w.rate > 0 {
+				r.Ratios = append(r.Ratios, ratio{w.name, "failed span end→sink p99 µs (full)", f.FailedLagP99Us.Med, 2000, false})
+			}
 		}
+	}
+	// One agent runs every workload of a round: its peak is the round's.
+	if f, ok := get[workloads[0].name+"/full"]; ok {
+		r.Ratios = append(r.Ratios, ratio{"all", "peak RSS MB (full)", f.PeakRSSMB.Med, 100, false})
 	}
 }
 
@@ -190,8 +210,8 @@ func (s stat) rng(format string) string {
 func (r *results) table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%s; %d rounds × %.0f s per workload; medians [min–max]\n\n", r.Machine, r.Rounds, r.Seconds)
-	b.WriteString("| workload | config | req/s | p50 µs | p99 µs | added CPU µs/req | agent % core | peak RSS MB | BPF ns/event | BPF ns/req | lost | capture % | deliv p50/p99 µs |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| workload | config | req/s | p50 µs | p99 µs | added CPU µs/req | agent % core | sink % core | peak RSS MB | BPF ns/event | BPF ns/req | lost | capture % | deliv p50/p99 µs | span→sink p50/p99 ms | failed span→sink p50/p99 ms |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	dash := func(ok bool, s string) string {
 		if !ok {
 			return "–"
@@ -200,17 +220,20 @@ func (r *results) table() string {
 	}
 	for _, w := range r.Rows {
 		agent := w.Config != "nothing"
-		recv := w.Config == "metrics" || w.Config == "full"
-		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		recv := w.Config == "metrics" || spans(w.Config)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			w.Workload, w.Config, w.RPS.rng("%.0f"), w.P50Us.Med, w.P99Us.Med,
 			dash(agent, w.AddedCPUUs.rng("%.1f")),
 			dash(agent, fmt.Sprintf("%.1f", w.AgentCPUPct.Med)),
+			dash(recv && w.Config != "full-file", fmt.Sprintf("%.1f", w.SinkCPUPct.Med)),
 			dash(agent, fmt.Sprintf("%.0f", w.PeakRSSMB.Med)),
 			dash(agent, fmt.Sprintf("%.0f", w.BPFNsPerEvent.Med)),
 			dash(agent, fmt.Sprintf("%.0f", w.BPFNsPerReq.Med)),
 			dash(recv || w.Config == "floor2", fmt.Sprint(w.Lost)),
-			dash(w.Config == "full", fmt.Sprintf("%.2f", w.CapturePct.Med)),
-			dash(w.Config == "full", fmt.Sprintf("%.0f / %.0f", w.DeliveryP50Us.Med, w.DeliveryP99Us.Med)))
+			dash(spans(w.Config), fmt.Sprintf("%.2f", w.CapturePct.Med)),
+			dash(spans(w.Config), fmt.Sprintf("%.0f / %.0f", w.DeliveryP50Us.Med, w.DeliveryP99Us.Med)),
+			dash(w.Config == "full", fmt.Sprintf("%.0f / %.0f", w.SpanLagP50Us.Med/1e3, w.SpanLagP99Us.Med/1e3)),
+			dash(w.Config == "full" && w.FailedLagP99Us.Med > 0, fmt.Sprintf("%.1f / %.1f", w.FailedLagP50Us.Med/1e3, w.FailedLagP99Us.Med/1e3)))
 	}
 	b.WriteString("\n| workload | figure | value | target | met |\n|---|---|---|---|---|\n")
 	for _, x := range r.Ratios {
@@ -235,7 +258,7 @@ func (r *results) table() string {
 	return b.String()
 }
 
-var palette = []color.RGBA{{120, 120, 120, 255}, {90, 150, 220, 255}, {40, 90, 170, 255}, {240, 160, 60, 255}, {200, 60, 50, 255}}
+var palette = []color.RGBA{{120, 120, 120, 255}, {90, 150, 220, 255}, {40, 90, 170, 255}, {240, 160, 60, 255}, {200, 60, 50, 255}, {130, 40, 120, 255}}
 
 // chart draws one cell per workload (columns) and figure (rows:
 // throughput, added CPU per request), each on its own scale, with one bar

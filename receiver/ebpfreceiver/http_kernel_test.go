@@ -38,7 +38,9 @@ func httpReceivers(t *testing.T, cfg *Config) (*consumertest.TracesSink, *consum
 	t.Helper()
 	cfg.CollectionInterval = 200 * time.Millisecond
 	cfg.InitialDelay = 0
-	cfg.HTTP.LinkWindow = 300 * time.Millisecond
+	if cfg.HTTP.LinkWindow == createDefaultConfig().HTTP.LinkWindow {
+		cfg.HTTP.LinkWindow = 300 * time.Millisecond // unless the test chose one
+	}
 	// The tests' servers and clients mostly run in this process, which is
 	// the receiver's own.
 	cfg.HTTP.TraceSelf = true

@@ -43,21 +43,15 @@ func TestHTTPSpanPolicy(t *testing.T) {
 	if !ok {
 		return
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-	defer client.CloseIdleConnections()
-	for i := range total {
-		path := "/ok"
+	getEach(t, port, total, func(i int) string {
 		switch i % 100 {
 		case 0:
-			path = "/fail"
+			return "/fail"
 		case 50:
-			path = "/slow"
+			return "/slow"
 		}
-		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s/%d", port, path, i))
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+		return "/ok"
+	})
 
 	// Every span is exported or dropped once the link window has passed.
 	dropped := func(md pmetric.Metrics) int64 {
@@ -109,4 +103,61 @@ func TestHTTPSpanPolicy(t *testing.T) {
 			histogramCount(last, "http.client.request.duration", port) == total
 	}, 10*time.Second, 100*time.Millisecond, "the histograms count every request")
 	assert.Equal(t, map[string]int64{}, nonZeroLost(last))
+}
+
+// The spans of failed requests go out at once, each server span with the
+// client span that sent it as its parent, while the other spans wait out a
+// link window of 30 s.
+func TestHTTPExpress(t *testing.T) {
+	const total, failing = 200, 10
+	port := goServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/fail") {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	cfg := createDefaultConfig()
+	cfg.HTTP.Ports.Include = []int{port}
+	cfg.HTTP.LinkWindow = 30 * time.Second
+	traces, _, ok := httpReceivers(t, cfg)
+	if !ok {
+		return
+	}
+	getEach(t, port, total, func(i int) string {
+		if i%(total/failing) == 0 {
+			return "/fail"
+		}
+		return "/ok"
+	})
+
+	var server, callers []ptrace.Span
+	require.Eventually(t, func() bool {
+		server, callers = spansOn(traces.AllTraces(), port)
+		return len(server) == failing && len(callers) == failing
+	}, 10*time.Second, 20*time.Millisecond, "the failed requests' spans alone, well within the window")
+	byID := map[pcommon.SpanID]ptrace.Span{}
+	for _, c := range callers {
+		byID[c.SpanID()] = c
+	}
+	for _, s := range server {
+		assert.Equal(t, ptrace.StatusCodeError, s.Status().Code())
+		c, ok := byID[s.ParentSpanID()]
+		if assert.True(t, ok, "server span %s: its parent is a client span", attr(s, "url.path")) {
+			assert.Equal(t, c.TraceID(), s.TraceID())
+			assert.Equal(t, attr(c, "url.path"), attr(s, "url.path"))
+		}
+	}
+}
+
+// getEach makes n requests in turn on one keep-alive connection to port,
+// request i to path(i)/i.
+func getEach(t *testing.T, port, n int, path func(int) string) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	for i := range n {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d%s/%d", port, path(i), i))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 }

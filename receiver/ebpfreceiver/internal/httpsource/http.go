@@ -105,6 +105,8 @@ type pipeline struct {
 
 	connsMu sync.Mutex
 	conns   map[uint64]*conn
+	// clients indexes the parsed client connections by their ends.
+	clients map[connKey]uint64
 
 	res   source.Resources
 	red   *redMetrics
@@ -135,12 +137,13 @@ func newPipeline(tracer *httptrace.Tracer, cfg Config, res source.Resources, log
 		monoStart: mono.Nano(),
 		started:   time.Now(),
 		conns:     make(map[uint64]*conn),
+		clients:   make(map[connKey]uint64),
 		res:       res,
 		red:       newREDMetrics(cfg.MaxRoutesPerResource),
 		lost:      make(map[string]uint64),
 		done:      make(chan struct{}),
 	}
-	p.spans = newSpanQueue(cfg, res, p.bootNS, p.countLost)
+	p.spans = newSpanQueue(cfg, res, p.bootNS, p.countLost, p.clientTraced)
 	go p.run()
 	go p.idle()
 	return p
@@ -166,7 +169,7 @@ func (p *pipeline) idle() {
 			for id, c := range p.conns {
 				switch quiet := now.Sub(c.lastSeen); {
 				case quiet > httpIdleTimeout:
-					delete(p.conns, id)
+					p.forget(id, c)
 				case quiet > httpIdleFlush && c.flow != nil && !c.flushed:
 					p.feedDone(c, c.flow.Flush)
 					c.flushed = true
@@ -196,10 +199,12 @@ func (p *pipeline) run() {
 func (p *pipeline) handle(e *httptrace.Event) {
 	c := p.conns[e.Conn]
 	if e.Dir == httptrace.DirClose {
-		if c != nil && c.flow != nil {
-			p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Close(e.TS, emit) })
+		if c != nil {
+			if c.flow != nil {
+				p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Close(e.TS, emit) })
+			}
+			p.forget(e.Conn, c)
 		}
-		delete(p.conns, e.Conn)
 		return
 	}
 	if c == nil {
@@ -219,6 +224,9 @@ func (p *pipeline) handle(e *httptrace.Event) {
 		}
 		if p.cfg.Ports.allows(serverPort) && p.cgroupAllowed(e.CgroupID) {
 			c.flow = httpflow.NewConn(role, httpflow.Options{})
+			if role == httpflow.Client {
+				p.clients[connKey{c.local, c.remote}] = e.Conn
+			}
 		}
 		p.conns[e.Conn] = c
 	}
@@ -231,6 +239,23 @@ func (p *pipeline) handle(e *httptrace.Event) {
 		dir = httpflow.Egress
 	}
 	p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Feed(dir, e.TS, e.Data, int(e.Size), emit) })
+}
+
+// forget drops connection id. connsMu is held.
+func (p *pipeline) forget(id uint64, c *conn) {
+	delete(p.conns, id)
+	if k := (connKey{c.local, c.remote}); p.clients[k] == id {
+		delete(p.clients, k)
+	}
+}
+
+// clientTraced reports whether the client end of a connection is parsed
+// here, so that its spans will come.
+func (p *pipeline) clientTraced(k connKey) bool {
+	p.connsMu.Lock()
+	defer p.connsMu.Unlock()
+	_, ok := p.clients[k]
+	return ok
 }
 
 // feedDone runs a Feed or Close of c's parser, handing on what it emits and

@@ -42,11 +42,16 @@ type span struct {
 	// parentSpan is the span on this node it is a child of, if any.
 	parentSpan *span
 	added      time.Time
+	// sent marks a span exported before its window ended, by express: its
+	// ids and parent are final, and it stays queued only so that spans
+	// that end later can join its trace.
+	sent bool
 }
 
 // spanQueue holds finished exchanges for linkWindow so that the client and
 // server spans of one request on this node, and the calls a server makes
-// while serving, can be linked into one trace; then it exports them.
+// while serving, can be linked into one trace; then it exports them. A
+// failed or slow span goes out at once instead (express).
 type spanQueue struct {
 	window time.Duration
 	max    int
@@ -56,25 +61,34 @@ type spanQueue struct {
 	res       source.Resources
 	bootNS    int64
 	countLost func(reason string, n uint64)
+	// clientTraced reports whether the client end of a connection, local
+	// then remote, is traced on this node: its span will come.
+	clientTraced func(connKey) bool
 
 	mu      sync.Mutex
 	next    consumer.Traces // nil while no traces pipeline uses the receiver
 	pending []*span
+	// notable holds the failed and slow spans of pending not yet sent.
+	notable []*span
 
+	wake chan struct{} // a notable span came
 	stop chan struct{}
 	done chan struct{}
 }
 
-func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func(string, uint64)) *spanQueue {
+func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func(string, uint64),
+	clientTraced func(connKey) bool) *spanQueue {
 	q := &spanQueue{
-		window:    cfg.LinkWindow,
-		max:       cfg.MaxPendingSpans,
-		policy:    newSpanPolicy(cfg.Spans),
-		res:       res,
-		bootNS:    bootNS,
-		countLost: countLost,
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		window:       cfg.LinkWindow,
+		max:          cfg.MaxPendingSpans,
+		policy:       newSpanPolicy(cfg.Spans),
+		res:          res,
+		bootNS:       bootNS,
+		countLost:    countLost,
+		clientTraced: clientTraced,
+		wake:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		done:         make(chan struct{}),
 	}
 	go q.run()
 	return q
@@ -86,7 +100,7 @@ func (q *spanQueue) setConsumer(next consumer.Traces) {
 	defer q.mu.Unlock()
 	q.next = next
 	if next == nil {
-		q.pending = nil
+		q.pending, q.notable = nil, nil
 	}
 }
 
@@ -112,6 +126,13 @@ func (q *spanQueue) add(x *exchange) {
 		}
 	}
 	q.pending = append(q.pending, s)
+	if q.policy.notable(s) {
+		q.notable = append(q.notable, s)
+		select {
+		case q.wake <- struct{}{}:
+		default: // a wake is due already
+		}
+	}
 }
 
 func (q *spanQueue) run() {
@@ -123,7 +144,10 @@ func (q *spanQueue) run() {
 		case <-q.stop:
 			q.flush(true)
 			return
+		case <-q.wake:
+			q.express()
 		case <-tick.C:
+			q.express() // the notable spans that waited for a client span
 			q.flush(false)
 		}
 	}
@@ -134,9 +158,83 @@ func (q *spanQueue) close() {
 	<-q.done
 }
 
+// express exports the notable spans without waiting for the window, each
+// with the client span on this node that sent its request. A server span
+// whose client end is traced here but whose client span has not come yet
+// waits for it: it comes as soon as the client reads the response. The
+// spans a notable span's process started while serving it, and those that
+// enclose it, are linked and exported at the window as usual; the ones
+// that end after it join its trace but not as its parent, its parent id
+// being out already.
+func (q *spanQueue) express() {
+	q.mu.Lock()
+	next, waiting, pending := q.next, q.notable, q.pending
+	q.notable = nil
+	q.mu.Unlock()
+	if next == nil || len(waiting) == 0 {
+		return
+	}
+	// The client spans of the waiting servers' connections, by request start.
+	clients := make(map[connKey][]*span)
+	for _, s := range waiting {
+		if s.x.role == httpflow.Server {
+			clients[connKey{s.x.remote, s.x.local}] = nil
+		}
+	}
+	for _, c := range pending {
+		k := connKey{c.x.local, c.x.remote}
+		if cs, ok := clients[k]; ok && c.x.role == httpflow.Client {
+			clients[k] = append(cs, c)
+		}
+	}
+	for _, cs := range clients {
+		slices.SortFunc(cs, func(a, b *span) int { return cmp.Compare(a.x.RequestStart, b.x.RequestStart) })
+	}
+	var out, hold []*span
+	for _, s := range waiting {
+		if s.sent {
+			continue // exported by a flush meanwhile
+		}
+		if s.x.role == httpflow.Server && s.parentSpan == nil && !s.fromHeader {
+			k := connKey{s.x.remote, s.x.local}
+			s.parentSpan = sameRequest(s, clients[k])
+			if s.parentSpan == nil && q.clientTraced(k) {
+				hold = append(hold, s)
+				continue
+			}
+		}
+		if p := s.parentSpan; p != nil && !p.sent {
+			out = append(out, send(p))
+		}
+		out = append(out, send(s))
+	}
+	if len(hold) > 0 {
+		q.mu.Lock()
+		if q.next != nil {
+			q.notable = append(q.notable, hold...)
+		}
+		q.mu.Unlock()
+	}
+	if len(out) > 0 {
+		_ = next.ConsumeTraces(context.Background(), q.build(out))
+	}
+}
+
+// send fixes s's ids from its links so far and marks it sent.
+func send(s *span) *span {
+	if s.parentSpan != nil {
+		s.parent = s.parentSpan.spanID
+		if !s.fromHeader {
+			s.traceID = rootOf(s).traceID
+		}
+	}
+	s.sent = true
+	return s
+}
+
 // flush links every pending span and exports those older than the window,
-// or all of them, that the policy keeps. Linking runs outside the lock so that the read loop never
-// waits for it.
+// or all of them, that the policy keeps and express has not sent. Linking
+// runs outside the lock so that the read loop never waits for it.
 func (q *spanQueue) flush(all bool) {
 	q.mu.Lock()
 	next, pending := q.next, q.pending
@@ -149,10 +247,12 @@ func (q *spanQueue) flush(all bool) {
 	cutoff := time.Now().Add(-q.window)
 	var ready, keep []*span
 	for _, s := range pending {
-		if all || s.added.Before(cutoff) {
-			ready = append(ready, s)
-		} else {
+		switch {
+		case !all && !s.added.Before(cutoff):
 			keep = append(keep, s)
+		case !s.sent:
+			s.sent = true
+			ready = append(ready, s)
 		}
 	}
 	q.mu.Lock()
@@ -160,6 +260,13 @@ func (q *spanQueue) flush(all bool) {
 		q.pending = append(keep, q.pending...)
 	}
 	q.mu.Unlock()
+	// Building a window's spans takes milliseconds: notable spans that
+	// came meanwhile go first.
+	select {
+	case <-q.wake:
+		q.express()
+	default:
+	}
 	kept := q.policy.keep(ready, pending)
 	q.dropped.Add(uint64(len(ready) - len(kept)))
 	if len(kept) > 0 {
@@ -176,9 +283,10 @@ type connKey struct{ local, remote netip.AddrPort }
 //   - a client span's parent is the latest server span of the same process
 //     that encloses it: the request it serves.
 //
-// Ids from traceparent headers win over both. Spans are indexed by
-// connection and by process, so linking costs time in proportion to the
-// spans (sorting each connection's), not their square.
+// Ids from traceparent headers win over both. A span express sent keeps
+// its ids: the spans that would be its parent join its trace instead.
+// Spans are indexed by connection and by process, so linking costs time in
+// proportion to the spans (sorting each connection's), not their square.
 func link(spans []*span) {
 	clients := make(map[connKey][]*span)
 	servers := make(map[uint32][]*span)
@@ -193,28 +301,27 @@ func link(spans []*span) {
 	for _, cs := range clients {
 		slices.SortFunc(cs, func(a, b *span) int { return cmp.Compare(a.x.RequestStart, b.x.RequestStart) })
 	}
+	var adopt []*span // sent spans, then the parent whose trace takes theirs
 	for _, s := range spans {
 		if s.parentSpan != nil || (s.fromHeader && s.x.role == httpflow.Server) {
 			continue
 		}
-		if s.x.role == httpflow.Server {
-			s.parentSpan = sameRequest(s, clients[connKey{s.x.remote, s.x.local}])
+		p := parentOf(s, clients, servers)
+		if s.sent {
+			if p != nil {
+				adopt = append(adopt, s, p)
+			}
 			continue
 		}
-		for _, o := range servers[s.x.pid] {
-			// The server end of s's own connection is its callee, never its
-			// parent, though on loopback it may seem to enclose it.
-			callee := o.x.local == s.x.remote && o.x.remote == s.x.local
-			if callee || !encloses(o, s) || (s.fromHeader && o.traceID != s.traceID) {
-				continue
-			}
-			if s.parentSpan == nil || o.x.RequestStart > s.parentSpan.x.RequestStart {
-				s.parentSpan = o
-			}
+		s.parentSpan = p
+	}
+	for i := 0; i < len(adopt); i += 2 {
+		if r := rootOf(adopt[i+1]); !r.sent && !r.fromHeader {
+			r.traceID = adopt[i].traceID
 		}
 	}
 	for _, s := range spans {
-		if s.parentSpan == nil {
+		if s.parentSpan == nil || s.sent {
 			continue
 		}
 		s.parent = s.parentSpan.spanID
@@ -222,6 +329,26 @@ func link(spans []*span) {
 			s.traceID = rootOf(s).traceID
 		}
 	}
+}
+
+// parentOf finds s's parent among the indexed spans, or nil.
+func parentOf(s *span, clients map[connKey][]*span, servers map[uint32][]*span) *span {
+	if s.x.role == httpflow.Server {
+		return sameRequest(s, clients[connKey{s.x.remote, s.x.local}])
+	}
+	var parent *span
+	for _, o := range servers[s.x.pid] {
+		// The server end of s's own connection is its callee, never its
+		// parent, though on loopback it may seem to enclose it.
+		callee := o.x.local == s.x.remote && o.x.remote == s.x.local
+		if callee || !encloses(o, s) || (s.fromHeader && o.traceID != s.traceID) {
+			continue
+		}
+		if parent == nil || o.x.RequestStart > parent.x.RequestStart {
+			parent = o
+		}
+	}
+	return parent
 }
 
 // sameRequest returns the client span, of those on s's connection sorted
@@ -258,10 +385,11 @@ func encloses(o, s *span) bool {
 	return o.x.RequestStart <= s.x.RequestStart && s.x.ResponseEnd <= o.x.ResponseEnd
 }
 
-// rootOf follows parents to the top of s's chain on this node.
+// rootOf follows parents to the top of s's chain on this node, or to the
+// first sent span on it, whose trace is out already.
 func rootOf(s *span) *span {
 	for range 64 { // a chain is as deep as the calls; bound it anyway
-		if s.parentSpan == nil || s.fromHeader {
+		if s.parentSpan == nil || s.fromHeader || s.sent {
 			return s
 		}
 		s = s.parentSpan

@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/ptracetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -139,4 +141,115 @@ func TestLinkLateRead(t *testing.T) {
 	link([]*span{served, nextServed, next, first})
 	assert.Same(t, first, served.parentSpan)
 	assert.Same(t, next, nextServed.parentSpan)
+}
+
+// expressQueue is a span queue without its goroutine, so that a test runs
+// express and flush itself; clientTraced answers for every connection.
+func expressQueue(sink *consumertest.TracesSink, clientTraced bool) *spanQueue {
+	return &spanQueue{
+		window: time.Hour, max: 100,
+		policy:       newSpanPolicy(SpansConfig{SlowThreshold: time.Second, KeepPercent: 100}),
+		res:          sourcetest.Resources,
+		countLost:    func(string, uint64) {},
+		clientTraced: func(connKey) bool { return clientTraced },
+		next:         sink,
+		wake:         make(chan struct{}, 1),
+	}
+}
+
+// exchangeOf is testSpan's exchange answered with status.
+func exchangeOf(role httpflow.Role, pid uint32, reqStart, respEnd uint64, status int) *exchange {
+	x := testSpan(role, pid, reqStart, respEnd).x
+	x.Method, x.Target, x.Version, x.Status = "GET", "/", "1.1", status
+	return &x
+}
+
+// exported is every span the sink got, by kind.
+func exported(sink *consumertest.TracesSink) map[ptrace.SpanKind][]ptrace.Span {
+	out := map[ptrace.SpanKind][]ptrace.Span{}
+	for _, td := range sink.AllTraces() {
+		for _, rs := range td.ResourceSpans().All() {
+			for _, ss := range rs.ScopeSpans().All() {
+				for _, s := range ss.Spans().All() {
+					out[s.Kind()] = append(out[s.Kind()], s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// A failed span goes out at once, long before its window ends; a span
+// that ended before it, in its process, goes at the window, as its child.
+func TestExpress(t *testing.T) {
+	sink := new(consumertest.TracesSink)
+	q := expressQueue(sink, false)
+	call := exchangeOf(httpflow.Client, 2, 2_000, 3_000, 200) // made while serving
+	call.local, call.remote = netip.MustParseAddrPort("198.18.0.2:41000"), netip.MustParseAddrPort("198.18.0.3:9000")
+	q.add(call)
+	q.add(exchangeOf(httpflow.Server, 2, 1_000, 4_000, 500))
+	q.express()
+	got := exported(sink)
+	require.Len(t, got[ptrace.SpanKindServer], 1)
+	assert.Empty(t, got[ptrace.SpanKindClient], "the call waits for the window")
+	failed := got[ptrace.SpanKindServer][0]
+	assert.Equal(t, ptrace.StatusCodeError, failed.Status().Code())
+
+	q.flush(true)
+	got = exported(sink)
+	require.Len(t, got[ptrace.SpanKindServer], 1, "sent once")
+	require.Len(t, got[ptrace.SpanKindClient], 1)
+	callSpan := got[ptrace.SpanKindClient][0]
+	assert.Equal(t, failed.SpanID(), callSpan.ParentSpanID())
+	assert.Equal(t, failed.TraceID(), callSpan.TraceID())
+}
+
+// A failed server span whose client end is traced on this node waits for
+// the client span, then goes out with it as its parent.
+func TestExpressWaitsForClient(t *testing.T) {
+	sink := new(consumertest.TracesSink)
+	q := expressQueue(sink, true)
+	q.add(exchangeOf(httpflow.Server, 2, 1_000, 4_000, 503))
+	q.express()
+	assert.Zero(t, sink.SpanCount(), "the client span has not come")
+	q.add(exchangeOf(httpflow.Client, 1, 900, 4_100, 503))
+	q.express()
+	got := exported(sink)
+	require.Len(t, got[ptrace.SpanKindServer], 1)
+	require.Len(t, got[ptrace.SpanKindClient], 1)
+	server, client := got[ptrace.SpanKindServer][0], got[ptrace.SpanKindClient][0]
+	assert.Equal(t, client.SpanID(), server.ParentSpanID())
+	assert.Equal(t, client.TraceID(), server.TraceID())
+	q.flush(true)
+	assert.Equal(t, 2, sink.SpanCount(), "nothing is sent twice")
+}
+
+// A failed call goes out before the request it serves has ended: that
+// request's span, and the span of the client that sent it, join the
+// call's trace when they end.
+func TestExpressAdopted(t *testing.T) {
+	sink := new(consumertest.TracesSink)
+	q := expressQueue(sink, false)
+	q.add(exchangeOf(httpflow.Client, 2, 2_000, 3_000, 500)) // the failed call; its local end is 198.18.0.1:40000
+	q.express()
+	require.Equal(t, 1, sink.SpanCount())
+	call := exported(sink)[ptrace.SpanKindClient][0]
+
+	served := exchangeOf(httpflow.Server, 2, 1_000, 4_000, 200)
+	served.local = netip.MustParseAddrPort("198.18.0.1:8080")
+	served.remote = netip.MustParseAddrPort("198.18.0.5:50000")
+	q.add(served)
+	caller := exchangeOf(httpflow.Client, 5, 900, 4_100, 200)
+	caller.local, caller.remote = served.remote, served.local
+	q.add(caller)
+	q.flush(true)
+	got := exported(sink)
+	require.Len(t, got[ptrace.SpanKindServer], 1)
+	require.Len(t, got[ptrace.SpanKindClient], 2)
+	server := got[ptrace.SpanKindServer][0]
+	assert.Equal(t, call.TraceID(), server.TraceID(), "the served request joins the call's trace")
+	assert.True(t, call.ParentSpanID().IsEmpty(), "the call's parent was not known when it went out")
+	for _, c := range got[ptrace.SpanKindClient] {
+		assert.Equal(t, call.TraceID(), c.TraceID())
+	}
 }
