@@ -220,21 +220,12 @@ type sinkProcess struct {
 }
 
 func startSink() (*sinkProcess, error) {
-	self, _ := os.Executable()
-	p := &sinkProcess{addr: fmt.Sprintf("127.0.0.1:%d", freePort())}
-	p.cmd = exec.Command(self, "sink", p.addr)
-	p.cmd.Stderr = os.Stderr
-	stdout, _ := p.cmd.StdoutPipe()
-	p.out = bufio.NewReader(stdout)
-	if err := p.cmd.Start(); err != nil {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	cmd, out, err := startReady("sink", addr)
+	if err != nil {
 		return nil, err
 	}
-	if line, err := p.out.ReadString('\n'); err != nil || line != "ready\n" {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-		return nil, fmt.Errorf("sink did not start: %q %v", line, err)
-	}
-	return p, nil
+	return &sinkProcess{cmd: cmd, out: out, addr: addr}, nil
 }
 
 // stop ends the sink, after the agent has flushed to it, and returns what

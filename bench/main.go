@@ -115,23 +115,15 @@ func (a *agent) sinkPid() int {
 }
 
 func startAgent(config, dist, dir string) (*agent, error) {
-	self, _ := os.Executable()
 	switch config {
 	case "nothing":
 		return nil, nil
 	case "floor1", "floor2":
-		a := &agent{cmd: exec.Command(self, "floor", config[5:])}
-		a.cmd.Stderr = os.Stderr
-		stdout, _ := a.cmd.StdoutPipe()
-		a.out = bufio.NewReader(stdout)
-		if err := a.cmd.Start(); err != nil {
-			return nil, err
+		cmd, out, err := startReady("floor", config[5:])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", config, err)
 		}
-		if line, err := a.out.ReadString('\n'); err != nil || line != "ready\n" {
-			a.stop()
-			return nil, fmt.Errorf("%s did not start: %q %v", config, line, err)
-		}
-		return a, nil
+		return &agent{cmd: cmd, out: out}, nil
 	}
 	health := freePort()
 	// "idle" is the full receiver at the default collection interval, as an
@@ -287,20 +279,28 @@ func freePort() int {
 
 // startServer runs the HTTP server as its own process.
 func startServer() (*exec.Cmd, string, error) {
-	self, _ := os.Executable()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	cmd := exec.Command(self, "serve", addr)
+	cmd, _, err := startReady("serve", addr)
+	return cmd, addr, err
+}
+
+// startReady runs this binary's subcommand args[0] as its own process and
+// waits for its "ready" line; the rest of its output follows in out.
+func startReady(args ...string) (*exec.Cmd, *bufio.Reader, error) {
+	self, _ := os.Executable()
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	stdout, _ := cmd.StdoutPipe()
+	out := bufio.NewReader(stdout)
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, "", errors.New("server did not start")
+		return nil, nil, fmt.Errorf("%s did not start: %q %v", args[0], line, err)
 	}
-	return cmd, addr, nil
+	return cmd, out, nil
 }
 
 func port(addr string) int {

@@ -174,31 +174,22 @@ func (q *spanQueue) express() {
 	if next == nil || len(waiting) == 0 {
 		return
 	}
-	// The client spans of the waiting servers' connections, by request start.
-	clients := make(map[connKey][]*span)
+	// The client spans of the waiting servers' connections.
+	conns := make(map[connKey]bool)
 	for _, s := range waiting {
 		if s.x.role == httpflow.Server {
-			clients[connKey{s.x.remote, s.x.local}] = nil
+			conns[connKey{s.x.remote, s.x.local}] = true
 		}
 	}
-	for _, c := range pending {
-		k := connKey{c.x.local, c.x.remote}
-		if cs, ok := clients[k]; ok && c.x.role == httpflow.Client {
-			clients[k] = append(cs, c)
-		}
-	}
-	for _, cs := range clients {
-		slices.SortFunc(cs, func(a, b *span) int { return cmp.Compare(a.x.RequestStart, b.x.RequestStart) })
-	}
+	clients := clientsByConn(pending, conns)
 	var out, hold []*span
 	for _, s := range waiting {
 		if s.sent {
 			continue // exported by a flush meanwhile
 		}
 		if s.x.role == httpflow.Server && s.parentSpan == nil && !s.fromHeader {
-			k := connKey{s.x.remote, s.x.local}
-			s.parentSpan = sameRequest(s, clients[k])
-			if s.parentSpan == nil && q.clientTraced(k) {
+			s.parentSpan = parentOf(s, clients, nil)
+			if k := (connKey{s.x.remote, s.x.local}); s.parentSpan == nil && q.clientTraced(k) {
 				hold = append(hold, s)
 				continue
 			}
@@ -288,18 +279,12 @@ type connKey struct{ local, remote netip.AddrPort }
 // Spans are indexed by connection and by process, so linking costs time in
 // proportion to the spans (sorting each connection's), not their square.
 func link(spans []*span) {
-	clients := make(map[connKey][]*span)
+	clients := clientsByConn(spans, nil)
 	servers := make(map[uint32][]*span)
 	for _, s := range spans {
-		if s.x.role == httpflow.Client {
-			k := connKey{s.x.local, s.x.remote}
-			clients[k] = append(clients[k], s)
-		} else {
+		if s.x.role == httpflow.Server {
 			servers[s.x.pid] = append(servers[s.x.pid], s)
 		}
-	}
-	for _, cs := range clients {
-		slices.SortFunc(cs, func(a, b *span) int { return cmp.Compare(a.x.RequestStart, b.x.RequestStart) })
 	}
 	var adopt []*span // sent spans, then the parent whose trace takes theirs
 	for _, s := range spans {
@@ -329,6 +314,23 @@ func link(spans []*span) {
 			s.traceID = rootOf(s).traceID
 		}
 	}
+}
+
+// clientsByConn indexes the client spans of spans by connection, local
+// then remote, each connection's sorted by request start. A non-nil only
+// keeps just its connections.
+func clientsByConn(spans []*span, only map[connKey]bool) map[connKey][]*span {
+	clients := make(map[connKey][]*span)
+	for _, s := range spans {
+		k := connKey{s.x.local, s.x.remote}
+		if s.x.role == httpflow.Client && (only == nil || only[k]) {
+			clients[k] = append(clients[k], s)
+		}
+	}
+	for _, cs := range clients {
+		slices.SortFunc(cs, func(a, b *span) int { return cmp.Compare(a.x.RequestStart, b.x.RequestStart) })
+	}
+	return clients
 }
 
 // parentOf finds s's parent among the indexed spans, or nil.
