@@ -275,6 +275,6 @@ func TestProgramStats(t *testing.T) {
 		for _, dp := range otlptest.Points(all[len(all)-1], "ebpf.program.runs") {
 			runs[otlptest.Str(dp.Attributes(), "ebpf.program")] = dp.IntValue()
 		}
-		return len(runs) == wantPrograms(t) && runs["ebr_tcp_state"] > 0 && (runs["ebr_http_enter"] > 0 || !hasSockLength(t))
+		return len(runs) == wantPrograms(t) && runs["ebr_tcp_state"] > 0 && (runs["ebr_l7_enter"] > 0 || !hasSockLength(t))
 	}, 5*time.Second, 50*time.Millisecond)
 }

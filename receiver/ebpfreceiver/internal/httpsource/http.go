@@ -19,7 +19,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	"github.com/ebpfreceiver/otelcol-ebpf/bpf/httptrace"
+	"github.com/ebpfreceiver/otelcol-ebpf/bpf/l7trace"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/cgroup"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/httpflow"
 	"github.com/ebpfreceiver/otelcol-ebpf/receiver/ebpfreceiver/internal/metadata"
@@ -36,12 +36,12 @@ const (
 
 // pollInterval is how long the idle HTTP reader waits for the kernel's
 // wakeup before it looks anyway: 10 looks a second on an idle node. While
-// records come, it looks every httptrace.MinPollInterval.
+// records come, it looks every l7trace.MinPollInterval.
 const pollInterval = 100 * time.Millisecond
 
 // Load starts HTTP capture.
 func Load(cfg Config, env source.Env) (source.Source, []source.Capability, error) {
-	opts := httptrace.Options{
+	opts := l7trace.Options{
 		CaptureBytes: uint32(cfg.CaptureBytes),
 		PollInterval: pollInterval,
 		KernelBTF:    cfg.Faults.KernelBTF,
@@ -50,8 +50,8 @@ func Load(cfg Config, env source.Env) (source.Source, []source.Capability, error
 		opts.IgnorePID = uint32(os.Getpid())
 		opts.IgnoreItsCgroup = cgroup.SelfInContainer()
 	}
-	tr, caps, err := source.LoadOnePart("http", httptrace.Hooks, cfg.Enabled, cfg.Required,
-		func() (*httptrace.Tracer, error) { return httptrace.Load(opts) })
+	tr, caps, err := source.LoadOnePart("http", l7trace.Hooks, cfg.Enabled, cfg.Required,
+		func() (*l7trace.Tracer, error) { return l7trace.Load(opts) })
 	if tr == nil {
 		return nil, caps, err
 	}
@@ -92,7 +92,7 @@ type conn struct {
 // pipeline reads the kernel's HTTP records, parses them per connection,
 // and hands each finished exchange to the RED metrics and the spans.
 type pipeline struct {
-	tracer *httptrace.Tracer
+	tracer *l7trace.Tracer
 	cfg    Config
 	logger *zap.Logger
 	// bootNS turns the kernel's monotonic timestamps into wall time.
@@ -126,7 +126,7 @@ type pipeline struct {
 	done chan struct{}
 }
 
-func newPipeline(tracer *httptrace.Tracer, cfg Config, res source.Resources, logger *zap.Logger) *pipeline {
+func newPipeline(tracer *l7trace.Tracer, cfg Config, res source.Resources, logger *zap.Logger) *pipeline {
 	var mono unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
 	p := &pipeline{
@@ -182,7 +182,7 @@ func (p *pipeline) idle() {
 
 func (p *pipeline) run() {
 	defer close(p.done)
-	source.ReadEach(p.tracer.Read, p.logger, "http event", func(e *httptrace.Event) {
+	source.ReadEach(p.tracer.Read, p.logger, "http event", func(e *l7trace.Event) {
 		delay := time.Duration(p.monoStart + int64(time.Since(p.started)) - int64(e.TS))
 		p.mu.Lock()
 		p.seen++
@@ -196,9 +196,9 @@ func (p *pipeline) run() {
 }
 
 // handle feeds one event to its connection's parser. connsMu is held.
-func (p *pipeline) handle(e *httptrace.Event) {
+func (p *pipeline) handle(e *l7trace.Event) {
 	c := p.conns[e.Conn]
-	if e.Dir == httptrace.DirClose {
+	if e.Dir == l7trace.DirClose {
 		if c != nil {
 			if c.flow != nil {
 				p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Close(e.TS, emit) })
@@ -235,7 +235,7 @@ func (p *pipeline) handle(e *httptrace.Event) {
 		return
 	}
 	dir := httpflow.Ingress
-	if e.Dir == httptrace.DirEgress {
+	if e.Dir == l7trace.DirEgress {
 		dir = httpflow.Egress
 	}
 	p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Feed(dir, e.TS, e.Data, int(e.Size), emit) })
@@ -312,12 +312,12 @@ func commandOf(pid uint32, exe string) string {
 // roleOf tells from a connection's first captured bytes which end the
 // process is: a request it received or a response it sent makes it the
 // server.
-func roleOf(e *httptrace.Event) (httpflow.Role, bool) {
+func roleOf(e *l7trace.Event) (httpflow.Role, bool) {
 	if len(e.Data) < 5 {
 		return 0, false
 	}
 	response := string(e.Data[:5]) == "HTTP/"
-	if response == (e.Dir == httptrace.DirEgress) {
+	if response == (e.Dir == l7trace.DirEgress) {
 		return httpflow.Server, true
 	}
 	return httpflow.Client, true

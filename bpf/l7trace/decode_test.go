@@ -1,6 +1,6 @@
 //go:build linux
 
-package httptrace
+package l7trace
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 
 // record builds a ring buffer record as the kernel writes it: the header and
 // the captured bytes only.
-func record(t *testing.T, rec bpfHttpEvent, data string) []byte {
+func record(t *testing.T, rec bpfL7Event, data string) []byte {
 	t.Helper()
 	rec.Captured = uint16(len(data))
 	copy(rec.Data[:], data)
@@ -27,16 +27,20 @@ func record(t *testing.T, rec bpfHttpEvent, data string) []byte {
 func TestDecode(t *testing.T) {
 	local := netip.MustParseAddr("::ffff:198.18.0.1").As16()
 	remote := netip.MustParseAddr("2001:db8::2").As16()
-	base := bpfHttpEvent{
+	base := bpfL7Event{
 		TsNs: 42, Sock: 0xffff0000, CgroupId: 7, Pid: 99, Size: 1000,
 		LocalAddr: local, RemoteAddr: remote, LocalPort: 8080, RemotePort: 40000,
-		Dir: uint8(DirIngress), Comm: [16]int8{'c', 'u', 'r', 'l'},
+		Dir: uint8(DirIngress), Protocol: uint8(ProtocolHTTP1), Comm: [16]int8{'c', 'u', 'r', 'l'},
 	}
 	good := record(t, base, "GET / HTTP/1.1\r\n")
 	closed := base
 	closed.Dir = uint8(DirClose)
 	bad := base
 	bad.Dir = 9
+	unclassified := base
+	unclassified.Protocol = uint8(bpfL7ProtocolL7UNCLASSIFIED)
+	none := base
+	none.Protocol = uint8(bpfL7ProtocolL7NONE)
 
 	tests := []struct {
 		name    string
@@ -51,7 +55,7 @@ func TestDecode(t *testing.T) {
 				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
 				Local:  netip.MustParseAddrPort("198.18.0.1:8080"),
 				Remote: netip.MustParseAddrPort("[2001:db8::2]:40000"),
-				Dir:    DirIngress, Data: []byte("GET / HTTP/1.1\r\n"),
+				Dir:    DirIngress, Protocol: ProtocolHTTP1, Data: []byte("GET / HTTP/1.1\r\n"),
 			},
 		},
 		{
@@ -61,7 +65,7 @@ func TestDecode(t *testing.T) {
 				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
 				Local:  netip.MustParseAddrPort("198.18.0.1:8080"),
 				Remote: netip.MustParseAddrPort("[2001:db8::2]:40000"),
-				Dir:    DirClose,
+				Dir:    DirClose, Protocol: ProtocolHTTP1,
 			},
 		},
 		{name: "empty", raw: nil, wantErr: "want at least"},
@@ -69,6 +73,8 @@ func TestDecode(t *testing.T) {
 		{name: "truncated data", raw: good[:len(good)-1], wantErr: "captured"},
 		{name: "trailing bytes", raw: append(append([]byte{}, good...), 'x'), wantErr: "captured"},
 		{name: "unknown direction", raw: record(t, bad, ""), wantErr: "unknown direction"},
+		{name: "unclassified", raw: record(t, unclassified, ""), wantErr: "protocol 0 is not streamed"},
+		{name: "no protocol", raw: record(t, none, ""), wantErr: "protocol 255 is not streamed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,8 +92,8 @@ func TestDecode(t *testing.T) {
 
 // A record claiming more than PrefixMax bytes is rejected, not read past.
 func TestDecodeOversizedCapture(t *testing.T) {
-	raw := record(t, bpfHttpEvent{}, "")
-	binary.NativeEndian.PutUint16(raw[unsafe.Offsetof(bpfHttpEvent{}.Captured):], uint16(PrefixMax+1))
+	raw := record(t, bpfL7Event{}, "")
+	binary.NativeEndian.PutUint16(raw[unsafe.Offsetof(bpfL7Event{}.Captured):], uint16(PrefixMax+1))
 	var e Event
 	assert.ErrorContains(t, Decode(raw, &e), "captured")
 }
@@ -107,7 +113,7 @@ func FuzzDecode(f *testing.F) {
 
 func BenchmarkDecode(b *testing.B) {
 	raw := make([]byte, headerSize+256)
-	binary.NativeEndian.PutUint16(raw[unsafe.Offsetof(bpfHttpEvent{}.Captured):], 256)
+	binary.NativeEndian.PutUint16(raw[unsafe.Offsetof(bpfL7Event{}.Captured):], 256)
 	var e Event
 	b.ReportAllocs()
 	for b.Loop() {

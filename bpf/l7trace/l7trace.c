@@ -1,11 +1,13 @@
 //go:build ignore
 
-// HTTP/1.x capture from syscalls. sys_enter records, per thread, where the
-// data of a read- or write-like syscall lives; the socket length
-// tracepoints, which fire inside that syscall with the socket and the byte
-// count, copy a bounded prefix of it to a ring buffer. Only TCP connections
-// whose first bytes look like HTTP/1.x are streamed; the verdict is kept in
-// socket-local storage, which the kernel frees with the socket.
+// Application-protocol (L7) capture from syscalls, one set of hooks for every
+// protocol. sys_enter records, per thread, where the data of a read- or
+// write-like syscall lives; the socket length tracepoints, which fire inside
+// that syscall with the socket and the byte count, copy a bounded prefix of
+// it to a ring buffer. A classifier names each TCP connection's protocol
+// from its first bytes; only connections of a known protocol are streamed,
+// each record tagged with it. The protocol is kept in socket-local storage,
+// which the kernel frees with the socket.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -23,26 +25,28 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define MSG_PEEK 2
 #define PREFIX_MAX 512 /* a power of two */
 
-enum http_dir {
+enum l7_dir {
 	DIR_INGRESS = 0, /* bytes the process received */
 	DIR_EGRESS = 1,  /* bytes the process sent */
 	DIR_CLOSE = 2,   /* the connection closed; no data */
 };
 
-enum conn_verdict {
-	VERDICT_UNKNOWN = 0,
-	VERDICT_HTTP = 1,
-	VERDICT_OTHER = 2,
+/* What the classifier named a connection. User space has a parser for each
+ * value but the first and the last. */
+enum l7_protocol {
+	L7_UNCLASSIFIED = 0, /* no data seen yet */
+	L7_HTTP1 = 1,        /* HTTP/1.0 and HTTP/1.1 */
+	L7_NONE = 255,       /* none the classifier knows: not streamed */
 };
 
-enum http_counter {
-	HTTP_COUNTER_EVENTS = 0,    /* records submitted */
-	HTTP_COUNTER_LOST = 1,      /* records the ring buffer had no room for */
-	HTTP_COUNTER_NO_BUFFER = 2, /* data whose user buffer was not known */
-	HTTP_COUNTER_COUNT = 3,
+enum l7_counter {
+	L7_COUNTER_EVENTS = 0,    /* records submitted */
+	L7_COUNTER_LOST = 1,      /* records the ring buffer had no room for */
+	L7_COUNTER_NO_BUFFER = 2, /* data whose user buffer was not known */
+	L7_COUNTER_COUNT = 3,
 };
 
-struct http_event {
+struct l7_event {
 	__u64 ts_ns;
 	__u64 sock;       /* struct sock *: the connection's identity */
 	__u64 cgroup_id;  /* the owner, fixed at the connection's first data */
@@ -53,15 +57,15 @@ struct http_event {
 	__u16 local_port;
 	__u16 remote_port;
 	__u16 captured;   /* bytes of data that follow */
-	__u8 dir;         /* enum http_dir */
-	__u8 pad;
+	__u8 dir;         /* enum l7_dir */
+	__u8 protocol;    /* enum l7_protocol */
 	char comm[16];    /* the process's executable name */
 	__u8 data[PREFIX_MAX];
 };
 
 struct conn_state {
 	__u64 cgroup_id;
-	__u8 verdict; /* enum conn_verdict */
+	__u8 protocol; /* enum l7_protocol */
 	__u8 pad[7];
 };
 
@@ -96,12 +100,12 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct http_event);
+	__type(value, struct l7_event);
 } scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, HTTP_COUNTER_COUNT);
+	__uint(max_entries, L7_COUNTER_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -121,11 +125,12 @@ const volatile __u32 ignore_tgid;
 const volatile __u8 ignore_cgroup;
 __u64 ignored_cgroup;
 
-const enum http_dir *unused_http_dir __attribute__((unused));
-const enum http_counter *unused_http_counter __attribute__((unused));
+const enum l7_dir *unused_l7_dir __attribute__((unused));
+const enum l7_protocol *unused_l7_protocol __attribute__((unused));
+const enum l7_counter *unused_l7_counter __attribute__((unused));
 
 SEC("tp_btf/sys_enter")
-int BPF_PROG(ebr_http_enter, struct pt_regs *regs, long id)
+int BPF_PROG(ebr_l7_enter, struct pt_regs *regs, long id)
 {
 	/* Every syscall of every process passes here: decide on the number
 	 * first. */
@@ -191,7 +196,7 @@ static __always_inline __u64 user_buffer(__u64 *len_cap, bool *expected)
 	return (__u64)iov.iov_base;
 }
 
-static __always_inline bool looks_like_http(const __u8 *p)
+static __always_inline bool looks_like_http1(const __u8 *p)
 {
 	/* Request methods of RFC 9110 and PATCH, or a status line. */
 	if (p[0] == 'G' && p[1] == 'E' && p[2] == 'T' && p[3] == ' ')
@@ -215,6 +220,14 @@ static __always_inline bool looks_like_http(const __u8 *p)
 	return p[0] == 'H' && p[1] == 'T' && p[2] == 'T' && p[3] == 'P';
 }
 
+/* The protocol of a connection whose first captured bytes are p[0:len]. */
+static __always_inline __u8 classify(const __u8 *p, __u64 len)
+{
+	if (len >= 4 && looks_like_http1(p))
+		return L7_HTTP1;
+	return L7_NONE;
+}
+
 /* Whether the current task is the collector's, whose connections are
  * never traced. */
 static __always_inline bool ignored(void)
@@ -224,7 +237,7 @@ static __always_inline bool ignored(void)
 	return ignore_cgroup && ignored_cgroup && bpf_get_current_cgroup_id() == ignored_cgroup;
 }
 
-static __always_inline void fill_tuple(struct http_event *e, struct sock *sk)
+static __always_inline void fill_tuple(struct l7_event *e, struct sock *sk)
 {
 	__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
 	__builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
@@ -242,14 +255,14 @@ static __always_inline void fill_tuple(struct http_event *e, struct sock *sk)
 	e->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
 }
 
-static __always_inline void submit(struct http_event *e, __u32 size)
+static __always_inline void submit(struct l7_event *e, __u32 size)
 {
 	__u64 flags = ebr_wakeup_flags(&events, wakeup_bytes, wakeup_ns, &last_wakeup_ns);
 	if (bpf_ringbuf_output(&events, e, size, flags)) {
-		ebr_count(&counters, HTTP_COUNTER_LOST);
+		ebr_count(&counters, L7_COUNTER_LOST);
 		return;
 	}
-	ebr_count(&counters, HTTP_COUNTER_EVENTS);
+	ebr_count(&counters, L7_COUNTER_EVENTS);
 }
 
 static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
@@ -260,15 +273,15 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	if (family != AF_INET && family != AF_INET6)
 		return;
 	struct conn_state *st = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st || st->verdict == VERDICT_OTHER)
+	if (!st || st->protocol == L7_NONE)
 		return;
-	if (st->verdict == VERDICT_UNKNOWN && ignored()) {
-		st->verdict = VERDICT_OTHER;
+	if (st->protocol == L7_UNCLASSIFIED && ignored()) {
+		st->protocol = L7_NONE;
 		return;
 	}
 
 	__u32 zero = 0;
-	struct http_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	struct l7_event *e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return;
 	__u64 len = ret;
@@ -278,22 +291,20 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	__u64 buf = user_buffer(&len, &expected);
 	if (!buf) {
 		len = 0;
-		if (st->verdict == VERDICT_UNKNOWN)
+		if (st->protocol == L7_UNCLASSIFIED)
 			return; /* cannot judge yet */
 		if (!expected)
-			ebr_count(&counters, HTTP_COUNTER_NO_BUFFER);
+			ebr_count(&counters, L7_COUNTER_NO_BUFFER);
 	}
 	if (len > PREFIX_MAX)
 		len = PREFIX_MAX;
 	if (len && bpf_probe_read_user(e->data, len, (void *)buf))
 		len = 0;
 
-	if (st->verdict == VERDICT_UNKNOWN) {
-		if (len < 4 || !looks_like_http(e->data)) {
-			st->verdict = VERDICT_OTHER;
+	if (st->protocol == L7_UNCLASSIFIED) {
+		st->protocol = classify(e->data, len);
+		if (st->protocol == L7_NONE)
 			return;
-		}
-		st->verdict = VERDICT_HTTP;
 		st->cgroup_id = bpf_get_current_cgroup_id();
 	}
 	e->ts_ns = bpf_ktime_get_ns();
@@ -303,17 +314,17 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	e->size = ret;
 	e->captured = len;
 	e->dir = dir;
-	e->pad = 0;
+	e->protocol = st->protocol;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	fill_tuple(e, sk);
 	__u32 n = len;
 	if (n > PREFIX_MAX)
 		n = PREFIX_MAX;
-	submit(e, offsetof(struct http_event, data) + n);
+	submit(e, offsetof(struct l7_event, data) + n);
 }
 
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(ebr_http_send, struct sock *sk, int ret, int flags)
+int BPF_PROG(ebr_l7_send, struct sock *sk, int ret, int flags)
 {
 	if (ret > 0)
 		on_data(sk, ret, DIR_EGRESS);
@@ -321,24 +332,24 @@ int BPF_PROG(ebr_http_send, struct sock *sk, int ret, int flags)
 }
 
 SEC("tp_btf/sock_recv_length")
-int BPF_PROG(ebr_http_recv, struct sock *sk, int ret, int flags)
+int BPF_PROG(ebr_l7_recv, struct sock *sk, int ret, int flags)
 {
 	if (ret > 0 && !(flags & MSG_PEEK))
 		on_data(sk, ret, DIR_INGRESS);
 	return 0;
 }
 
-/* The end of an HTTP connection ends its last exchange. */
+/* The end of a streamed connection ends its last exchange. */
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(ebr_http_close, struct sock *sk, int oldstate, int newstate)
+int BPF_PROG(ebr_l7_close, struct sock *sk, int oldstate, int newstate)
 {
 	if (newstate != TCP_CLOSE || sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	struct conn_state *st = bpf_sk_storage_get(&conns, (struct sock *)sk, 0, 0);
-	if (!st || st->verdict != VERDICT_HTTP)
+	if (!st || st->protocol == L7_UNCLASSIFIED || st->protocol == L7_NONE)
 		return 0;
 	__u32 zero = 0;
-	struct http_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	struct l7_event *e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
@@ -348,9 +359,9 @@ int BPF_PROG(ebr_http_close, struct sock *sk, int oldstate, int newstate)
 	e->size = 0;
 	e->captured = 0;
 	e->dir = DIR_CLOSE;
-	e->pad = 0;
+	e->protocol = st->protocol;
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	fill_tuple(e, sk);
-	submit(e, offsetof(struct http_event, data));
+	submit(e, offsetof(struct l7_event, data));
 	return 0;
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package httptrace
+package l7trace
 
 import (
 	"bytes"
@@ -158,6 +158,7 @@ func TestCaptureHTTP(t *testing.T) {
 				bodyBytes = true // sendfile: the length without the bytes
 			}
 			assert.LessOrEqual(t, len(e.Data), 256)
+			assert.Equal(t, ProtocolHTTP1, e.Protocol, "the classifier's name for the connection")
 		}
 		return reqIn && reqOut && respHead && bodyBytes
 	}, 5*time.Second, 10*time.Millisecond,
@@ -224,7 +225,7 @@ func writeBTF(t *testing.T, path string) {
 // Kernel BTF files that cannot serve each fail Load with the path and the
 // reason; the running kernel's file, named or not, still serves in the same
 // process. The programs load in the order of Hooks, so a file without the
-// kernel's types fails ebr_http_enter, before 6.1's missing hooks.
+// kernel's types fails ebr_l7_enter, before 6.1's missing hooks.
 func TestKernelBTF(t *testing.T) {
 	bpftest.RequireBPF(t)
 	dir := t.TempDir()
@@ -238,7 +239,7 @@ func TestKernelBTF(t *testing.T) {
 		{"missing", filepath.Join(dir, "missing"), "kernel BTF " + dir + "/missing: open " + dir + "/missing: no such file or directory"},
 		{"directory", dir, "kernel BTF " + dir + ": read raw BTF: read " + dir + ": is a directory"},
 		{"garbage", garbage, "kernel BTF " + garbage + ": parsing .BTF header: no valid BTF header"},
-		{"no kernel types", empty, "load httptrace programs: kernel BTF " + empty + ": ebr_http_enter on raw_syscalls:sys_enter: verifier: load program: bad CO-RE relocation"},
+		{"no kernel types", empty, "load l7trace programs: kernel BTF " + empty + ": ebr_l7_enter on raw_syscalls:sys_enter: verifier: load program: bad CO-RE relocation"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, KernelBTF: c.path})
@@ -259,17 +260,17 @@ func TestKernelBTF(t *testing.T) {
 }
 
 // A program the verifier rejects fails Load, naming the program. The
-// programs load in the order of Hooks, so ebr_http_enter is rejected
-// before 6.1's missing hooks fail ebr_http_send.
+// programs load in the order of Hooks, so ebr_l7_enter is rejected
+// before 6.1's missing hooks fail ebr_l7_send.
 func TestRejectProgram(t *testing.T) {
 	bpftest.RequireBPF(t)
-	tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, RejectProgram: "ebr_http_enter"})
+	tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, RejectProgram: "ebr_l7_enter"})
 	if err == nil {
 		tr.Close()
 	}
 	var verr *ebpf.VerifierError
 	require.ErrorAs(t, err, &verr)
-	require.Regexp(t, `^load httptrace programs: ebr_http_enter on raw_syscalls:sys_enter: verifier: load program: permission denied: .*R2 !read_ok`, err.Error())
+	require.Regexp(t, `^load l7trace programs: ebr_l7_enter on raw_syscalls:sys_enter: verifier: load program: permission denied: .*R2 !read_ok`, err.Error())
 	_, err = Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, RejectProgram: "ebr_no_such_program"})
 	require.ErrorContains(t, err, `no program "ebr_no_such_program" to reject`)
 	startTracer(t)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package httptrace
+package l7trace
 
 import (
 	"errors"
@@ -12,10 +12,10 @@ import (
 
 // programs maps each program to its tracepoint.
 var programs = []loader.Program{
-	{Name: bpfProgEbrHttpEnter, Tracepoint: "raw_syscalls:sys_enter"},
-	{Name: bpfProgEbrHttpSend, Tracepoint: "sock:sock_send_length"},
-	{Name: bpfProgEbrHttpRecv, Tracepoint: "sock:sock_recv_length"},
-	{Name: bpfProgEbrHttpClose, Tracepoint: "sock:inet_sock_set_state"},
+	{Name: bpfProgEbrL7Enter, Tracepoint: "raw_syscalls:sys_enter"},
+	{Name: bpfProgEbrL7Send, Tracepoint: "sock:sock_send_length"},
+	{Name: bpfProgEbrL7Recv, Tracepoint: "sock:sock_recv_length"},
+	{Name: bpfProgEbrL7Close, Tracepoint: "sock:inet_sock_set_state"},
 }
 
 // Hooks are the tracepoints the programs attach to.
@@ -65,7 +65,7 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	spec, err := loadBpf()
 	if err != nil {
-		return nil, fmt.Errorf("load httptrace spec: %w", err)
+		return nil, fmt.Errorf("load l7trace spec: %w", err)
 	}
 	for name, v := range map[string]any{
 		bpfVarCaptureLen:   opts.CaptureBytes,
@@ -78,16 +78,16 @@ func Load(opts Options) (*Tracer, error) {
 	}
 	objs, err := loader.New(spec, loader.Options{KernelBTF: opts.KernelBTF, RejectProgram: opts.RejectProgram})
 	if err != nil {
-		return nil, fmt.Errorf("httptrace: %w", err)
+		return nil, fmt.Errorf("l7trace: %w", err)
 	}
 	t := &Tracer{Objects: objs}
 	if err := t.AttachAll(spec, programs); err != nil {
 		t.Close()
-		return nil, fmt.Errorf("load httptrace programs: %w", err)
+		return nil, fmt.Errorf("load l7trace programs: %w", err)
 	}
 	if t.reader, err = loader.NewReader(t.Map(bpfMapEvents), opts.PollInterval); err != nil {
 		t.Close()
-		return nil, fmt.Errorf("open http event reader: %w", err)
+		return nil, fmt.Errorf("open l7 event reader: %w", err)
 	}
 	return t, nil
 }
@@ -122,13 +122,13 @@ type Counters struct {
 // Counters reads the kernel side's totals.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
-	err := loader.ReadCounters(t.Map(bpfMapCounters), map[bpfHttpCounter]*uint64{
-		bpfHttpCounterHTTP_COUNTER_EVENTS:    &c.Events,
-		bpfHttpCounterHTTP_COUNTER_LOST:      &c.Lost,
-		bpfHttpCounterHTTP_COUNTER_NO_BUFFER: &c.NoBuffer,
+	err := loader.ReadCounters(t.Map(bpfMapCounters), map[bpfL7Counter]*uint64{
+		bpfL7CounterL7COUNTER_EVENTS:    &c.Events,
+		bpfL7CounterL7COUNTER_LOST:      &c.Lost,
+		bpfL7CounterL7COUNTER_NO_BUFFER: &c.NoBuffer,
 	})
 	if err != nil {
-		return c, fmt.Errorf("http: %w", err)
+		return c, fmt.Errorf("l7: %w", err)
 	}
 	return c, nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package httptrace
+package l7trace
 
 import (
 	"fmt"
@@ -9,24 +9,33 @@ import (
 )
 
 // Dir says what an Event is.
-type Dir = bpfHttpDir
+type Dir = bpfL7Dir
 
 // The directions.
 const (
-	DirIngress Dir = bpfHttpDirDIR_INGRESS // bytes the process received
-	DirEgress  Dir = bpfHttpDirDIR_EGRESS  // bytes the process sent
-	DirClose   Dir = bpfHttpDirDIR_CLOSE   // the connection closed
+	DirIngress Dir = bpfL7DirDIR_INGRESS // bytes the process received
+	DirEgress  Dir = bpfL7DirDIR_EGRESS  // bytes the process sent
+	DirClose   Dir = bpfL7DirDIR_CLOSE   // the connection closed
+)
+
+// Protocol is what the kernel's classifier named a connection.
+type Protocol = bpfL7Protocol
+
+// The protocols the classifier names; only their connections are streamed.
+const (
+	ProtocolHTTP1 Protocol = bpfL7ProtocolL7HTTP1 // HTTP/1.0 and HTTP/1.1
 )
 
 // PrefixMax is the most bytes of one syscall an Event carries.
-const PrefixMax = len(bpfHttpEvent{}.Data)
+const PrefixMax = len(bpfL7Event{}.Data)
 
 const (
-	recordSize = int(unsafe.Sizeof(bpfHttpEvent{}))
-	headerSize = int(unsafe.Offsetof(bpfHttpEvent{}.Data))
+	recordSize = int(unsafe.Sizeof(bpfL7Event{}))
+	headerSize = int(unsafe.Offsetof(bpfL7Event{}.Data))
 )
 
-// Event is one syscall's data on an HTTP connection, or its close.
+// Event is one syscall's data on a connection of a known protocol, or its
+// close.
 type Event struct {
 	// TS is the kernel's monotonic clock at the syscall, in nanoseconds.
 	TS uint64
@@ -43,6 +52,8 @@ type Event struct {
 	Local  netip.AddrPort
 	Remote netip.AddrPort
 	Dir    Dir
+	// Protocol is the connection's, named from its first captured bytes.
+	Protocol Protocol
 	// Data is reused by the next Decode into the same Event.
 	Data []byte
 }
@@ -51,15 +62,18 @@ type Event struct {
 // e.Data has grown to PrefixMax.
 func Decode(raw []byte, e *Event) error {
 	if len(raw) < headerSize {
-		return fmt.Errorf("http event: got %d bytes, want at least %d", len(raw), headerSize)
+		return fmt.Errorf("l7 event: got %d bytes, want at least %d", len(raw), headerSize)
 	}
-	var rec bpfHttpEvent
+	var rec bpfL7Event
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&rec)), recordSize), raw)
 	if int(rec.Captured) > PrefixMax || headerSize+int(rec.Captured) != len(raw) {
-		return fmt.Errorf("http event: %d bytes captured in a %d-byte record", rec.Captured, len(raw))
+		return fmt.Errorf("l7 event: %d bytes captured in a %d-byte record", rec.Captured, len(raw))
 	}
 	if Dir(rec.Dir) > DirClose {
-		return fmt.Errorf("http event: unknown direction %d", rec.Dir)
+		return fmt.Errorf("l7 event: unknown direction %d", rec.Dir)
+	}
+	if p := Protocol(rec.Protocol); p == bpfL7ProtocolL7UNCLASSIFIED || p == bpfL7ProtocolL7NONE {
+		return fmt.Errorf("l7 event: connection of protocol %d is not streamed", rec.Protocol)
 	}
 	e.TS = rec.TsNs
 	e.Conn = rec.Sock
@@ -70,6 +84,7 @@ func Decode(raw []byte, e *Event) error {
 	e.Local = netip.AddrPortFrom(netip.AddrFrom16(rec.LocalAddr).Unmap(), rec.LocalPort)
 	e.Remote = netip.AddrPortFrom(netip.AddrFrom16(rec.RemoteAddr).Unmap(), rec.RemotePort)
 	e.Dir = Dir(rec.Dir)
+	e.Protocol = Protocol(rec.Protocol)
 	e.Data = append(e.Data[:0], rec.Data[:rec.Captured]...)
 	return nil
 }
