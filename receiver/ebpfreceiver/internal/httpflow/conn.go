@@ -70,6 +70,7 @@ type Conn struct {
 	qhead     int
 	qseq      uint64 // seq of q[qhead]
 	dropTail  int    // requests dropped after the last entry
+	requests  uint64 // requests started: the last Exchange.Seq
 	httpSeen  bool
 	misses    int
 	dead      bool
@@ -265,6 +266,7 @@ func (c *Conn) beginRequest(h *half, line []byte, ts uint64, emit func(Exchange)
 	// A new request ends a response whose length was unknown.
 	c.endInferred(emit)
 	h.cur = refNone
+	c.requests++
 	if c.dropTail > 0 || c.pending() >= c.maxPend {
 		c.dropTail++
 		c.stats.Dropped++
@@ -272,7 +274,7 @@ func (c *Conn) beginRequest(h *half, line []byte, ts uint64, emit func(Exchange)
 	}
 	method, target, ver := parseRequestLine(line)
 	c.push(h, entry{ex: Exchange{
-		Method: method, Target: string(target), Version: ver,
+		Method: method, Target: string(target), Version: ver, Seq: c.requests,
 		RequestStart: h.first, RequestEnd: ts,
 	}})
 }

@@ -40,7 +40,26 @@ func run(t testing.TB, role Role, opts Options, capture int, evs []ev) ([]Exchan
 		c.Feed(e.dir, e.ts, p, len(e.data), emit)
 		checkBounds(t, c)
 	}
+	// Request numbers rise; TestSeq checks their values, the cases the rest.
+	for i := range got {
+		if got[i].Seq == 0 || i > 0 && got[i].Seq <= got[i-1].Seq {
+			t.Fatalf("exchange %d: request number %d after %+v", i, got[i].Seq, got[:i])
+		}
+		got[i].Seq = 0
+	}
 	return got, c
+}
+
+// Requests are numbered in the order they start, the dropped ones too, so
+// that both ends of a connection number them alike.
+func TestSeq(t *testing.T) {
+	c := NewConn(Server, Options{MaxPending: 2})
+	var seqs []uint64
+	emit := func(e Exchange) { seqs = append(seqs, e.Seq) }
+	for _, e := range []ev{in(1, get+getB+getC+get), out(2, nf), out(3, nf), out(4, nf), out(5, nf), in(6, getC), out(7, ok5)} {
+		c.Feed(e.dir, e.ts, []byte(e.data), len(e.data), emit)
+	}
+	assert.Equal(t, []uint64{1, 2, 5}, seqs, "the third and fourth requests were dropped: queue full")
 }
 
 // checkBounds asserts the memory bounds of c.
@@ -718,7 +737,7 @@ func TestFlush(t *testing.T) {
 	c.Feed(Egress, 2, []byte(long[:64]), len(long), emit)
 	assert.Empty(t, got)
 	c.Flush(emit)
-	want := with(ex("GET", "/a?x=1", 200, 1, 1, 2, 2), func(e *Exchange) { e.Partial = true })
+	want := with(ex("GET", "/a?x=1", 200, 1, 1, 2, 2), func(e *Exchange) { e.Partial, e.Seq = true, 1 })
 	assert.Equal(t, []Exchange{want}, got)
 	// A response in sync is not flushed.
 	c.Feed(Ingress, 3, []byte(getB), len(getB), emit)
@@ -726,7 +745,7 @@ func TestFlush(t *testing.T) {
 	c.Flush(emit)
 	assert.Len(t, got, 1)
 	c.Feed(Egress, 5, []byte(ok5[20:]), len(ok5)-20, emit)
-	assert.Equal(t, []Exchange{want, ex("GET", "/b", 200, 3, 3, 4, 5)}, got)
+	assert.Equal(t, []Exchange{want, with(ex("GET", "/b", 200, 3, 3, 4, 5), func(e *Exchange) { e.Seq = 2 })}, got)
 }
 
 func TestCloseTwiceAndFeedAfterClose(t *testing.T) {

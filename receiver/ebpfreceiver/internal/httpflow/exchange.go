@@ -58,6 +58,10 @@ type Exchange struct {
 	// byte of each message. ResponseStart is 0 if no response started;
 	// ResponseEnd is the close timestamp when Err is ErrClosed.
 	RequestStart, RequestEnd, ResponseStart, ResponseEnd uint64
+	// Seq numbers the requests of the connection from 1, in the order they
+	// started, those dropped included. Both ends of a connection traced
+	// from its first request number them alike.
+	Seq uint64
 	// TraceParent is the request's valid W3C traceparent header, if any.
 	TraceParent string
 	// Host is the request's Host header, if any.

@@ -55,16 +55,19 @@ func Load(cfg Config, env source.Env) (source.Source, []source.Capability, error
 	if tr == nil {
 		return nil, caps, err
 	}
-	return &Source{p: newPipeline(tr, cfg, env.Resources, env.Logger)}, caps, nil
+	return &Source{tracer: tr, p: newPipeline(tr, cfg, env.Resources, env.Logger)}, caps, nil
 }
 
 // Source is the loaded HTTP capability.
-type Source struct{ p *pipeline }
+type Source struct {
+	tracer *l7trace.Tracer
+	p      *pipeline
+}
 
-func (s *Source) Kernel() source.KernelObjects { return s.p.tracer }
+func (s *Source) Kernel() source.KernelObjects { return s.tracer }
 
 func (s *Source) Close() error {
-	err := s.p.tracer.Close()
+	err := s.tracer.Close()
 	s.p.close()
 	return err
 }
@@ -89,10 +92,20 @@ type conn struct {
 	flushed  bool // nothing fed since the last idle Flush
 }
 
+// events is where the pipeline reads records: the kernel's ring buffer, or
+// in tests a recording of it.
+type events interface {
+	// Read blocks until the next record, and returns os.ErrClosed after the
+	// last.
+	Read(*l7trace.Event) error
+	// Counters is the totals of the side that wrote the records.
+	Counters() (l7trace.Counters, error)
+}
+
 // pipeline reads the kernel's HTTP records, parses them per connection,
 // and hands each finished exchange to the RED metrics and the spans.
 type pipeline struct {
-	tracer *l7trace.Tracer
+	events events
 	cfg    Config
 	logger *zap.Logger
 	// bootNS turns the kernel's monotonic timestamps into wall time.
@@ -126,11 +139,11 @@ type pipeline struct {
 	done chan struct{}
 }
 
-func newPipeline(tracer *l7trace.Tracer, cfg Config, res source.Resources, logger *zap.Logger) *pipeline {
+func newPipeline(events events, cfg Config, res source.Resources, logger *zap.Logger) *pipeline {
 	var mono unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
 	p := &pipeline{
-		tracer:    tracer,
+		events:    events,
 		cfg:       cfg,
 		logger:    logger,
 		bootNS:    time.Now().UnixNano() - mono.Nano(),
@@ -149,7 +162,7 @@ func newPipeline(tracer *l7trace.Tracer, cfg Config, res source.Resources, logge
 	return p
 }
 
-// close stops the pipeline once the tracer is closed.
+// close stops the pipeline once its events have ended.
 func (p *pipeline) close() {
 	<-p.done
 	p.spans.close()
@@ -182,7 +195,7 @@ func (p *pipeline) idle() {
 
 func (p *pipeline) run() {
 	defer close(p.done)
-	source.ReadEach(p.tracer.Read, p.logger, "http event", func(e *l7trace.Event) {
+	source.ReadEach(p.events.Read, p.logger, "http event", func(e *l7trace.Event) {
 		delay := time.Duration(p.monoStart + int64(time.Since(p.started)) - int64(e.TS))
 		p.mu.Lock()
 		p.seen++
@@ -347,7 +360,7 @@ type httpCounters struct {
 }
 
 func (p *pipeline) counters() (httpCounters, error) {
-	k, err := p.tracer.Counters()
+	k, err := p.events.Counters()
 	if err != nil {
 		return httpCounters{}, err
 	}

@@ -328,7 +328,9 @@ func clientsByConn(spans []*span, only map[connKey]bool) map[connKey][]*span {
 		}
 	}
 	for _, cs := range clients {
-		slices.SortFunc(cs, func(a, b *span) int { return cmp.Compare(a.x.RequestStart, b.x.RequestStart) })
+		slices.SortFunc(cs, func(a, b *span) int {
+			return cmp.Or(cmp.Compare(a.x.RequestStart, b.x.RequestStart), cmp.Compare(a.x.Seq, b.x.Seq))
+		})
 	}
 	return clients
 }
@@ -354,14 +356,24 @@ func parentOf(s *span, clients map[connKey][]*span, servers map[uint32][]*span) 
 }
 
 // sameRequest returns the client span, of those on s's connection sorted
-// by request start, that sent the request server span s received: of those
-// whose requests overlap s's, the one that started nearest to it. Enclosing
-// is not required: on loopback and veth the receiver can return from its
-// read before the sender returns from its write, so the server's request
-// may start a little before the client's.
+// by request start, that sent the request server span s received: the one
+// with s's request number if their requests overlap, as both ends number a
+// connection's requests alike when both were traced from its start (which
+// tells apart requests pipelined in one syscall); else, of those whose
+// requests overlap s's, the one that started nearest to it. Enclosing is
+// not required: on loopback and veth the receiver can return from its read
+// before the sender returns from its write, so the server's request may
+// start a little before the client's.
 func sameRequest(s *span, clients []*span) *span {
 	overlaps := func(o *span) bool {
 		return o.x.RequestStart <= s.x.ResponseEnd && s.x.RequestStart <= o.x.ResponseEnd
+	}
+	if s.x.Seq != 0 {
+		// Requests start in order: the numbers sort as the starts do.
+		j, ok := slices.BinarySearchFunc(clients, s.x.Seq, func(o *span, n uint64) int { return cmp.Compare(o.x.Seq, n) })
+		if ok && overlaps(clients[j]) {
+			return clients[j]
+		}
 	}
 	i, _ := slices.BinarySearchFunc(clients, s.x.RequestStart, func(o *span, t uint64) int { return cmp.Compare(o.x.RequestStart, t) })
 	var best *span

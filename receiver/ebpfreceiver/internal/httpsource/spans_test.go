@@ -52,6 +52,25 @@ func TestLinkSameConnection(t *testing.T) {
 	}
 }
 
+// Two requests pipelined in one write, whose responses the client read in
+// one call: both client spans have the same times, and each server span is
+// the child of the one with its request number.
+func TestLinkPipelined(t *testing.T) {
+	var clients, servers []*span
+	for i := range 2 {
+		c := testSpan(httpflow.Client, 1, 1_000, 9_000)
+		c.x.Seq = uint64(i + 1)
+		clients = append(clients, c)
+		s := testSpan(httpflow.Server, 2, 2_000, uint64(4_000+2_000*i))
+		s.x.Seq = uint64(i + 1)
+		servers = append(servers, s)
+	}
+	link([]*span{servers[1], servers[0], clients[1], clients[0]})
+	for i := range servers {
+		assert.Same(t, clients[i], servers[i].parentSpan, "request %d", i+1)
+	}
+}
+
 // A client span's parent is the innermost server span of its process that
 // encloses it; a span on another connection or outside every server span
 // stays a root.
