@@ -80,7 +80,8 @@ func (s *Source) SetTracesConsumer(next consumer.Traces) { s.p.spans.setConsumer
 
 // conn is one traced connection.
 type conn struct {
-	flow     *httpflow.Conn // nil when the port filter skips the connection
+	parser   parser // nil when a filter skips the connection
+	emit     func(*exchange)
 	role     httpflow.Role
 	local    netip.AddrPort
 	remote   netip.AddrPort
@@ -102,8 +103,9 @@ type events interface {
 	Counters() (l7trace.Counters, error)
 }
 
-// pipeline reads the kernel's HTTP records, parses them per connection,
-// and hands each finished exchange to the RED metrics and the spans.
+// pipeline is the L7 engine: it reads the kernel's records, parses each
+// connection with its protocol's parser, and hands each finished exchange
+// to the spans and, for HTTP, to the RED metrics.
 type pipeline struct {
 	events events
 	cfg    Config
@@ -127,10 +129,10 @@ type pipeline struct {
 
 	mu   sync.Mutex // guards the counters below
 	lost map[string]uint64
-	// otlpExports counts the OTLP export requests left out.
-	otlpExports uint64
-	stat        httpflow.Stats
-	seen        uint64
+	// stat totals the parsers': Excluded is the OTLP export requests
+	// left out.
+	stat parserStats
+	seen uint64
 	// delivery counts, in power-of-two microsecond buckets, how long records
 	// took from the kernel's timestamp to the parser.
 	delivery [deliveryBuckets]uint64
@@ -183,8 +185,10 @@ func (p *pipeline) idle() {
 				switch quiet := now.Sub(c.lastSeen); {
 				case quiet > httpIdleTimeout:
 					p.forget(id, c)
-				case quiet > httpIdleFlush && c.flow != nil && !c.flushed:
-					p.feedDone(c, c.flow.Flush)
+				case quiet > httpIdleFlush && c.parser != nil && !c.flushed:
+					before := c.parser.Stats()
+					c.parser.Flush(c.emit)
+					p.count(before, c.parser.Stats())
 					c.flushed = true
 				}
 			}
@@ -213,45 +217,74 @@ func (p *pipeline) handle(e *l7trace.Event) {
 	c := p.conns[e.Conn]
 	if e.Dir == l7trace.DirClose {
 		if c != nil {
-			if c.flow != nil {
-				p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Close(e.TS, emit) })
+			if c.parser != nil {
+				before := c.parser.Stats()
+				c.parser.Close(e.TS, c.emit)
+				p.count(before, c.parser.Stats())
 			}
 			p.forget(e.Conn, c)
 		}
 		return
 	}
 	if c == nil {
-		role, ok := roleOf(e)
-		if !ok {
-			return // no captured bytes to tell a request from a response
-		}
-		if len(p.conns) >= p.cfg.MaxConnections {
-			p.countLost(lostConnectionTableFull, 1)
+		if c = p.open(e); c == nil {
 			return
-		}
-		c = &conn{role: role, local: e.Local, remote: e.Remote, cgroupID: e.CgroupID, pid: e.PID,
-			exe: e.Comm, command: commandOf(e.PID, e.Comm)}
-		serverPort := e.Local.Port()
-		if role == httpflow.Client {
-			serverPort = e.Remote.Port()
-		}
-		if p.cfg.Ports.allows(serverPort) && p.cgroupAllowed(e.CgroupID) {
-			c.flow = httpflow.NewConn(role, httpflow.Options{})
-			if role == httpflow.Client {
-				p.clients[connKey{c.local, c.remote}] = e.Conn
-			}
 		}
 		p.conns[e.Conn] = c
 	}
 	c.lastSeen, c.flushed = time.Now(), false
-	if c.flow == nil {
+	if c.parser == nil {
 		return
 	}
 	dir := httpflow.Ingress
 	if e.Dir == l7trace.DirEgress {
 		dir = httpflow.Egress
 	}
-	p.feedDone(c, func(emit func(httpflow.Exchange)) { c.flow.Feed(dir, e.TS, e.Data, int(e.Size), emit) })
+	before := c.parser.Stats()
+	c.parser.Feed(dir, e.TS, e.Data, int(e.Size), c.emit)
+	p.count(before, c.parser.Stats())
+}
+
+// open starts tracking the connection of its first event, or returns nil
+// when the event cannot tell its role or the table is full. connsMu is
+// held.
+func (p *pipeline) open(e *l7trace.Event) *conn {
+	proto, ok := protocols[e.Protocol]
+	if !ok {
+		p.countLost(lostUnknownProtocol, 1)
+		return nil
+	}
+	role, ok := proto.roleOf(e)
+	if !ok {
+		return nil // no captured bytes to tell a request from a response
+	}
+	if len(p.conns) >= p.cfg.MaxConnections {
+		p.countLost(lostConnectionTableFull, 1)
+		return nil
+	}
+	c := &conn{role: role, local: e.Local, remote: e.Remote, cgroupID: e.CgroupID, pid: e.PID,
+		exe: e.Comm, command: commandOf(e.PID, e.Comm)}
+	serverPort := e.Local.Port()
+	if role == httpflow.Client {
+		serverPort = e.Remote.Port()
+	}
+	if p.cfg.Ports.allows(serverPort) && p.cgroupAllowed(e.CgroupID) {
+		c.parser = proto.newParser(role, p.cfg)
+		c.emit = func(x *exchange) { p.finish(c, x) }
+		if role == httpflow.Client {
+			p.clients[connKey{c.local, c.remote}] = e.Conn
+		}
+	}
+	return c
+}
+
+// finish hands on an exchange of c.
+func (p *pipeline) finish(c *conn, x *exchange) {
+	x.local, x.remote, x.cgroupID, x.pid, x.exe, x.command = c.local, c.remote, c.cgroupID, c.pid, c.exe, c.command
+	if x.protocol == l7trace.ProtocolHTTP1 {
+		p.red.add(x)
+	}
+	p.spans.add(x)
 }
 
 // forget drops connection id. connsMu is held.
@@ -271,31 +304,15 @@ func (p *pipeline) clientTraced(k connKey) bool {
 	return ok
 }
 
-// feedDone runs a Feed or Close of c's parser, handing on what it emits and
-// counting what it dropped.
-func (p *pipeline) feedDone(c *conn, step func(emit func(httpflow.Exchange))) {
-	before := c.flow.Stats()
-	var otlp uint64
-	step(func(ex httpflow.Exchange) {
-		if ex.OTLPExport && !p.cfg.TraceOTLPExports {
-			otlp++
-			return
-		}
-		x := exchange{Exchange: ex, role: c.role, local: c.local, remote: c.remote, cgroupID: c.cgroupID,
-			pid: c.pid, exe: c.exe, command: c.command}
-		p.red.add(&x)
-		p.spans.add(&x)
-	})
-	after := c.flow.Stats()
+// count adds what a parser step dropped and excluded.
+func (p *pipeline) count(before, after parserStats) {
+	if before == after {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.otlpExports += otlp
-	p.stat.Add(httpflow.Stats{
-		Exchanges: after.Exchanges - before.Exchanges,
-		Dropped:   after.Dropped - before.Dropped,
-		Lost:      after.Lost - before.Lost,
-		NonHTTP:   after.NonHTTP - before.NonHTTP,
-	})
+	p.stat.Dropped += after.Dropped - before.Dropped
+	p.stat.Excluded += after.Excluded - before.Excluded
 }
 
 // cgroupAllowed applies the cgroup filter to a new connection's owner.
@@ -320,20 +337,6 @@ func commandOf(pid uint32, exe string) string {
 		b = b[:i]
 	}
 	return string(b)
-}
-
-// roleOf tells from a connection's first captured bytes which end the
-// process is: a request it received or a response it sent makes it the
-// server.
-func roleOf(e *l7trace.Event) (httpflow.Role, bool) {
-	if len(e.Data) < 5 {
-		return 0, false
-	}
-	response := string(e.Data[:5]) == "HTTP/"
-	if response == (e.Dir == l7trace.DirEgress) {
-		return httpflow.Server, true
-	}
-	return httpflow.Client, true
 }
 
 func (p *pipeline) countLost(reason string, n uint64) {
@@ -366,7 +369,7 @@ func (p *pipeline) counters() (httpCounters, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c := httpCounters{events: p.seen, otlpExports: p.otlpExports, lost: make(map[string]uint64),
+	c := httpCounters{events: p.seen, otlpExports: p.stat.Excluded, lost: make(map[string]uint64),
 		delivery: p.delivery, delaySum: p.delaySum}
 	for r, n := range p.lost {
 		c.lost[r] = n

@@ -19,10 +19,10 @@ import (
 
 // request is a finished exchange of a cgroup with peer that took d.
 func request(role httpflow.Role, cgroupID uint64, peer, method, target string, status int, d time.Duration) exchange {
-	x := exchange{role: role, cgroupID: cgroupID, remote: netip.MustParseAddrPort(peer)}
-	x.Method, x.Target, x.Version, x.Status = method, target, "1.1", status
-	x.RequestStart = 1_000_000_000
-	x.ResponseEnd = x.RequestStart + uint64(d)
+	const start = 1_000_000_000
+	x := newHTTP1Exchange(role, httpflow.Exchange{Method: method, Target: target, Version: "1.1", Status: status,
+		RequestStart: start, ResponseEnd: start + uint64(d)})
+	x.cgroupID, x.remote = cgroupID, netip.MustParseAddrPort(peer)
 	return x
 }
 
@@ -35,9 +35,9 @@ func (cgroupsOnly) RecordNode(pcommon.Timestamp, pmetric.MetricSlice) {}
 func TestMetrics(t *testing.T) {
 	const client = "198.18.0.1:40000"
 	http10 := request(httpflow.Server, sourcetest.ServiceCgroup, client, "GET", "/", 200, 2*time.Millisecond)
-	http10.Version = "1.0"
+	setHTTP(&http10, func(e *httpflow.Exchange) { e.Version = "1.0" })
 	closed := request(httpflow.Server, sourcetest.PodCgroup, client, "PUT", "/blobs/5e0a3f6c2b1d4e7f", 0, 30*time.Second)
-	closed.Err = httpflow.ErrClosed
+	setHTTP(&closed, func(e *httpflow.Exchange) { e.Err = httpflow.ErrClosed })
 	exchanges := []exchange{
 		request(httpflow.Server, sourcetest.PodCgroup, client, "GET", "/users/42", 200, 3*time.Millisecond),
 		request(httpflow.Server, sourcetest.PodCgroup, client, "GET", "/users/7", 200, 5*time.Millisecond), // on a bound

@@ -31,7 +31,7 @@ func newSpanPolicy(cfg SpansConfig) spanPolicy {
 
 // notable reports a span kept whatever the share: failed, or slow.
 func (p spanPolicy) notable(s *span) bool {
-	return errorType(&s.x) != "" || (p.slow > 0 && s.x.duration() >= p.slow)
+	return s.x.errType != "" || (p.slow > 0 && s.x.duration() >= p.slow)
 }
 
 // sampled reports whether the share keeps trace id.

@@ -14,7 +14,7 @@ import (
 // policySpan is a server span of trace n that answered status in d.
 func policySpan(n uint64, status int, d time.Duration) *span {
 	s := testSpan(httpflow.Server, 1, 1_000, 1_000+uint64(d))
-	s.x.Status = status
+	setHTTP(&s.x, func(e *httpflow.Exchange) { e.Status = status })
 	s.traceID = pcommon.TraceID{}
 	binary.BigEndian.PutUint64(s.traceID[8:], n)
 	return s
@@ -30,7 +30,7 @@ func TestSpanPolicy(t *testing.T) {
 	failed := policySpan(1<<63+2, 500, time.Millisecond)
 	late := policySpan(1<<63+3, 200, slow)
 	closed := policySpan(1<<63+4, 0, time.Millisecond)
-	closed.x.Err = httpflow.ErrClosed
+	setHTTP(&closed.x, func(e *httpflow.Exchange) { e.Err = httpflow.ErrClosed })
 	low := policySpan(7, 200, time.Millisecond)
 	ready := []*span{ok, failed, late, closed, low}
 
@@ -42,7 +42,7 @@ func TestSpanPolicy(t *testing.T) {
 	// even when the failed span itself was exported before or waits still.
 	caller := policySpan(1<<63+2, 500, time.Millisecond)
 	caller.x.role = httpflow.Client
-	caller.x.Status = 200
+	setHTTP(&caller.x, func(e *httpflow.Exchange) { e.Status = 200 })
 	assert.Equal(t, []*span{caller}, none.keep([]*span{caller}, []*span{caller, failed}))
 	assert.Empty(t, none.keep([]*span{caller}, []*span{caller}))
 }

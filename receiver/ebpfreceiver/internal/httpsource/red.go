@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -17,26 +16,6 @@ import (
 
 // durationBounds are the semantic conventions' advice for HTTP durations.
 var durationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
-
-// exchange is one finished request with where it happened.
-type exchange struct {
-	httpflow.Exchange
-	role     httpflow.Role
-	local    netip.AddrPort
-	remote   netip.AddrPort
-	cgroupID uint64
-	pid      uint32
-	exe      string
-	command  string
-}
-
-// duration is from the request's first byte to the response's last.
-func (x *exchange) duration() time.Duration {
-	if x.ResponseEnd < x.RequestStart {
-		return 0
-	}
-	return time.Duration(x.ResponseEnd - x.RequestStart)
-}
 
 // redKey is one series of http.server.request.duration or
 // http.client.request.duration.
@@ -82,19 +61,20 @@ func newREDMetrics(maxRoutes int) *redMetrics {
 	}
 }
 
+// add counts an HTTP exchange.
 func (r *redMetrics) add(x *exchange) {
 	k := redKey{
 		cgroupID: x.cgroupID,
 		server:   x.role == httpflow.Server,
-		method:   x.Method,
-		status:   x.Status,
-		version:  x.Version,
-		errType:  errorType(x),
+		method:   x.http.Method,
+		status:   x.http.Status,
+		version:  x.http.Version,
+		errType:  x.errType,
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if k.server {
-		k.route, k.overflow = r.admit(x.cgroupID, routeOf(x.Path()))
+		k.route, k.overflow = r.admit(x.cgroupID, routeOf(x.http.Path()))
 	} else {
 		k.addr, k.port = x.remote.Addr(), x.remote.Port()
 	}
@@ -221,16 +201,4 @@ func (k redKey) putAttributes(a pcommon.Map) {
 	}
 	a.PutStr("server.address", k.addr.String())
 	a.PutInt("server.port", int64(k.port))
-}
-
-// errorType is error.type per the semantic conventions: the status code of
-// a failed request, or why no response came.
-func errorType(x *exchange) string {
-	switch {
-	case x.Err != nil:
-		return "connection_closed"
-	case x.Status >= 500, x.Status >= 400 && x.role == httpflow.Client:
-		return strconv.Itoa(x.Status)
-	}
-	return ""
 }

@@ -29,6 +29,7 @@ const (
 	lostRequestsDropped     = "requests_dropped"
 	lostConnectionTableFull = "connection_table_full"
 	lostSpanQueueFull       = "span_queue_full"
+	lostUnknownProtocol     = "unknown_protocol"
 )
 
 // span is a finished exchange waiting to be linked and exported.
@@ -117,7 +118,7 @@ func (q *spanQueue) add(x *exchange) {
 	s := &span{x: *x, added: time.Now()}
 	s.spanID = randomSpanID()
 	s.traceID = randomTraceID()
-	if tid, sid, ok := parseTraceParent(x.TraceParent); ok {
+	if tid, sid, ok := parseTraceParent(x.traceParent); ok {
 		s.traceID, s.fromHeader = tid, true
 		if x.role == httpflow.Server {
 			s.parent = sid // the caller's span
@@ -329,7 +330,7 @@ func clientsByConn(spans []*span, only map[connKey]bool) map[connKey][]*span {
 	}
 	for _, cs := range clients {
 		slices.SortFunc(cs, func(a, b *span) int {
-			return cmp.Or(cmp.Compare(a.x.RequestStart, b.x.RequestStart), cmp.Compare(a.x.Seq, b.x.Seq))
+			return cmp.Or(cmp.Compare(a.x.start, b.x.start), cmp.Compare(a.x.seq, b.x.seq))
 		})
 	}
 	return clients
@@ -348,7 +349,7 @@ func parentOf(s *span, clients map[connKey][]*span, servers map[uint32][]*span) 
 		if callee || !encloses(o, s) || (s.fromHeader && o.traceID != s.traceID) {
 			continue
 		}
-		if parent == nil || o.x.RequestStart > parent.x.RequestStart {
+		if parent == nil || o.x.start > parent.x.start {
 			parent = o
 		}
 	}
@@ -366,16 +367,16 @@ func parentOf(s *span, clients map[connKey][]*span, servers map[uint32][]*span) 
 // start a little before the client's.
 func sameRequest(s *span, clients []*span) *span {
 	overlaps := func(o *span) bool {
-		return o.x.RequestStart <= s.x.ResponseEnd && s.x.RequestStart <= o.x.ResponseEnd
+		return o.x.start <= s.x.end && s.x.start <= o.x.end
 	}
-	if s.x.Seq != 0 {
+	if s.x.seq != 0 {
 		// Requests start in order: the numbers sort as the starts do.
-		j, ok := slices.BinarySearchFunc(clients, s.x.Seq, func(o *span, n uint64) int { return cmp.Compare(o.x.Seq, n) })
+		j, ok := slices.BinarySearchFunc(clients, s.x.seq, func(o *span, n uint64) int { return cmp.Compare(o.x.seq, n) })
 		if ok && overlaps(clients[j]) {
 			return clients[j]
 		}
 	}
-	i, _ := slices.BinarySearchFunc(clients, s.x.RequestStart, func(o *span, t uint64) int { return cmp.Compare(o.x.RequestStart, t) })
+	i, _ := slices.BinarySearchFunc(clients, s.x.start, func(o *span, t uint64) int { return cmp.Compare(o.x.start, t) })
 	var best *span
 	// Of those that started before s, the latest that overlaps it: on a
 	// connection of sequential requests, the one just before.
@@ -387,8 +388,8 @@ func sameRequest(s *span, clients []*span) *span {
 	}
 	// Of those that started since, the first, if it started within s and
 	// nearer than best.
-	if i < len(clients) && clients[i].x.RequestStart <= s.x.ResponseEnd &&
-		(best == nil || clients[i].x.RequestStart-s.x.RequestStart < s.x.RequestStart-best.x.RequestStart) {
+	if i < len(clients) && clients[i].x.start <= s.x.end &&
+		(best == nil || clients[i].x.start-s.x.start < s.x.start-best.x.start) {
 		best = clients[i]
 	}
 	return best
@@ -396,7 +397,7 @@ func sameRequest(s *span, clients []*span) *span {
 
 // encloses reports whether o's request began before s's and ended after.
 func encloses(o, s *span) bool {
-	return o.x.RequestStart <= s.x.RequestStart && s.x.ResponseEnd <= o.x.ResponseEnd
+	return o.x.start <= s.x.start && s.x.end <= o.x.end
 }
 
 // rootOf follows parents to the top of s's chain on this node, or to the
@@ -454,16 +455,10 @@ func (q *spanQueue) fill(out ptrace.Span, s *span, addrs addrStrings) {
 	out.SetTraceID(s.traceID)
 	out.SetSpanID(s.spanID)
 	out.SetParentSpanID(s.parent)
-	out.SetStartTimestamp(pcommon.Timestamp(q.bootNS + int64(x.RequestStart)))
-	out.SetEndTimestamp(pcommon.Timestamp(q.bootNS + int64(x.ResponseEnd)))
+	out.SetStartTimestamp(pcommon.Timestamp(q.bootNS + int64(x.start)))
+	out.SetEndTimestamp(pcommon.Timestamp(q.bootNS + int64(x.end)))
 	a := out.Attributes()
 	a.EnsureCapacity(spanAttributes)
-	a.PutStr("http.request.method", x.Method)
-	a.PutStr("url.path", x.Path())
-	if x.Status != 0 {
-		a.PutInt("http.response.status_code", int64(x.Status))
-	}
-	a.PutStr("network.protocol.version", x.Version)
 	remote := addrs.of(x.remote.Addr())
 	a.PutStr("network.peer.address", remote)
 	a.PutInt("network.peer.port", int64(x.remote.Port()))
@@ -472,34 +467,25 @@ func (q *spanQueue) fill(out ptrace.Span, s *span, addrs addrStrings) {
 		a.PutStr("process.executable.name", x.exe)
 		a.PutStr("process.command", x.command)
 	}
-	// server.address is the server's IP, not the Host header: no header
-	// value but traceparent is ever exported.
+	// server.address is the server's IP, never a header's value.
 	serverAddr, serverPort := remote, x.remote.Port()
 	if x.role == httpflow.Server {
-		route := routeOf(x.Path())
-		out.SetName(x.Method + " " + route)
 		out.SetKind(ptrace.SpanKindServer)
-		a.PutStr("http.route", route)
-		a.PutStr("url.scheme", "http")
 		a.PutStr("client.address", remote)
 		serverAddr, serverPort = addrs.of(x.local.Addr()), x.local.Port()
 	} else {
-		out.SetName(x.Method)
 		out.SetKind(ptrace.SpanKindClient)
-		// Required on client spans. Built from the peer's address and the
-		// path: the Host header's value is not exported, and the query
-		// string is left out, as url.path leaves it out on server spans.
-		a.PutStr("url.full", "http://"+x.remote.String()+x.Path())
 	}
 	a.PutStr("server.address", serverAddr)
 	a.PutInt("server.port", int64(serverPort))
-	if e := errorType(x); e != "" {
-		a.PutStr("error.type", e)
+	if x.errType != "" {
+		a.PutStr("error.type", x.errType)
 		out.Status().SetCode(ptrace.StatusCodeError)
-		if x.Err != nil {
-			out.Status().SetMessage(x.Err.Error())
+		if x.err != nil {
+			out.Status().SetMessage(x.err.Error())
 		}
 	}
+	protocols[x.protocol].fillSpan(out, x, addrs)
 }
 
 // parseTraceParent reads the trace and parent span ids of a W3C

@@ -25,12 +25,23 @@ var (
 )
 
 func testSpan(role httpflow.Role, pid uint32, reqStart, respEnd uint64) *span {
-	x := exchange{role: role, pid: pid, local: clientAddr, remote: serverAddr}
+	x := newHTTP1Exchange(role, httpflow.Exchange{RequestStart: reqStart, ResponseEnd: respEnd})
+	x.pid, x.local, x.remote = pid, clientAddr, serverAddr
 	if role == httpflow.Server {
 		x.local, x.remote = serverAddr, clientAddr
 	}
-	x.RequestStart, x.ResponseEnd = reqStart, respEnd
 	return &span{x: x, traceID: randomTraceID(), spanID: randomSpanID()}
+}
+
+// setHTTP changes the HTTP fields of x with f, keeping its place, times
+// and request number unless f sets them.
+func setHTTP(x *exchange, f func(*httpflow.Exchange)) {
+	e := x.http
+	e.RequestStart, e.ResponseEnd, e.Seq = x.start, x.end, x.seq
+	f(&e)
+	place := *x
+	*x = newHTTP1Exchange(x.role, e)
+	x.local, x.remote, x.cgroupID, x.pid, x.exe, x.command = place.local, place.remote, place.cgroupID, place.pid, place.exe, place.command
 }
 
 // Three requests on one keep-alive connection over loopback, where the
@@ -59,10 +70,10 @@ func TestLinkPipelined(t *testing.T) {
 	var clients, servers []*span
 	for i := range 2 {
 		c := testSpan(httpflow.Client, 1, 1_000, 9_000)
-		c.x.Seq = uint64(i + 1)
+		c.x.seq = uint64(i + 1)
 		clients = append(clients, c)
 		s := testSpan(httpflow.Server, 2, 2_000, uint64(4_000+2_000*i))
-		s.x.Seq = uint64(i + 1)
+		s.x.seq = uint64(i + 1)
 		servers = append(servers, s)
 	}
 	link([]*span{servers[1], servers[0], clients[1], clients[0]})
@@ -91,10 +102,10 @@ func TestLinkCallsWhileServing(t *testing.T) {
 // fixedSpan is a span of the pod's process with the given ids.
 func fixedSpan(role httpflow.Role, local, remote, method, target string, status int, start, end uint64,
 	traceID pcommon.TraceID, spanID pcommon.SpanID) *span {
-	x := exchange{role: role, cgroupID: sourcetest.PodCgroup, pid: 4242, exe: "api", command: "/usr/local/bin/api",
-		local: netip.MustParseAddrPort(local), remote: netip.MustParseAddrPort(remote)}
-	x.Method, x.Target, x.Version, x.Status = method, target, "1.1", status
-	x.RequestStart, x.ResponseEnd = start, end
+	x := newHTTP1Exchange(role, httpflow.Exchange{Method: method, Target: target, Version: "1.1", Status: status,
+		RequestStart: start, ResponseEnd: end})
+	x.cgroupID, x.pid, x.exe, x.command = sourcetest.PodCgroup, 4242, "api", "/usr/local/bin/api"
+	x.local, x.remote = netip.MustParseAddrPort(local), netip.MustParseAddrPort(remote)
 	return &span{x: x, traceID: traceID, spanID: spanID}
 }
 
@@ -105,7 +116,7 @@ func TestBuild(t *testing.T) {
 	const traceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	served := fixedSpan(httpflow.Server, "198.18.0.2:8080", "198.18.0.1:40000", "GET", "/users/42?full=1", 200,
 		1_000_000, 9_000_000, pcommon.TraceID{}, pcommon.SpanID{7: 1})
-	served.x.TraceParent = traceParent
+	setHTTP(&served.x, func(e *httpflow.Exchange) { e.TraceParent = traceParent })
 	var ok bool
 	served.traceID, served.parent, ok = parseTraceParent(traceParent)
 	require.True(t, ok)
@@ -117,7 +128,7 @@ func TestBuild(t *testing.T) {
 	closed := fixedSpan(httpflow.Server, "198.18.0.2:80", "198.18.0.9:51000", "PUT", "/upload", 0,
 		40_000_000, 70_000_000, pcommon.TraceID{15: 4}, pcommon.SpanID{7: 4})
 	closed.x.cgroupID, closed.x.pid, closed.x.exe, closed.x.command = sourcetest.ServiceCgroup, 777, "nginx", "nginx: worker process"
-	closed.x.Err = httpflow.ErrClosed
+	setHTTP(&closed.x, func(e *httpflow.Exchange) { e.Err = httpflow.ErrClosed })
 
 	spans := []*span{served, call, failed, closed}
 	link(spans)
@@ -179,7 +190,7 @@ func expressQueue(sink *consumertest.TracesSink, clientTraced bool) *spanQueue {
 // exchangeOf is testSpan's exchange answered with status.
 func exchangeOf(role httpflow.Role, pid uint32, reqStart, respEnd uint64, status int) *exchange {
 	x := testSpan(role, pid, reqStart, respEnd).x
-	x.Method, x.Target, x.Version, x.Status = "GET", "/", "1.1", status
+	setHTTP(&x, func(e *httpflow.Exchange) { e.Method, e.Target, e.Version, e.Status = "GET", "/", "1.1", status })
 	return &x
 }
 

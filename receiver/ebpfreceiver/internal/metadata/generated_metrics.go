@@ -101,6 +101,7 @@ const (
 	AttributeEbpfLostReasonRequestsDropped
 	AttributeEbpfLostReasonConnectionTableFull
 	AttributeEbpfLostReasonSpanQueueFull
+	AttributeEbpfLostReasonUnknownProtocol
 	AttributeEbpfLostReasonCgroupsMapFull
 	AttributeEbpfLostReasonTasksMapFull
 	AttributeEbpfLostReasonSeriesMapFull
@@ -126,6 +127,8 @@ func (av AttributeEbpfLostReason) String() string {
 		return "connection_table_full"
 	case AttributeEbpfLostReasonSpanQueueFull:
 		return "span_queue_full"
+	case AttributeEbpfLostReasonUnknownProtocol:
+		return "unknown_protocol"
 	case AttributeEbpfLostReasonCgroupsMapFull:
 		return "cgroups_map_full"
 	case AttributeEbpfLostReasonTasksMapFull:
@@ -151,6 +154,7 @@ var MapAttributeEbpfLostReason = map[string]AttributeEbpfLostReason{
 	"requests_dropped":      AttributeEbpfLostReasonRequestsDropped,
 	"connection_table_full": AttributeEbpfLostReasonConnectionTableFull,
 	"span_queue_full":       AttributeEbpfLostReasonSpanQueueFull,
+	"unknown_protocol":      AttributeEbpfLostReasonUnknownProtocol,
 	"cgroups_map_full":      AttributeEbpfLostReasonCgroupsMapFull,
 	"tasks_map_full":        AttributeEbpfLostReasonTasksMapFull,
 	"series_map_full":       AttributeEbpfLostReasonSeriesMapFull,
@@ -1173,7 +1177,7 @@ type metricEbpfHTTPLost struct {
 // init fills ebpf.http.lost metric with initial data.
 func (m *metricEbpfHTTPLost) init() {
 	m.data.SetName("ebpf.http.lost")
-	m.data.SetDescription("HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported).")
+	m.data.SetDescription("HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported), unknown_protocol (connections of a protocol the kernel names but this build has no parser for).")
 	m.data.SetUnit("{event}")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)

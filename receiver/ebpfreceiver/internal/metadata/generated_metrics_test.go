@@ -652,7 +652,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["ebpf.http.lost"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported).", mi.Description())
+						assert.Equal(t, "HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported), unknown_protocol (connections of a protocol the kernel names but this build has no parser for).", mi.Description())
 						assert.Equal(t, "{event}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
@@ -669,7 +669,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["ebpf.http.lost"] = true
 						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-						assert.Equal(t, "HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported).", mi.Description())
+						assert.Equal(t, "HTTP data or requests the receiver could not turn into spans and metrics, by reason: ring_buffer_full (records the kernel had no room for), data_not_captured (syscalls whose bytes could not be copied), requests_dropped (requests the parser dropped: pipelining past its queue, headers too long), connection_table_full (connections not tracked), span_queue_full (spans not exported), unknown_protocol (connections of a protocol the kernel names but this build has no parser for).", mi.Description())
 						assert.Equal(t, "{event}", mi.Unit())
 						assert.True(t, mi.Sum().IsMonotonic())
 						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
