@@ -82,6 +82,21 @@ func TestLinkPipelined(t *testing.T) {
 	}
 }
 
+// On loopback the server can read, answer and finish before the client's
+// write returns: the server span with the client's request number is still
+// its child, and one numbered otherwise is not.
+func TestLinkServerDoneFirst(t *testing.T) {
+	client := testSpan(httpflow.Client, 1, 10_000, 20_000)
+	client.x.seq = 3
+	server := testSpan(httpflow.Server, 2, 4_000, 9_000)
+	server.x.seq = 3
+	other := testSpan(httpflow.Server, 2, 4_000, 9_000)
+	other.x.seq = 2
+	link([]*span{server, other, client})
+	assert.Same(t, client, server.parentSpan)
+	assert.Nil(t, other.parentSpan)
+}
+
 // A client span's parent is the innermost server span of its process that
 // encloses it; a span on another connection or outside every server span
 // stays a root.
