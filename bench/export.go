@@ -20,7 +20,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
-	_ "google.golang.org/grpc/encoding/gzip" // the otlp_grpc exporter's default compression
+	// The collector's gRPC compressors (gzip, snappy, zstd), as its OTLP
+	// receiver accepts them.
+	_ "go.opentelemetry.io/collector/config/configgrpc"
 )
 
 // export is what the receiver exported in one configuration, read by the

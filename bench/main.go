@@ -211,9 +211,11 @@ func (a *agent) exporters() (string, string) {
   otlp_grpc:
     endpoint: %s
     tls: {insecure: true}
+    compression: snappy
   otlp_grpc/traces:
     endpoint: %s
     tls: {insecure: true}
+    compression: snappy
 `, a.sink.addr, a.sink.addr)
 	}
 	return "file", fmt.Sprintf(`exporters:
@@ -533,7 +535,8 @@ func measureIdle(dist, dir string, n int) (*idleResult, error) {
 // profileFull records a CPU profile of the full receiver, through its pprof
 // extension, while the keepalive workload runs against addr for d (whole
 // seconds, at least one), and writes it to path. It runs apart from the
-// measured rounds, so that profiling costs them nothing.
+// measured rounds, so that profiling costs them nothing. The heap profile
+// as the workload ends goes next to it, as .heap.pprof.
 func profileFull(dist, dir, path string, d time.Duration, addr string) error {
 	os.MkdirAll(dir, 0o755)
 	a, err := startAgent("profile", dist, dir)
@@ -568,7 +571,23 @@ func profileFull(dist, dir, path string, d time.Duration, addr string) error {
 	if r.err != nil {
 		return r.err
 	}
-	return os.WriteFile(path, r.b, 0o644)
+	if err := os.WriteFile(path, r.b, 0o644); err != nil {
+		return err
+	}
+	// The heap as the workload ends, for peak RSS.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", a.pprof))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	heap, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("pprof heap: %s", resp.Status)
+	}
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(strings.TrimSuffix(path, ".cpu.pprof")+".heap.pprof", heap, 0o644)
 }
 
 // measureIdleCPU runs the full receiver, every capability on, at the

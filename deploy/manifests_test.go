@@ -267,6 +267,10 @@ func TestAgentManifests(t *testing.T) {
 			if ep := got.Exporters["otlp_grpc"]["endpoint"]; ep != "${env:OTLP_ENDPOINT}" {
 				t.Errorf("otlp_grpc endpoint = %v, want ${env:OTLP_ENDPOINT}", ep)
 			}
+			// As make bench-system measures it.
+			if c := got.Exporters["otlp_grpc"]["compression"]; c != "snappy" {
+				t.Errorf("otlp_grpc compression = %v, want snappy", c)
+			}
 		}
 	})
 }
