@@ -252,17 +252,28 @@ func (q *spanQueue) flush(all bool) {
 		q.pending = append(keep, q.pending...)
 	}
 	q.mu.Unlock()
-	// Building a window's spans takes milliseconds: notable spans that
-	// came meanwhile go first.
+	q.expressIfWoken()
+	kept := q.policy.keep(ready, pending)
+	q.dropped.Add(uint64(len(ready) - len(kept)))
+	for len(kept) > 0 {
+		n := min(len(kept), exportBatch)
+		_ = next.ConsumeTraces(context.Background(), q.build(kept[:n]))
+		kept = kept[n:]
+		q.expressIfWoken()
+	}
+}
+
+// exportBatch is the most spans a flush hands over at once. Building a
+// window's spans in one piece took tens of milliseconds, which the notable
+// spans waited behind, and the exporter held several such pieces at a time.
+const exportBatch = 1024
+
+// expressIfWoken sends the notable spans that came while a flush ran.
+func (q *spanQueue) expressIfWoken() {
 	select {
 	case <-q.wake:
 		q.express()
 	default:
-	}
-	kept := q.policy.keep(ready, pending)
-	q.dropped.Add(uint64(len(ready) - len(kept)))
-	if len(kept) > 0 {
-		_ = next.ConsumeTraces(context.Background(), q.build(kept))
 	}
 }
 

@@ -1,6 +1,7 @@
 package httpsource
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/ptracetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -297,4 +299,31 @@ func TestExpressAdopted(t *testing.T) {
 	for _, c := range got[ptrace.SpanKindClient] {
 		assert.Equal(t, call.TraceID(), c.TraceID())
 	}
+}
+
+// A flush hands its spans over in pieces of exportBatch, and a failed span
+// that comes while it runs goes out before the next piece.
+func TestFlushInPieces(t *testing.T) {
+	var calls []ptrace.Traces
+	var q *spanQueue
+	next, err := consumer.NewTraces(func(_ context.Context, td ptrace.Traces) error {
+		if len(calls) == 0 {
+			q.add(exchangeOf(httpflow.Server, 3, 5_000, 6_000, 500))
+		}
+		calls = append(calls, td)
+		return nil
+	})
+	require.NoError(t, err)
+	q = expressQueue(nil, false)
+	q.next, q.max = next, 4*exportBatch
+	for i := range 2*exportBatch + 1 {
+		q.add(exchangeOf(httpflow.Server, 2, uint64(i), uint64(i+1), 200))
+	}
+	q.flush(true)
+	require.Len(t, calls, 4)
+	for i, want := range []int{exportBatch, 1, exportBatch, 1} {
+		assert.Equal(t, want, calls[i].SpanCount(), "call %d", i)
+	}
+	failed := calls[1].ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
+	assert.Equal(t, ptrace.StatusCodeError, failed.Status().Code(), "the failed span went out between the pieces")
 }
