@@ -13,7 +13,7 @@ import (
 
 // http1 is HTTP/1.0 and HTTP/1.1 on the engine: httpflow parses, and the
 // RED metrics (red.go) count every exchange.
-var http1 = protocol{roleOf: http1RoleOf, newParser: newHTTP1Parser, fillSpan: fillHTTP1Span}
+var http1 = protocol{roleOf: http1RoleOf, newParser: newHTTP1Parser, fillSpan: fillHTTP1Span, spanAttributes: 6}
 
 // http1RoleOf tells from a connection's first captured bytes which end the
 // process is: a request it received or a response it sent makes it the
@@ -76,10 +76,18 @@ func (h *http1Parser) onExchange(e httpflow.Exchange) {
 	h.out(&h.x)
 }
 
+// http1Fields is what HTTP/1 spans and metrics read of an exchange. It is
+// kept small: every span waits a link window with it.
+type http1Fields struct {
+	method, path, version string
+	status                int
+}
+
 // newHTTP1Exchange is e as the engine's exchange, with no place yet.
 func newHTTP1Exchange(role httpflow.Role, e httpflow.Exchange) exchange {
 	return exchange{protocol: l7trace.ProtocolHTTP1, role: role, seq: e.Seq, start: e.RequestStart, end: e.ResponseEnd,
-		traceParent: e.TraceParent, errType: http1ErrorType(role, e), err: e.Err, http: e}
+		traceParent: e.TraceParent, errType: http1ErrorType(role, e), err: e.Err,
+		http: http1Fields{method: e.Method, path: e.Path(), version: e.Version, status: e.Status}}
 }
 
 // http1ErrorType is error.type per the semantic conventions: the status
@@ -97,21 +105,21 @@ func http1ErrorType(role httpflow.Role, e httpflow.Exchange) string {
 func fillHTTP1Span(out ptrace.Span, x *exchange, addrs addrStrings) {
 	h := &x.http
 	a := out.Attributes()
-	path := h.Path()
-	a.PutStr("http.request.method", h.Method)
+	path := h.path
+	a.PutStr("http.request.method", h.method)
 	a.PutStr("url.path", path)
-	if h.Status != 0 {
-		a.PutInt("http.response.status_code", int64(h.Status))
+	if h.status != 0 {
+		a.PutInt("http.response.status_code", int64(h.status))
 	}
-	a.PutStr("network.protocol.version", h.Version)
+	a.PutStr("network.protocol.version", h.version)
 	if x.role == httpflow.Server {
 		route := routeOf(path)
-		out.SetName(h.Method + " " + route)
+		out.SetName(h.method + " " + route)
 		a.PutStr("http.route", route)
 		a.PutStr("url.scheme", "http")
 		return
 	}
-	out.SetName(h.Method)
+	out.SetName(h.method)
 	// Required on client spans. Built from the peer's address and the
 	// path: the Host header's value is not exported, and the query string
 	// is left out, as url.path leaves it out on server spans.

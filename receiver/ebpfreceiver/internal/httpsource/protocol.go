@@ -36,7 +36,7 @@ type exchange struct {
 	exe      string
 	command  string
 
-	http httpflow.Exchange // l7trace.ProtocolHTTP1
+	http http1Fields // l7trace.ProtocolHTTP1
 }
 
 // duration is from the request's first byte to the response's last.
@@ -73,8 +73,10 @@ type protocol struct {
 	// is, or false when the record cannot tell.
 	roleOf    func(*l7trace.Event) (httpflow.Role, bool)
 	newParser func(httpflow.Role, Config) parser
-	// fillSpan names the span and puts the protocol's attributes.
-	fillSpan func(out ptrace.Span, x *exchange, addrs addrStrings)
+	// fillSpan names the span and puts the protocol's attributes, at most
+	// spanAttributes of them.
+	fillSpan       func(out ptrace.Span, x *exchange, addrs addrStrings)
+	spanAttributes int
 }
 
 // protocols holds a parser for every protocol the kernel's classifier

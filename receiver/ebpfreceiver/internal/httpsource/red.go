@@ -66,15 +66,15 @@ func (r *redMetrics) add(x *exchange) {
 	k := redKey{
 		cgroupID: x.cgroupID,
 		server:   x.role == httpflow.Server,
-		method:   x.http.Method,
-		status:   x.http.Status,
-		version:  x.http.Version,
+		method:   x.http.method,
+		status:   x.http.status,
+		version:  x.http.version,
 		errType:  x.errType,
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if k.server {
-		k.route, k.overflow = r.admit(x.cgroupID, routeOf(x.http.Path()))
+		k.route, k.overflow = r.admit(x.cgroupID, routeOf(x.http.path))
 	} else {
 		k.addr, k.port = x.remote.Addr(), x.remote.Port()
 	}

@@ -465,9 +465,6 @@ func (m addrStrings) of(a netip.Addr) string {
 	return s
 }
 
-// spanAttributes is the most attributes a span gets.
-const spanAttributes = 16
-
 func (q *spanQueue) fill(out ptrace.Span, s *span, addrs addrStrings) {
 	x := &s.x
 	out.SetTraceID(s.traceID)
@@ -476,7 +473,19 @@ func (q *spanQueue) fill(out ptrace.Span, s *span, addrs addrStrings) {
 	out.SetStartTimestamp(pcommon.Timestamp(q.bootNS + int64(x.start)))
 	out.SetEndTimestamp(pcommon.Timestamp(q.bootNS + int64(x.end)))
 	a := out.Attributes()
-	a.EnsureCapacity(spanAttributes)
+	// The room these attributes take is most of a span's memory: make just
+	// enough.
+	n := 7 + protocols[x.protocol].spanAttributes // with server.address and port
+	if x.exe == "" {
+		n -= 2
+	}
+	if x.role == httpflow.Server {
+		n++
+	}
+	if x.errType != "" {
+		n++
+	}
+	a.EnsureCapacity(n)
 	remote := addrs.of(x.remote.Addr())
 	a.PutStr("network.peer.address", remote)
 	a.PutInt("network.peer.port", int64(x.remote.Port()))

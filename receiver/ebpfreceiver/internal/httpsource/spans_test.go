@@ -38,8 +38,8 @@ func testSpan(role httpflow.Role, pid uint32, reqStart, respEnd uint64) *span {
 // setHTTP changes the HTTP fields of x with f, keeping its place, times
 // and request number unless f sets them.
 func setHTTP(x *exchange, f func(*httpflow.Exchange)) {
-	e := x.http
-	e.RequestStart, e.ResponseEnd, e.Seq = x.start, x.end, x.seq
+	e := httpflow.Exchange{Method: x.http.method, Target: x.http.path, Version: x.http.version, Status: x.http.status,
+		TraceParent: x.traceParent, Err: x.err, RequestStart: x.start, ResponseEnd: x.end, Seq: x.seq}
 	f(&e)
 	place := *x
 	*x = newHTTP1Exchange(x.role, e)
