@@ -354,9 +354,6 @@ func (c *Conn) setFields(h *half, f fields) {
 	if e == nil {
 		return
 	}
-	if f.host != nil && e.ex.Host == "" {
-		e.ex.Host = string(f.host)
-	}
 	if f.traceParents == 1 && e.ex.TraceParent == "" && validTraceParent(f.traceParent) {
 		e.ex.TraceParent = string(f.traceParent)
 	}

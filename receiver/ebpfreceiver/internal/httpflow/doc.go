@@ -7,7 +7,7 @@
 // ReadResponse need the whole byte stream, while here a syscall delivers only
 // a prefix of its bytes, a message may be split at any byte across syscalls,
 // and bodies must be skipped by length, never kept. Memory per connection is
-// bounded by Options; only Target, Host and TraceParent are copied out.
+// bounded by Options; only Target and TraceParent are copied out.
 //
 // Rules for ambiguous input:
 //
@@ -16,8 +16,8 @@
 //     100-599, optional SP and reason, CRLF. Header sections end at CRLF CRLF.
 //     Anything else where a message must start is a parse error.
 //   - A header section cut by the end of the captured bytes still yields an
-//     Exchange if its start line was captured: Partial is set, Host and
-//     TraceParent come from the complete header lines captured, and the
+//     Exchange if its start line was captured: Partial is set,
+//     TraceParent comes from the complete header lines captured, and the
 //     direction resynchronises because the message length is unknown. A
 //     status line cut after its code counts as complete; any other start
 //     line cut by the capture yields no Exchange (Stats.Dropped), and a

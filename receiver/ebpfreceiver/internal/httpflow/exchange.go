@@ -64,14 +64,12 @@ type Exchange struct {
 	Seq uint64
 	// TraceParent is the request's valid W3C traceparent header, if any.
 	TraceParent string
-	// Host is the request's Host header, if any.
-	Host string
 	// OTLPExport reports an OTLP/HTTP export request: a POST to
 	// /v1/traces, /v1/metrics, /v1/logs or /v1development/profiles with an
 	// OTLP content type.
 	OTLPExport bool
 	// Partial reports that a header section was not fully captured or a
-	// message lost sync: Host and TraceParent may be missing and an end
+	// message lost sync: TraceParent may be missing and an end
 	// timestamp is the last syscall before the next message.
 	Partial bool
 	// Err is ErrClosed if the connection closed before the response

@@ -161,18 +161,17 @@ func parseStatusLine(line []byte) int {
 
 // fields is what the parser keeps from a header section.
 type fields struct {
-	host, traceParent []byte
-	otlpType          bool  // Content-Type is one that OTLP/HTTP sends
-	length            int64 // Content-Length, -1 if absent
-	badLength         bool  // malformed or conflicting Content-Length
-	te                bool  // Transfer-Encoding present
-	chunked           bool  // chunked is the final transfer coding
-	expect            bool  // Expect: 100-continue
-	traceParents      int
+	traceParent  []byte
+	otlpType     bool  // Content-Type is one that OTLP/HTTP sends
+	length       int64 // Content-Length, -1 if absent
+	badLength    bool  // malformed or conflicting Content-Length
+	te           bool  // Transfer-Encoding present
+	chunked      bool  // chunked is the final transfer coding
+	expect       bool  // Expect: 100-continue
+	traceParents int
 }
 
 var (
-	hdrHost        = []byte("Host")
 	hdrTraceParent = []byte("Traceparent")
 	hdrLength      = []byte("Content-Length")
 	hdrTE          = []byte("Transfer-Encoding")
@@ -202,10 +201,6 @@ func parseFields(b []byte) fields {
 		}
 		name, val := line[:colon], textproto.TrimBytes(line[colon+1:])
 		switch {
-		case bytes.EqualFold(name, hdrHost):
-			if f.host == nil {
-				f.host = val
-			}
 		case bytes.EqualFold(name, hdrTraceParent):
 			f.traceParent = val
 			f.traceParents++

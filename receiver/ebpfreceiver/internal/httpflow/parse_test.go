@@ -83,9 +83,8 @@ func TestParseFields(t *testing.T) {
 		{"chunked", "Transfer-Encoding: gzip, Chunked\r\n\r\n", fields{length: -1, te: true, chunked: true}},
 		{"not chunked last", "Transfer-Encoding: chunked, gzip\r\n\r\n", fields{length: -1, te: true}},
 		{"expect", "Expect: 100-Continue\r\n\r\n", fields{length: -1, expect: true}},
-		{"host first wins", "Host: a\r\nHost: b\r\n\r\n", fields{length: -1, host: []byte("a")}},
-		{"no colon ignored", "garbage\r\nHost:  a  \r\n\r\n", fields{length: -1, host: []byte("a")}},
-		{"stops at empty line", "\r\nHost: a\r\n\r\n", fields{length: -1}},
+		{"no colon ignored", "garbage\r\nContent-Length:  5  \r\n\r\n", fields{length: 5}},
+		{"stops at empty line", "\r\nContent-Length: 5\r\n\r\n", fields{length: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
