@@ -46,6 +46,22 @@ func BenchmarkBuild(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
 }
 
+// BenchmarkLink links a link window's spans of one process that serves
+// and calls at 5k requests a second: 12,800 spans.
+func BenchmarkLink(b *testing.B) {
+	var spans []*span
+	for range 25 {
+		spans = append(spans, benchSpans()...)
+	}
+	for b.Loop() {
+		for _, s := range spans {
+			s.parentSpan, s.parent = nil, pcommon.SpanID{}
+		}
+		link(spans)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+}
+
 // BenchmarkRED records one request's server and client durations per op.
 func BenchmarkRED(b *testing.B) {
 	r := newREDMetrics(100)

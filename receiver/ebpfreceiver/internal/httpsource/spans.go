@@ -288,16 +288,12 @@ type connKey struct{ local, remote netip.AddrPort }
 //
 // Ids from traceparent headers win over both. A span express sent keeps
 // its ids: the spans that would be its parent join its trace instead.
-// Spans are indexed by connection and by process, so linking costs time in
-// proportion to the spans (sorting each connection's), not their square.
+// Spans are indexed by connection and by process, each sorted by request
+// start, so linking costs time in proportion to the spans, not their
+// square.
 func link(spans []*span) {
 	clients := clientsByConn(spans, nil)
-	servers := make(map[uint32][]*span)
-	for _, s := range spans {
-		if s.x.role == httpflow.Server {
-			servers[s.x.pid] = append(servers[s.x.pid], s)
-		}
-	}
+	servers := serversByPID(spans)
 	var adopt []*span // sent spans, then the parent whose trace takes theirs
 	for _, s := range spans {
 		if s.parentSpan != nil || (s.fromHeader && s.x.role == httpflow.Server) {
@@ -347,24 +343,65 @@ func clientsByConn(spans []*span, only map[connKey]bool) map[connKey][]*span {
 	return clients
 }
 
+// processServers is one process's server spans sorted by request start,
+// and the longest of their durations.
+type processServers struct {
+	spans   []*span
+	longest uint64
+}
+
+func serversByPID(spans []*span) map[uint32]*processServers {
+	servers := make(map[uint32]*processServers)
+	for _, s := range spans {
+		if s.x.role != httpflow.Server {
+			continue
+		}
+		p := servers[s.x.pid]
+		if p == nil {
+			p = &processServers{}
+			servers[s.x.pid] = p
+		}
+		p.spans = append(p.spans, s)
+		p.longest = max(p.longest, uint64(s.x.duration()))
+	}
+	for _, p := range servers {
+		slices.SortFunc(p.spans, func(a, b *span) int {
+			return cmp.Or(cmp.Compare(a.x.start, b.x.start), cmp.Compare(a.x.seq, b.x.seq))
+		})
+	}
+	return servers
+}
+
 // parentOf finds s's parent among the indexed spans, or nil.
-func parentOf(s *span, clients map[connKey][]*span, servers map[uint32][]*span) *span {
+func parentOf(s *span, clients map[connKey][]*span, servers map[uint32]*processServers) *span {
 	if s.x.role == httpflow.Server {
 		return sameRequest(s, clients[connKey{s.x.remote, s.x.local}])
 	}
-	var parent *span
-	for _, o := range servers[s.x.pid] {
+	p := servers[s.x.pid]
+	if p == nil {
+		return nil
+	}
+	// The latest server span that started by s's start and encloses it. No
+	// server span that started before s's end minus the longest can.
+	i, _ := slices.BinarySearchFunc(p.spans, s.x.start, func(o *span, t uint64) int {
+		if o.x.start <= t {
+			return -1
+		}
+		return 1
+	})
+	for j := i - 1; j >= 0; j-- {
+		o := p.spans[j]
+		if o.x.start+p.longest < s.x.end {
+			break
+		}
 		// The server end of s's own connection is its callee, never its
 		// parent, though on loopback it may seem to enclose it.
 		callee := o.x.local == s.x.remote && o.x.remote == s.x.local
-		if callee || !encloses(o, s) || (s.fromHeader && o.traceID != s.traceID) {
-			continue
-		}
-		if parent == nil || o.x.start > parent.x.start {
-			parent = o
+		if !callee && encloses(o, s) && (!s.fromHeader || o.traceID == s.traceID) {
+			return o
 		}
 	}
-	return parent
+	return nil
 }
 
 // seqSlack is how much later than the server's response a client's

@@ -116,6 +116,31 @@ func TestLinkCallsWhileServing(t *testing.T) {
 	assert.Nil(t, outer.parentSpan, "no client span sent it")
 }
 
+// A busy server: of thousands of server spans in one process, a call's
+// parent is the latest that encloses it, however long ago the longest one
+// started, and those that started after it or ended before it are passed.
+func TestLinkBusyServer(t *testing.T) {
+	long := testSpan(httpflow.Server, 7, 0, 1_000_000)
+	spans := []*span{long}
+	for i := range 5_000 {
+		start := uint64(100 + 190*i)
+		spans = append(spans, testSpan(httpflow.Server, 7, start, start+150))
+	}
+	nested := testSpan(httpflow.Server, 7, 890_000, 920_000)
+	// The calls fall between two short spans.
+	callInNested := testSpan(httpflow.Client, 7, 900_095, 900_105)
+	before := testSpan(httpflow.Server, 7, 899_000, 900_100) // ends before the call
+	after := testSpan(httpflow.Server, 7, 900_101, 949_000)  // starts after it
+	callInLong := testSpan(httpflow.Client, 7, 949_690, 949_700)
+	for _, c := range []*span{callInLong, callInNested} {
+		c.x.local = netip.MustParseAddrPort("198.18.0.2:41000")
+	}
+	spans = append(spans, nested, before, after, callInNested, callInLong)
+	link(spans)
+	assert.Same(t, nested, callInNested.parentSpan)
+	assert.Same(t, long, callInLong.parentSpan)
+}
+
 // fixedSpan is a span of the pod's process with the given ids.
 func fixedSpan(role httpflow.Role, local, remote, method, target string, status int, start, end uint64,
 	traceID pcommon.TraceID, spanID pcommon.SpanID) *span {
