@@ -105,15 +105,14 @@ func http1ErrorType(role httpflow.Role, e httpflow.Exchange) string {
 func fillHTTP1Span(out ptrace.Span, x *exchange, addrs addrStrings) {
 	h := &x.http
 	a := out.Attributes()
-	path := h.path
 	a.PutStr("http.request.method", h.method)
-	a.PutStr("url.path", path)
+	a.PutStr("url.path", h.path)
 	if h.status != 0 {
 		a.PutInt("http.response.status_code", int64(h.status))
 	}
 	a.PutStr("network.protocol.version", h.version)
 	if x.role == httpflow.Server {
-		route := routeOf(path)
+		route := routeOf(h.path)
 		out.SetName(h.method + " " + route)
 		a.PutStr("http.route", route)
 		a.PutStr("url.scheme", "http")
@@ -123,5 +122,5 @@ func fillHTTP1Span(out ptrace.Span, x *exchange, addrs addrStrings) {
 	// Required on client spans. Built from the peer's address and the
 	// path: the Host header's value is not exported, and the query string
 	// is left out, as url.path leaves it out on server spans.
-	a.PutStr("url.full", "http://"+x.remote.String()+path)
+	a.PutStr("url.full", "http://"+x.remote.String()+h.path)
 }

@@ -336,11 +336,14 @@ func clientsByConn(spans []*span, only map[connKey]bool) map[connKey][]*span {
 		}
 	}
 	for _, cs := range clients {
-		slices.SortFunc(cs, func(a, b *span) int {
-			return cmp.Or(cmp.Compare(a.x.start, b.x.start), cmp.Compare(a.x.seq, b.x.seq))
-		})
+		slices.SortFunc(cs, byRequestStart)
 	}
 	return clients
+}
+
+// byRequestStart orders spans by request start, then request number.
+func byRequestStart(a, b *span) int {
+	return cmp.Or(cmp.Compare(a.x.start, b.x.start), cmp.Compare(a.x.seq, b.x.seq))
 }
 
 // processServers is one process's server spans sorted by request start,
@@ -365,9 +368,7 @@ func serversByPID(spans []*span) map[uint32]*processServers {
 		p.longest = max(p.longest, uint64(s.x.duration()))
 	}
 	for _, p := range servers {
-		slices.SortFunc(p.spans, func(a, b *span) int {
-			return cmp.Or(cmp.Compare(a.x.start, b.x.start), cmp.Compare(a.x.seq, b.x.seq))
-		})
+		slices.SortFunc(p.spans, byRequestStart)
 	}
 	return servers
 }
@@ -512,7 +513,8 @@ func (q *spanQueue) fill(out ptrace.Span, s *span, addrs addrStrings) {
 	a := out.Attributes()
 	// The room these attributes take is most of a span's memory: make just
 	// enough.
-	n := 7 + protocols[x.protocol].spanAttributes // with server.address and port
+	proto := protocols[x.protocol]
+	n := 7 + proto.spanAttributes // with server.address and port
 	if x.exe == "" {
 		n -= 2
 	}
@@ -549,7 +551,7 @@ func (q *spanQueue) fill(out ptrace.Span, s *span, addrs addrStrings) {
 			out.Status().SetMessage(x.err.Error())
 		}
 	}
-	protocols[x.protocol].fillSpan(out, x, addrs)
+	proto.fillSpan(out, x, addrs)
 }
 
 // parseTraceParent reads the trace and parent span ids of a W3C
