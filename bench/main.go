@@ -554,16 +554,7 @@ func profileFull(dist, dir, path string, d time.Duration, addr string) error {
 	}
 	ch := make(chan got, 1)
 	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", a.pprof, secs))
-		if err != nil {
-			ch <- got{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("pprof: %s: %s", resp.Status, b)
-		}
+		b, err := getPprof(a.pprof, fmt.Sprintf("profile?seconds=%d", secs))
 		ch <- got{b, err}
 	}()
 	run(w, time.Duration(secs)*time.Second, call)
@@ -575,19 +566,25 @@ func profileFull(dist, dir, path string, d time.Duration, addr string) error {
 		return err
 	}
 	// The heap as the workload ends, for peak RSS.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", a.pprof))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	heap, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("pprof heap: %s", resp.Status)
-	}
+	heap, err := getPprof(a.pprof, "heap")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(strings.TrimSuffix(path, ".cpu.pprof")+".heap.pprof", heap, 0o644)
+}
+
+// getPprof fetches a profile from the pprof extension on port.
+func getPprof(port int, profile string) ([]byte, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/%s", port, profile))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("pprof %s: %s: %s", profile, resp.Status, b)
+	}
+	return b, err
 }
 
 // measureIdleCPU runs the full receiver, every capability on, at the
