@@ -64,11 +64,12 @@ const (
 )
 
 type bpfSyscallArgs struct {
-	_     structs.HostLayout
-	Buf   uint64
-	Nr    uint32
-	IsIov uint8
-	Pad   [3]uint8
+	_       structs.HostLayout
+	Buf     uint64
+	EnterNs uint64
+	Nr      uint32
+	IsIov   uint8
+	Pad     [3]uint8
 }
 
 // Names of all BPF objects in the ELF.

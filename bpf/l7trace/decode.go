@@ -37,7 +37,8 @@ const (
 // Event is one syscall's data on a connection of a known protocol, or its
 // close.
 type Event struct {
-	// TS is the kernel's monotonic clock at the syscall, in nanoseconds.
+	// TS is the kernel's monotonic clock, in nanoseconds: when a write
+	// began, when a read's bytes came, when the connection closed.
 	TS uint64
 	// Conn identifies the connection while it is open.
 	Conn uint64

@@ -69,11 +69,12 @@ struct conn_state {
 	__u8 pad[7];
 };
 
-/* Where a syscall's data lives, recorded at sys_enter. */
+/* Where a syscall's data lives, and when it began, recorded at sys_enter. */
 struct syscall_args {
-	__u64 buf;   /* the buffer, or the first struct iovec */
-	__u32 nr;    /* the syscall number */
-	__u8 is_iov; /* 0: buf; 1, 2: buf is an iovec; 3: no user buffer */
+	__u64 buf;      /* the buffer, or the first struct iovec */
+	__u64 enter_ns; /* the syscall's start */
+	__u32 nr;       /* the syscall number */
+	__u8 is_iov;    /* 0: buf; 1, 2: buf is an iovec; 3: no user buffer */
 	__u8 pad[3];
 };
 
@@ -162,7 +163,7 @@ int BPF_PROG(ebr_l7_enter, struct pt_regs *regs, long id)
 			ignored_cgroup = bpf_get_current_cgroup_id();
 		return 0;
 	}
-	struct syscall_args a = {.nr = id, .is_iov = is_iov};
+	struct syscall_args a = {.nr = id, .is_iov = is_iov, .enter_ns = bpf_ktime_get_ns()};
 	a.buf = is_iov == 3 ? 0 : PT_REGS_PARM2_CORE(regs);
 	if (is_iov == 2) {
 		struct user_msghdr msg;
@@ -174,14 +175,16 @@ int BPF_PROG(ebr_l7_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* The user buffer of the running syscall, if sys_enter recorded it.
- * *expected is set when the syscall has no user buffer by nature. */
-static __always_inline __u64 user_buffer(__u64 *len_cap, bool *expected)
+/* The user buffer of the running syscall, if sys_enter recorded it, and
+ * in *enter_ns when the syscall began. *expected is set when the syscall
+ * has no user buffer by nature. */
+static __always_inline __u64 user_buffer(__u64 *len_cap, bool *expected, __u64 *enter_ns)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct syscall_args *a = bpf_map_lookup_elem(&args, &tid);
 	if (!a || a->nr != current_syscall_nr())
 		return 0;
+	*enter_ns = a->enter_ns;
 	if (a->is_iov == 3) {
 		*expected = true;
 		return 0;
@@ -288,7 +291,8 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	if (len > capture_len)
 		len = capture_len;
 	bool expected = false;
-	__u64 buf = user_buffer(&len, &expected);
+	__u64 enter_ns = 0;
+	__u64 buf = user_buffer(&len, &expected, &enter_ns);
 	if (!buf) {
 		len = 0;
 		if (st->protocol == L7_UNCLASSIFIED)
@@ -307,7 +311,12 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 			return;
 		st->cgroup_id = bpf_get_current_cgroup_id();
 	}
-	e->ts_ns = bpf_ktime_get_ns();
+	/* A write is stamped when it began: it delivers its bytes before this
+	 * tracepoint, and the peer may read them, answer, and have the answer
+	 * read here before the writer gets here. Stamped at its start, a
+	 * request is always earlier than its response. A read is stamped when
+	 * its bytes came. */
+	e->ts_ns = dir == DIR_EGRESS && enter_ns ? enter_ns : bpf_ktime_get_ns();
 	e->sock = (__u64)sk;
 	e->cgroup_id = st->cgroup_id;
 	e->pid = bpf_get_current_pid_tgid() >> 32;

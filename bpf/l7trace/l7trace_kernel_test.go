@@ -4,6 +4,7 @@ package l7trace
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -168,6 +170,68 @@ func TestCaptureHTTP(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, counters.Lost)
 	assert.Zero(t, counters.NoBuffer, "sendfile is expected to have no user buffer")
+}
+
+// On loopback the server can read a request, answer it, and the client
+// can read the answer, all before the client's write gets to its
+// tracepoint. Writes are stamped when they begin, so every request's
+// records are stamped in the order that their bytes moved: the client's
+// write, the server's read, the server's write, the client's read.
+func TestStampsFollowTheBytes(t *testing.T) {
+	const requests = 2000
+	_, c, ok := startTracer(t)
+	if !ok {
+		return
+	}
+	port := serveOK(t)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	for i := range requests {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/%d", port, i))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// All of the connection's records by their stamps: each request's
+	// write, then its reads on the server (Go's server may read the
+	// first byte on its own), then the answer's write and read.
+	const clientOut, serverIn, serverOut, clientIn = 0, 1, 2, 3
+	type record struct {
+		ts   uint64
+		step int
+	}
+	var records []record
+	collect := func() bool {
+		records = records[:0]
+		answers := 0
+		for _, e := range c.on(port) {
+			server := e.Local.Port() == port
+			switch {
+			case e.Dir == DirEgress && !server:
+				records = append(records, record{e.TS, clientOut})
+			case e.Dir == DirIngress && server:
+				records = append(records, record{e.TS, serverIn})
+			case e.Dir == DirEgress && server:
+				records = append(records, record{e.TS, serverOut})
+			case e.Dir == DirIngress && !server:
+				records = append(records, record{e.TS, clientIn})
+				answers++
+			}
+		}
+		return answers == requests
+	}
+	require.Eventually(t, collect, 10*time.Second, 20*time.Millisecond, "every answer read")
+	slices.SortFunc(records, func(a, b record) int { return cmp.Compare(a.ts, b.ts) })
+	late, step := 0, clientIn
+	for _, r := range records {
+		next := (step + 1) % 4
+		if r.step != next && !(r.step == serverIn && step == serverIn) {
+			late++
+
+		}
+		step = r.step
+	}
+	assert.Zero(t, late, "records stamped out of the order their bytes moved, of %d", len(records))
 }
 
 // Bytes that are not HTTP never leave the kernel.

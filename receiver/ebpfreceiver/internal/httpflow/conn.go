@@ -644,6 +644,14 @@ func (c *Conn) touch(h *half, req bool, ts uint64) {
 
 func (c *Conn) pending() int { return len(c.q) - c.qhead }
 
+// AwaitingResponse reports whether response bytes now would be read in
+// turn: a request waits for its response, a response is being read, or
+// the connection is no longer parsed. When it is false, response bytes
+// answer no request seen yet.
+func (c *Conn) AwaitingResponse() bool {
+	return c.dead || c.closed || c.pending() > 0 || c.dropTail > 0 || c.resp.st != stStart
+}
+
 // push queues e as the request half's current message.
 func (c *Conn) push(h *half, e entry) {
 	if len(c.q) == cap(c.q) && c.qhead > 0 {

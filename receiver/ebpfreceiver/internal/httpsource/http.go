@@ -91,6 +91,34 @@ type conn struct {
 	command  string // argv[0], or exe when the process is gone
 	lastSeen time.Time
 	flushed  bool // nothing fed since the last idle Flush
+	// early holds reads that answer no request seen yet (parser.Early):
+	// the request's writer may get to its tracepoint after the answer was
+	// read, so the request's record comes after the answer's. They are fed
+	// after the connection's next write.
+	early []earlyRead
+}
+
+// earlyRead is a held record's data.
+type earlyRead struct {
+	ts   uint64
+	size int
+	data []byte
+}
+
+// maxEarly is the most reads held per connection: more answer no request
+// at all, and are fed as they are.
+const maxEarly = 4
+
+func (c *conn) feed(dir httpflow.Dir, ts uint64, data []byte, size int) {
+	c.parser.Feed(dir, ts, data, size, c.emit)
+}
+
+// feedEarly feeds the held reads.
+func (c *conn) feedEarly() {
+	for _, r := range c.early {
+		c.feed(httpflow.Ingress, r.ts, r.data, r.size)
+	}
+	c.early = c.early[:0]
 }
 
 // events is where the pipeline reads records: the kernel's ring buffer, or
@@ -187,6 +215,7 @@ func (p *pipeline) idle() {
 					p.forget(id, c)
 				case quiet > httpIdleFlush && c.parser != nil && !c.flushed:
 					before := c.parser.Stats()
+					c.feedEarly()
 					c.parser.Flush(c.emit)
 					p.count(before, c.parser.Stats())
 					c.flushed = true
@@ -219,6 +248,7 @@ func (p *pipeline) handle(e *l7trace.Event) {
 		if c != nil {
 			if c.parser != nil {
 				before := c.parser.Stats()
+				c.feedEarly()
 				c.parser.Close(e.TS, c.emit)
 				p.count(before, c.parser.Stats())
 			}
@@ -241,7 +271,16 @@ func (p *pipeline) handle(e *l7trace.Event) {
 		dir = httpflow.Egress
 	}
 	before := c.parser.Stats()
-	c.parser.Feed(dir, e.TS, e.Data, int(e.Size), c.emit)
+	switch early := c.parser.Early(dir); {
+	case early && len(c.early) < maxEarly:
+		c.early = append(c.early, earlyRead{ts: e.TS, size: int(e.Size), data: bytes.Clone(e.Data)})
+	case early:
+		c.feedEarly()
+		c.feed(dir, e.TS, e.Data, int(e.Size))
+	default:
+		c.feed(dir, e.TS, e.Data, int(e.Size))
+		c.feedEarly()
+	}
 	p.count(before, c.parser.Stats())
 }
 

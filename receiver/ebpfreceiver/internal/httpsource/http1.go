@@ -53,6 +53,10 @@ func (h *http1Parser) Feed(dir httpflow.Dir, ts uint64, prefix []byte, size int,
 	h.conn.Feed(dir, ts, prefix, size, h.onEx)
 }
 
+func (h *http1Parser) Early(dir httpflow.Dir) bool {
+	return h.role == httpflow.Client && dir == httpflow.Ingress && !h.conn.AwaitingResponse()
+}
+
 func (h *http1Parser) Flush(emit func(*exchange)) {
 	h.out = emit
 	h.conn.Flush(h.onEx)

@@ -52,6 +52,9 @@ func (x *exchange) duration() time.Duration {
 // returns.
 type parser interface {
 	Feed(dir httpflow.Dir, ts uint64, prefix []byte, size int, emit func(*exchange))
+	// Early reports whether bytes in dir now would answer no request seen
+	// yet: on a client, an answer read before its request's record came.
+	Early(dir httpflow.Dir) bool
 	// Flush ends what only the connection's silence can end.
 	Flush(emit func(*exchange))
 	Close(ts uint64, emit func(*exchange))

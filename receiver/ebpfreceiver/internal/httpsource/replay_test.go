@@ -198,3 +198,44 @@ func TestReplayHTTP1(t *testing.T) {
 	part := cgroupsOnly{(&Source{p: p}).NewMetrics(env).(metrics)}
 	sourcetest.CompareGolden(t, filepath.Join("testdata", "replay_http1_metrics.yaml"), sourcetest.Collect(t, env, part))
 }
+
+// A client's read of an answer can reach the ring before the write of the
+// request it answers, when the writer got to its tracepoint after the
+// server had answered: the read waits for that write's record, and each
+// request still pairs with its own answer.
+func TestReplayAnswerBeforeRequest(t *testing.T) {
+	client := netip.MustParseAddrPort("198.18.0.1:40000")
+	server := netip.MustParseAddrPort("198.18.0.2:80")
+	event := func(ts uint64, dir l7trace.Dir, data string) l7trace.Event {
+		return l7trace.Event{TS: ts, Conn: 1, CgroupID: sourcetest.PodCgroup, PID: 10, Comm: "client",
+			Size: uint32(len(data)), Local: client, Remote: server, Dir: dir, Protocol: l7trace.ProtocolHTTP1,
+			Data: []byte(data)}
+	}
+	const failed, ok = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	traces, _ := runReplay(t, []l7trace.Event{
+		event(300, l7trace.DirIngress, failed), // the connection's first record
+		event(100, l7trace.DirEgress, "GET /a HTTP/1.1\r\n\r\n"),
+		event(400, l7trace.DirEgress, "GET /b HTTP/1.1\r\n\r\n"),
+		event(500, l7trace.DirIngress, ok),
+		event(700, l7trace.DirIngress, failed),
+		event(600, l7trace.DirEgress, "GET /c HTTP/1.1\r\n\r\n"),
+		event(800, l7trace.DirClose, ""),
+	})
+	type got struct {
+		path       string
+		status     int64
+		start, end uint64
+	}
+	var spans []got
+	for _, rs := range traces.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, s := range ss.Spans().All() {
+				path, _ := s.Attributes().Get("url.path")
+				status, _ := s.Attributes().Get("http.response.status_code")
+				spans = append(spans, got{path.Str(), status.Int(),
+					uint64(s.StartTimestamp()) - replayBootNS, uint64(s.EndTimestamp()) - replayBootNS})
+			}
+		}
+	}
+	require.Equal(t, []got{{"/a", 500, 100, 300}, {"/b", 200, 400, 500}, {"/c", 500, 600, 700}}, spans)
+}

@@ -405,30 +405,20 @@ func parentOf(s *span, clients map[connKey][]*span, servers map[uint32]*processS
 	return nil
 }
 
-// seqSlack is how much later than the server's response a client's
-// request with the same number may seem to start.
-const seqSlack = uint64(time.Millisecond)
-
 // sameRequest returns the client span, of those on s's connection sorted
 // by request start, that sent the request server span s received: the one
 // with s's request number if their requests overlap, as both ends number a
 // connection's requests alike when both were traced from its start (which
 // tells apart requests pipelined in one syscall); else, of those whose
-// requests overlap s's, the one that started nearest to it. Enclosing is
-// not required: on loopback and veth the receiver can return from its read
-// before the sender returns from its write, so the server's request may
-// start a little before the client's.
+// requests overlap s's, the one that started nearest to it.
 func sameRequest(s *span, clients []*span) *span {
 	overlaps := func(o *span) bool {
 		return o.x.start <= s.x.end && s.x.start <= o.x.end
 	}
 	if s.x.seq != 0 {
-		// Requests start in order: the numbers sort as the starts do. On
-		// loopback the server may read, answer and finish before the
-		// client's write returns: with the numbers matching, the client's
-		// request may start up to seqSlack after the server's response.
+		// Requests start in order: the numbers sort as the starts do.
 		j, ok := slices.BinarySearchFunc(clients, s.x.seq, func(o *span, n uint64) int { return cmp.Compare(o.x.seq, n) })
-		if ok && clients[j].x.start <= s.x.end+seqSlack && s.x.start <= clients[j].x.end {
+		if ok && overlaps(clients[j]) {
 			return clients[j]
 		}
 	}

