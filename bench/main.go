@@ -320,7 +320,7 @@ func runBench(args []string) error {
 	outDir := fs.String("out", "out/bench", "where results.json and results.png go")
 	idle := fs.Int("idle", 10000, "idle keep-alive connections held for the RSS measurement (0: skip)")
 	idleCPU := fs.Duration("idle-cpu", 10*time.Second, "how long the full receiver's CPU is measured with no traffic (0: skip)")
-	profile := fs.Bool("profile", true, "record a CPU profile of the full receiver under the keepalive workload, apart from the measured rounds, as full-keepalive.cpu.pprof")
+	profile := fs.Bool("profile", true, "record CPU profiles of the full receiver under the keepalive and rate5k workloads, apart from the measured rounds, as full-<workload>.cpu.pprof")
 	check := fs.Bool("check", false, "fail unless every configuration served requests, floor2 drained records and the full receiver exported spans")
 	fs.Parse(args)
 	only := fs.Args() // optional subset of configurations
@@ -382,11 +382,13 @@ func runBench(args []string) error {
 		}
 	}
 	if *profile && (len(only) == 0 || strings.Contains(strings.Join(only, " "), "full")) {
-		path := filepath.Join(*outDir, "full-keepalive.cpu.pprof")
-		if err := profileFull(*dist, filepath.Join(tmp, "profile"), path, *dur, addrs["keepalive"]); err != nil {
-			return fmt.Errorf("profile: %w", err)
+		for _, w := range workloads[:2] { // keepalive, rate5k
+			path := filepath.Join(*outDir, "full-"+w.name+".cpu.pprof")
+			if err := profileFull(*dist, filepath.Join(tmp, "profile"), path, *dur, w, addrs[w.name]); err != nil {
+				return fmt.Errorf("profile %s: %w", w.name, err)
+			}
+			fmt.Fprintf(os.Stderr, "wrote %s\n", path)
 		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", path)
 	}
 	res.summarize()
 	res.Finished = time.Now().UTC()
@@ -533,11 +535,11 @@ func measureIdle(dist, dir string, n int) (*idleResult, error) {
 }
 
 // profileFull records a CPU profile of the full receiver, through its pprof
-// extension, while the keepalive workload runs against addr for d (whole
-// seconds, at least one), and writes it to path. It runs apart from the
-// measured rounds, so that profiling costs them nothing. The heap profile
-// as the workload ends goes next to it, as .heap.pprof.
-func profileFull(dist, dir, path string, d time.Duration, addr string) error {
+// extension, while workload w runs against addr for d (whole seconds, at
+// least one), and writes it to path. It runs apart from the measured
+// rounds, so that profiling costs them nothing. The heap profile as the
+// workload ends goes next to it, as .heap.pprof.
+func profileFull(dist, dir, path string, d time.Duration, w workload, addr string) error {
 	os.MkdirAll(dir, 0o755)
 	a, err := startAgent("profile", dist, dir)
 	if err != nil {
@@ -545,7 +547,6 @@ func profileFull(dist, dir, path string, d time.Duration, addr string) error {
 	}
 	defer a.stop()
 	secs := max(1, int(d.Seconds()))
-	w := workloads[0] // keepalive
 	call, done := w.do("http://" + addr + "/")
 	defer done()
 	type got struct {
