@@ -69,6 +69,10 @@ type spanQueue struct {
 	mu      sync.Mutex
 	next    consumer.Traces // nil while no traces pipeline uses the receiver
 	pending []*span
+	// clients indexes pending's client spans by connection, local then
+	// remote, each connection's in the order they came, which is the order
+	// of their requests: express looks up a server span's client here.
+	clients map[connKey][]*span
 	// notable holds the failed and slow spans of pending not yet sent.
 	notable []*span
 
@@ -87,6 +91,7 @@ func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func
 		bootNS:       bootNS,
 		countLost:    countLost,
 		clientTraced: clientTraced,
+		clients:      make(map[connKey][]*span),
 		wake:         make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
@@ -102,6 +107,7 @@ func (q *spanQueue) setConsumer(next consumer.Traces) {
 	q.next = next
 	if next == nil {
 		q.pending, q.notable = nil, nil
+		clear(q.clients)
 	}
 }
 
@@ -127,6 +133,10 @@ func (q *spanQueue) add(x *exchange) {
 		}
 	}
 	q.pending = append(q.pending, s)
+	if s.x.role == httpflow.Client {
+		k := connKey{s.x.local, s.x.remote}
+		q.clients[k] = append(q.clients[k], s)
+	}
 	if q.policy.notable(s) {
 		q.notable = append(q.notable, s)
 		select {
@@ -169,20 +179,20 @@ func (q *spanQueue) close() {
 // being out already.
 func (q *spanQueue) express() {
 	q.mu.Lock()
-	next, waiting, pending := q.next, q.notable, q.pending
+	next, waiting := q.next, q.notable
 	q.notable = nil
+	// The client spans of the waiting servers' connections. add only
+	// appends, so these stay as they are once the lock is let go.
+	clients := make(map[connKey][]*span)
+	for _, s := range waiting {
+		if k := (connKey{s.x.remote, s.x.local}); s.x.role == httpflow.Server {
+			clients[k] = q.clients[k]
+		}
+	}
 	q.mu.Unlock()
 	if next == nil || len(waiting) == 0 {
 		return
 	}
-	// The client spans of the waiting servers' connections.
-	conns := make(map[connKey]bool)
-	for _, s := range waiting {
-		if s.x.role == httpflow.Server {
-			conns[connKey{s.x.remote, s.x.local}] = true
-		}
-	}
-	clients := clientsByConn(pending, conns)
 	var out, hold []*span
 	for _, s := range waiting {
 		if s.sent {
@@ -237,12 +247,14 @@ func (q *spanQueue) flush(all bool) {
 	}
 	link(pending)
 	cutoff := time.Now().Add(-q.window)
-	var ready, keep []*span
+	var ready, keep, gone []*span
 	for _, s := range pending {
-		switch {
-		case !all && !s.added.Before(cutoff):
+		if !all && !s.added.Before(cutoff) {
 			keep = append(keep, s)
-		case !s.sent:
+			continue
+		}
+		gone = append(gone, s)
+		if !s.sent {
 			s.sent = true
 			ready = append(ready, s)
 		}
@@ -250,6 +262,7 @@ func (q *spanQueue) flush(all bool) {
 	q.mu.Lock()
 	if q.next != nil {
 		q.pending = append(keep, q.pending...)
+		q.unindex(gone)
 	}
 	q.mu.Unlock()
 	q.expressIfWoken()
@@ -260,6 +273,29 @@ func (q *spanQueue) flush(all bool) {
 		_ = next.ConsumeTraces(context.Background(), q.build(kept[:n]))
 		kept = kept[n:]
 		q.expressIfWoken()
+	}
+}
+
+// unindex takes the spans that left pending, in the order they came, out
+// of clients. A connection's leave in the order they came, so each is at
+// the front of its list. q.mu is held.
+func (q *spanQueue) unindex(gone []*span) {
+	for _, s := range gone {
+		if s.x.role != httpflow.Client {
+			continue
+		}
+		k := connKey{s.x.local, s.x.remote}
+		l := q.clients[k]
+		if len(l) > 0 && l[0] == s {
+			l = l[1:]
+		} else if i := slices.Index(l, s); i >= 0 {
+			l = slices.Delete(l, i, i+1)
+		}
+		if len(l) == 0 {
+			delete(q.clients, k)
+		} else {
+			q.clients[k] = l
+		}
 	}
 }
 
@@ -292,7 +328,7 @@ type connKey struct{ local, remote netip.AddrPort }
 // start, so linking costs time in proportion to the spans, not their
 // square.
 func link(spans []*span) {
-	clients := clientsByConn(spans, nil)
+	clients := clientsByConn(spans)
 	servers := serversByPID(spans)
 	var adopt []*span // sent spans, then the parent whose trace takes theirs
 	for _, s := range spans {
@@ -325,13 +361,11 @@ func link(spans []*span) {
 }
 
 // clientsByConn indexes the client spans of spans by connection, local
-// then remote, each connection's sorted by request start. A non-nil only
-// keeps just its connections.
-func clientsByConn(spans []*span, only map[connKey]bool) map[connKey][]*span {
+// then remote, each connection's sorted by request start.
+func clientsByConn(spans []*span) map[connKey][]*span {
 	clients := make(map[connKey][]*span)
 	for _, s := range spans {
-		k := connKey{s.x.local, s.x.remote}
-		if s.x.role == httpflow.Client && (only == nil || only[k]) {
+		if k := (connKey{s.x.local, s.x.remote}); s.x.role == httpflow.Client {
 			clients[k] = append(clients[k], s)
 		}
 	}

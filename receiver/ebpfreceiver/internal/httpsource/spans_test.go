@@ -209,6 +209,7 @@ func expressQueue(sink *consumertest.TracesSink, clientTraced bool) *spanQueue {
 		res:          sourcetest.Resources,
 		countLost:    func(string, uint64) {},
 		clientTraced: func(connKey) bool { return clientTraced },
+		clients:      make(map[connKey][]*span),
 		next:         sink,
 		wake:         make(chan struct{}, 1),
 	}
@@ -279,6 +280,7 @@ func TestExpressWaitsForClient(t *testing.T) {
 	assert.Equal(t, client.TraceID(), server.TraceID())
 	q.flush(true)
 	assert.Equal(t, 2, sink.SpanCount(), "nothing is sent twice")
+	assert.Empty(t, q.clients, "the client index forgets the spans that left")
 }
 
 // A failed call goes out before the request it serves has ended: that
@@ -336,4 +338,21 @@ func TestFlushInPieces(t *testing.T) {
 	}
 	failed := calls[1].ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0)
 	assert.Equal(t, ptrace.StatusCodeError, failed.Status().Code(), "the failed span went out between the pieces")
+}
+
+// A flush takes the client spans that leave with it out of the index that
+// express reads, and keeps the others there.
+func TestFlushUnindexes(t *testing.T) {
+	sink := new(consumertest.TracesSink)
+	q := expressQueue(sink, false)
+	for i := range 3 {
+		q.add(exchangeOf(httpflow.Client, 1, uint64(1_000*i), uint64(1_000*i+500), 200))
+	}
+	q.pending[0].added = q.pending[0].added.Add(-2 * q.window) // past its window
+	q.flush(false)
+	assert.Equal(t, 1, sink.SpanCount())
+	k := connKey{clientAddr, serverAddr}
+	assert.Equal(t, q.pending, q.clients[k], "the two in their window, in order")
+	q.flush(true)
+	assert.Empty(t, q.clients)
 }
