@@ -40,6 +40,7 @@ const (
 type bpfL7Event struct {
 	_          structs.HostLayout
 	TsNs       uint64
+	StartNs    uint64
 	Sock       uint64
 	CgroupId   uint64
 	Pid        uint32

@@ -37,9 +37,11 @@ const (
 // Event is one syscall's data on a connection of a known protocol, or its
 // close.
 type Event struct {
-	// TS is the kernel's monotonic clock, in nanoseconds: when a write
-	// began, when a read's bytes came, when the connection closed.
+	// TS is the kernel's monotonic clock, in nanoseconds, when the
+	// syscall moved its bytes, or when the connection closed.
 	TS uint64
+	// Start is when the syscall began, on the same clock; 0 when not known.
+	Start uint64
 	// Conn identifies the connection while it is open.
 	Conn uint64
 	// CgroupID is the owner's cgroup, fixed at the connection's first data.
@@ -77,6 +79,7 @@ func Decode(raw []byte, e *Event) error {
 		return fmt.Errorf("l7 event: connection of protocol %d is not streamed", rec.Protocol)
 	}
 	e.TS = rec.TsNs
+	e.Start = rec.StartNs
 	e.Conn = rec.Sock
 	e.CgroupID = rec.CgroupId
 	e.PID = rec.Pid

@@ -28,7 +28,7 @@ func TestDecode(t *testing.T) {
 	local := netip.MustParseAddr("::ffff:198.18.0.1").As16()
 	remote := netip.MustParseAddr("2001:db8::2").As16()
 	base := bpfL7Event{
-		TsNs: 42, Sock: 0xffff0000, CgroupId: 7, Pid: 99, Size: 1000,
+		TsNs: 42, StartNs: 40, Sock: 0xffff0000, CgroupId: 7, Pid: 99, Size: 1000,
 		LocalAddr: local, RemoteAddr: remote, LocalPort: 8080, RemotePort: 40000,
 		Dir: uint8(DirIngress), Protocol: uint8(ProtocolHTTP1), Comm: [16]int8{'c', 'u', 'r', 'l'},
 	}
@@ -52,7 +52,7 @@ func TestDecode(t *testing.T) {
 			name: "data",
 			raw:  good,
 			want: Event{
-				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
+				TS: 42, Start: 40, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
 				Local:  netip.MustParseAddrPort("198.18.0.1:8080"),
 				Remote: netip.MustParseAddrPort("[2001:db8::2]:40000"),
 				Dir:    DirIngress, Protocol: ProtocolHTTP1, Data: []byte("GET / HTTP/1.1\r\n"),
@@ -62,7 +62,7 @@ func TestDecode(t *testing.T) {
 			name: "close",
 			raw:  record(t, closed, ""),
 			want: Event{
-				TS: 42, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
+				TS: 42, Start: 40, Conn: 0xffff0000, CgroupID: 7, PID: 99, Comm: "curl", Size: 1000,
 				Local:  netip.MustParseAddrPort("198.18.0.1:8080"),
 				Remote: netip.MustParseAddrPort("[2001:db8::2]:40000"),
 				Dir:    DirClose, Protocol: ProtocolHTTP1,

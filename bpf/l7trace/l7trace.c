@@ -47,7 +47,8 @@ enum l7_counter {
 };
 
 struct l7_event {
-	__u64 ts_ns;
+	__u64 ts_ns;      /* when the syscall moved its bytes, or the close */
+	__u64 start_ns;   /* when the syscall began; 0: not known */
 	__u64 sock;       /* struct sock *: the connection's identity */
 	__u64 cgroup_id;  /* the owner, fixed at the connection's first data */
 	__u32 pid;
@@ -311,12 +312,11 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 			return;
 		st->cgroup_id = bpf_get_current_cgroup_id();
 	}
-	/* A write is stamped when it began: it delivers its bytes before this
-	 * tracepoint, and the peer may read them, answer, and have the answer
-	 * read here before the writer gets here. Stamped at its start, a
-	 * request is always earlier than its response. A read is stamped when
-	 * its bytes came. */
-	e->ts_ns = dir == DIR_EGRESS && enter_ns ? enter_ns : bpf_ktime_get_ns();
+	e->ts_ns = bpf_ktime_get_ns();
+	/* A write delivers its bytes before this tracepoint: the peer may read
+	 * them, answer, and have the answer read here before the writer gets
+	 * here. Only its start is sure to come before the answer. */
+	e->start_ns = enter_ns;
 	e->sock = (__u64)sk;
 	e->cgroup_id = st->cgroup_id;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
@@ -362,6 +362,7 @@ int BPF_PROG(ebr_l7_close, struct sock *sk, int oldstate, int newstate)
 	if (!e)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
+	e->start_ns = 0;
 	e->sock = (__u64)sk;
 	e->cgroup_id = st->cgroup_id;
 	e->pid = 0;

@@ -174,9 +174,10 @@ func TestCaptureHTTP(t *testing.T) {
 
 // On loopback the server can read a request, answer it, and the client
 // can read the answer, all before the client's write gets to its
-// tracepoint. Writes are stamped when they begin, so every request's
-// records are stamped in the order that their bytes moved: the client's
-// write, the server's read, the server's write, the client's read.
+// tracepoint. A write's record also says when it began, so each request's
+// writes by their start and reads by their end are in the order that its
+// bytes moved: the client's write, the server's read, the server's write,
+// the client's read.
 func TestStampsFollowTheBytes(t *testing.T) {
 	const requests = 2000
 	_, c, ok := startTracer(t)
@@ -201,18 +202,22 @@ func TestStampsFollowTheBytes(t *testing.T) {
 		step int
 	}
 	var records []record
+	var unstarted int
 	collect := func() bool {
-		records = records[:0]
+		records, unstarted = records[:0], 0
 		answers := 0
 		for _, e := range c.on(port) {
 			server := e.Local.Port() == port
+			if e.Dir == DirEgress && (e.Start == 0 || e.Start > e.TS) {
+				unstarted++
+			}
 			switch {
 			case e.Dir == DirEgress && !server:
-				records = append(records, record{e.TS, clientOut})
+				records = append(records, record{e.Start, clientOut})
 			case e.Dir == DirIngress && server:
 				records = append(records, record{e.TS, serverIn})
 			case e.Dir == DirEgress && server:
-				records = append(records, record{e.TS, serverOut})
+				records = append(records, record{e.Start, serverOut})
 			case e.Dir == DirIngress && !server:
 				records = append(records, record{e.TS, clientIn})
 				answers++
@@ -221,6 +226,7 @@ func TestStampsFollowTheBytes(t *testing.T) {
 		return answers == requests
 	}
 	require.Eventually(t, collect, 10*time.Second, 20*time.Millisecond, "every answer read")
+	assert.Zero(t, unstarted, "writes with no start, or a start after their bytes moved")
 	slices.SortFunc(records, func(a, b record) int { return cmp.Compare(a.ts, b.ts) })
 	late, step := 0, clientIn
 	for _, r := range records {

@@ -266,19 +266,24 @@ func (p *pipeline) handle(e *l7trace.Event) {
 	if c.parser == nil {
 		return
 	}
-	dir := httpflow.Ingress
+	dir, ts := httpflow.Ingress, e.TS
 	if e.Dir == l7trace.DirEgress {
 		dir = httpflow.Egress
+		if c.role == httpflow.Client && e.Start != 0 {
+			// A request starts when its write began: the server may read
+			// and answer it before the write's record is stamped.
+			ts = e.Start
+		}
 	}
 	before := c.parser.Stats()
 	switch early := c.parser.Early(dir); {
 	case early && len(c.early) < maxEarly:
-		c.early = append(c.early, earlyRead{ts: e.TS, size: int(e.Size), data: bytes.Clone(e.Data)})
+		c.early = append(c.early, earlyRead{ts: ts, size: int(e.Size), data: bytes.Clone(e.Data)})
 	case early:
 		c.feedEarly()
-		c.feed(dir, e.TS, e.Data, int(e.Size))
+		c.feed(dir, ts, e.Data, int(e.Size))
 	default:
-		c.feed(dir, e.TS, e.Data, int(e.Size))
+		c.feed(dir, ts, e.Data, int(e.Size))
 		c.feedEarly()
 	}
 	p.count(before, c.parser.Stats())

@@ -165,11 +165,19 @@ func stable(events []l7trace.Event) []l7trace.Event {
 		return nil
 	}
 	start := events[0].TS
+	for _, e := range events {
+		if e.Start != 0 {
+			start = min(start, e.Start)
+		}
+	}
 	conns := make(map[uint64]uint64)
 	pids := make(map[uint32]uint32)
 	for i := range events {
 		e := &events[i]
 		e.TS = e.TS - start + uint64(time.Second)
+		if e.Start != 0 {
+			e.Start = e.Start - start + uint64(time.Second)
+		}
 		if _, ok := conns[e.Conn]; !ok {
 			conns[e.Conn] = uint64(len(conns) + 1)
 		}

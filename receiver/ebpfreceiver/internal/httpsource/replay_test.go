@@ -28,6 +28,7 @@ import (
 // object per line.
 type recorded struct {
 	TS       uint64         `json:"ts"`
+	Start    uint64         `json:"start,omitempty"`
 	Conn     uint64         `json:"conn"`
 	CgroupID uint64         `json:"cgroup"`
 	PID      uint32         `json:"pid"`
@@ -69,7 +70,7 @@ func readEvents(t *testing.T, path string) []l7trace.Event {
 		require.True(t, ok, "%s:%d: direction %q", path, line, r.Dir)
 		proto, ok := keyOf(protocolNames, r.Protocol)
 		require.True(t, ok, "%s:%d: protocol %q", path, line, r.Protocol)
-		out = append(out, l7trace.Event{TS: r.TS, Conn: r.Conn, CgroupID: r.CgroupID, PID: r.PID, Comm: r.Comm,
+		out = append(out, l7trace.Event{TS: r.TS, Start: r.Start, Conn: r.Conn, CgroupID: r.CgroupID, PID: r.PID, Comm: r.Comm,
 			Size: r.Size, Local: r.Local, Remote: r.Remote, Dir: dir, Protocol: proto, Data: []byte(r.Data)})
 	}
 	require.NoError(t, sc.Err())
@@ -83,7 +84,7 @@ func writeEvents(t *testing.T, path string, events []l7trace.Event) {
 	enc := json.NewEncoder(f)
 	enc.SetEscapeHTML(false)
 	for _, e := range events {
-		require.NoError(t, enc.Encode(recorded{TS: e.TS, Conn: e.Conn, CgroupID: e.CgroupID, PID: e.PID, Comm: e.Comm,
+		require.NoError(t, enc.Encode(recorded{TS: e.TS, Start: e.Start, Conn: e.Conn, CgroupID: e.CgroupID, PID: e.PID, Comm: e.Comm,
 			Size: e.Size, Local: e.Local, Remote: e.Remote, Dir: dirNames[e.Dir], Protocol: protocolNames[e.Protocol],
 			Data: string(e.Data)}))
 	}

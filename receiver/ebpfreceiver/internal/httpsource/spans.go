@@ -444,7 +444,9 @@ func parentOf(s *span, clients map[connKey][]*span, servers map[uint32]*processS
 // with s's request number if their requests overlap, as both ends number a
 // connection's requests alike when both were traced from its start (which
 // tells apart requests pipelined in one syscall); else, of those whose
-// requests overlap s's, the one that started nearest to it.
+// requests overlap s's, the one that started nearest to it. Enclosing is
+// not required: the server's write may return after the client has read
+// the answer.
 func sameRequest(s *span, clients []*span) *span {
 	overlaps := func(o *span) bool {
 		return o.x.start <= s.x.end && s.x.start <= o.x.end

@@ -47,14 +47,15 @@ func setHTTP(x *exchange, f func(*httpflow.Exchange)) {
 }
 
 // Three requests on one keep-alive connection, the server reading each
-// sooner or later after the client began to write it: each server span is
-// the child of the client span that sent it.
+// after the client began to write it and returning from its answer's write
+// before or after the client read the answer: each server span is the
+// child of the client span that sent it.
 func TestLinkSameConnection(t *testing.T) {
 	var clients, servers []*span
-	for i, skew := range []int64{3_000, 20_000, 2_000} { // server start minus client start, ns
+	for i, skew := range []int64{3_000, 20_000, -2_000} { // server end minus client end, ns
 		start := uint64(1_000_000 * (i + 1))
 		clients = append(clients, testSpan(httpflow.Client, 1, start, start+500_000))
-		servers = append(servers, testSpan(httpflow.Server, 2, uint64(int64(start)+skew), start+400_000+uint64(skew)))
+		servers = append(servers, testSpan(httpflow.Server, 2, start+1_000, uint64(int64(start)+500_000+skew)))
 	}
 	link(append(append([]*span{}, servers...), clients...))
 	for i := range servers {
