@@ -76,9 +76,15 @@ type spanQueue struct {
 	// notable holds the failed and slow spans of pending not yet sent.
 	notable []*span
 
+	// linking is held by what links spans and marks them sent: a flush's
+	// linking and express. Building and exporting need not hold it: they
+	// read sent spans, which nothing changes, so express never waits for
+	// a flush's export.
+	linking sync.Mutex
+
 	wake chan struct{} // a notable span came
 	stop chan struct{}
-	done chan struct{}
+	done sync.WaitGroup
 }
 
 func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func(string, uint64),
@@ -94,9 +100,9 @@ func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func
 		clients:      make(map[connKey][]*span),
 		wake:         make(chan struct{}, 1),
 		stop:         make(chan struct{}),
-		done:         make(chan struct{}),
 	}
-	go q.run()
+	q.done.Go(q.runFlush)
+	q.done.Go(q.runExpress)
 	return q
 }
 
@@ -146,27 +152,44 @@ func (q *spanQueue) add(x *exchange) {
 	}
 }
 
-func (q *spanQueue) run() {
-	defer close(q.done)
-	tick := time.NewTicker(min(max(q.window/4, 10*time.Millisecond), 250*time.Millisecond))
+// tick is how often pending spans are flushed, and how often the notable
+// spans that wait for a client span look for it again.
+func (q *spanQueue) tick() time.Duration {
+	return min(max(q.window/4, 10*time.Millisecond), 250*time.Millisecond)
+}
+
+func (q *spanQueue) runFlush() {
+	tick := time.NewTicker(q.tick())
 	defer tick.Stop()
 	for {
 		select {
 		case <-q.stop:
 			q.flush(true)
 			return
+		case <-tick.C:
+			q.flush(false)
+		}
+	}
+}
+
+func (q *spanQueue) runExpress() {
+	tick := time.NewTicker(q.tick())
+	defer tick.Stop()
+	for {
+		select {
+		case <-q.stop:
+			return // the final flush sends what waits
 		case <-q.wake:
 			q.express()
 		case <-tick.C:
-			q.express() // the notable spans that waited for a client span
-			q.flush(false)
+			q.express() // the notable spans that wait for a client span
 		}
 	}
 }
 
 func (q *spanQueue) close() {
 	close(q.stop)
-	<-q.done
+	q.done.Wait()
 }
 
 // express exports the notable spans without waiting for the window, each
@@ -193,6 +216,7 @@ func (q *spanQueue) express() {
 	if next == nil || len(waiting) == 0 {
 		return
 	}
+	q.linking.Lock()
 	var out, hold []*span
 	for _, s := range waiting {
 		if s.sent {
@@ -210,6 +234,7 @@ func (q *spanQueue) express() {
 		}
 		out = append(out, send(s))
 	}
+	q.linking.Unlock()
 	if len(hold) > 0 {
 		q.mu.Lock()
 		if q.next != nil {
@@ -236,7 +261,8 @@ func send(s *span) *span {
 
 // flush links every pending span and exports those older than the window,
 // or all of them, that the policy keeps and express has not sent. Linking
-// runs outside the lock so that the read loop never waits for it.
+// runs outside q.mu, so that the read loop never waits for it, and the
+// export outside linking, so that express never waits for that.
 func (q *spanQueue) flush(all bool) {
 	q.mu.Lock()
 	next, pending := q.next, q.pending
@@ -245,6 +271,7 @@ func (q *spanQueue) flush(all bool) {
 	if next == nil || len(pending) == 0 {
 		return
 	}
+	q.linking.Lock()
 	link(pending)
 	cutoff := time.Now().Add(-q.window)
 	var ready, keep, gone []*span
@@ -259,20 +286,19 @@ func (q *spanQueue) flush(all bool) {
 			ready = append(ready, s)
 		}
 	}
+	kept := q.policy.keep(ready, pending)
+	q.linking.Unlock()
 	q.mu.Lock()
 	if q.next != nil {
 		q.pending = append(keep, q.pending...)
 		q.unindex(gone)
 	}
 	q.mu.Unlock()
-	q.expressIfWoken()
-	kept := q.policy.keep(ready, pending)
 	q.dropped.Add(uint64(len(ready) - len(kept)))
 	for len(kept) > 0 {
 		n := min(len(kept), exportBatch)
 		_ = next.ConsumeTraces(context.Background(), q.build(kept[:n]))
 		kept = kept[n:]
-		q.expressIfWoken()
 	}
 }
 
@@ -299,19 +325,9 @@ func (q *spanQueue) unindex(gone []*span) {
 	}
 }
 
-// exportBatch is the most spans a flush hands over at once. Building a
-// window's spans in one piece took tens of milliseconds, which the notable
-// spans waited behind, and the exporter held several such pieces at a time.
+// exportBatch is the most spans a flush hands over at once: the exporter
+// held several whole windows at a time.
 const exportBatch = 1024
-
-// expressIfWoken sends the notable spans that came while a flush ran.
-func (q *spanQueue) expressIfWoken() {
-	select {
-	case <-q.wake:
-		q.express()
-	default:
-	}
-}
 
 // connKey is a connection seen from one end: local then remote.
 type connKey struct{ local, remote netip.AddrPort }
