@@ -152,7 +152,7 @@ func (q *spanQueue) add(x *exchange) {
 	}
 }
 
-// tick is how often pending spans are flushed, and how often the notable
+// tick is how often pending spans are flushed, and how soon the notable
 // spans that wait for a client span look for it again.
 func (q *spanQueue) tick() time.Duration {
 	return min(max(q.window/4, 10*time.Millisecond), 250*time.Millisecond)
@@ -173,16 +173,19 @@ func (q *spanQueue) runFlush() {
 }
 
 func (q *spanQueue) runExpress() {
-	tick := time.NewTicker(q.tick())
-	defer tick.Stop()
+	// retry looks again for the client spans that held spans wait for; it
+	// runs only while some wait.
+	retry := time.NewTimer(q.tick())
+	retry.Stop()
 	for {
 		select {
 		case <-q.stop:
 			return // the final flush sends what waits
 		case <-q.wake:
-			q.express()
-		case <-tick.C:
-			q.express() // the notable spans that wait for a client span
+		case <-retry.C:
+		}
+		if q.express() {
+			retry.Reset(q.tick())
 		}
 	}
 }
@@ -199,8 +202,8 @@ func (q *spanQueue) close() {
 // spans a notable span's process started while serving it, and those that
 // enclose it, are linked and exported at the window as usual; the ones
 // that end after it join its trace but not as its parent, its parent id
-// being out already.
-func (q *spanQueue) express() {
+// being out already. It reports whether some spans wait.
+func (q *spanQueue) express() (held bool) {
 	q.mu.Lock()
 	next, waiting := q.next, q.notable
 	q.notable = nil
@@ -214,7 +217,7 @@ func (q *spanQueue) express() {
 	}
 	q.mu.Unlock()
 	if next == nil || len(waiting) == 0 {
-		return
+		return false
 	}
 	q.linking.Lock()
 	var out, hold []*span
@@ -245,6 +248,7 @@ func (q *spanQueue) express() {
 	if len(out) > 0 {
 		_ = next.ConsumeTraces(context.Background(), q.build(out))
 	}
+	return len(hold) > 0
 }
 
 // send fixes s's ids from its links so far and marks it sent.

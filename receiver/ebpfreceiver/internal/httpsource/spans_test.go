@@ -285,6 +285,21 @@ func TestExpressWaitsForClient(t *testing.T) {
 	assert.Empty(t, q.clients, "the client index forgets the spans that left")
 }
 
+// A failed server span that waits for a client span whose coming wakes
+// nothing (it did not fail) goes out with it at the next retry.
+func TestExpressRetries(t *testing.T) {
+	sink := new(consumertest.TracesSink)
+	q := expressQueue(sink, true)
+	q.done.Go(q.runExpress)
+	defer q.close()
+	q.add(exchangeOf(httpflow.Server, 2, 1_000, 4_000, 503))
+	time.Sleep(10 * time.Millisecond) // express holds it
+	q.add(exchangeOf(httpflow.Client, 1, 900, 4_100, 200))
+	require.Eventually(t, func() bool { return sink.SpanCount() == 2 }, 5*time.Second, 10*time.Millisecond)
+	got := exported(sink)
+	assert.Equal(t, got[ptrace.SpanKindClient][0].SpanID(), got[ptrace.SpanKindServer][0].ParentSpanID())
+}
+
 // A failed call goes out before the request it serves has ended: that
 // request's span, and the span of the client that sent it, join the
 // call's trace when they end.
