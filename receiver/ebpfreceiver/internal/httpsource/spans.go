@@ -307,8 +307,9 @@ func (q *spanQueue) flush(all bool) {
 }
 
 // unindex takes the spans that left pending, in the order they came, out
-// of clients. A connection's leave in the order they came, so each is at
-// the front of its list. q.mu is held.
+// of clients. A connection's spans leave in the order they came, so each
+// is at the front of its list; the search after that is a safeguard.
+// q.mu is held.
 func (q *spanQueue) unindex(gone []*span) {
 	for _, s := range gone {
 		if s.x.role != httpflow.Client {
@@ -319,7 +320,8 @@ func (q *spanQueue) unindex(gone []*span) {
 		if len(l) > 0 && l[0] == s {
 			l = l[1:]
 		} else if i := slices.Index(l, s); i >= 0 {
-			l = slices.Delete(l, i, i+1)
+			// A new array: express may be reading this one.
+			l = slices.Concat(l[:i], l[i+1:])
 		}
 		if len(l) == 0 {
 			delete(q.clients, k)
