@@ -69,8 +69,10 @@ type bpfSyscallArgs struct {
 	Buf     uint64
 	EnterNs uint64
 	Nr      uint32
+	Fd      int32
 	IsIov   uint8
-	Pad     [3]uint8
+	Peek    uint8
+	Pad     [6]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -81,11 +83,14 @@ const (
 	bpfMapConns            = "conns"
 	bpfMapCounters         = "counters"
 	bpfMapEvents           = "events"
+	bpfMapExitConns        = "exit_conns"
 	bpfMapScratch          = "scratch"
 	bpfProgEbrL7Close      = "ebr_l7_close"
 	bpfProgEbrL7Enter      = "ebr_l7_enter"
+	bpfProgEbrL7Exit       = "ebr_l7_exit"
 	bpfProgEbrL7Recv       = "ebr_l7_recv"
 	bpfProgEbrL7Send       = "ebr_l7_send"
+	bpfVarAtExit           = "at_exit"
 	bpfVarCaptureLen       = "capture_len"
 	bpfVarIgnoreCgroup     = "ignore_cgroup"
 	bpfVarIgnoreTgid       = "ignore_tgid"
@@ -142,6 +147,7 @@ type bpfSpecs struct {
 type bpfProgramSpecs struct {
 	EbrL7Close *ebpf.ProgramSpec `ebpf:"ebr_l7_close"`
 	EbrL7Enter *ebpf.ProgramSpec `ebpf:"ebr_l7_enter"`
+	EbrL7Exit  *ebpf.ProgramSpec `ebpf:"ebr_l7_exit"`
 	EbrL7Recv  *ebpf.ProgramSpec `ebpf:"ebr_l7_recv"`
 	EbrL7Send  *ebpf.ProgramSpec `ebpf:"ebr_l7_send"`
 }
@@ -150,17 +156,19 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Args     *ebpf.MapSpec `ebpf:"args"`
-	Conns    *ebpf.MapSpec `ebpf:"conns"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
+	Args      *ebpf.MapSpec `ebpf:"args"`
+	Conns     *ebpf.MapSpec `ebpf:"conns"`
+	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	ExitConns *ebpf.MapSpec `ebpf:"exit_conns"`
+	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	AtExit           *ebpf.VariableSpec `ebpf:"at_exit"`
 	CaptureLen       *ebpf.VariableSpec `ebpf:"capture_len"`
 	IgnoreCgroup     *ebpf.VariableSpec `ebpf:"ignore_cgroup"`
 	IgnoreTgid       *ebpf.VariableSpec `ebpf:"ignore_tgid"`
@@ -193,11 +201,12 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Args     *ebpf.Map `ebpf:"args"`
-	Conns    *ebpf.Map `ebpf:"conns"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
+	Args      *ebpf.Map `ebpf:"args"`
+	Conns     *ebpf.Map `ebpf:"conns"`
+	Counters  *ebpf.Map `ebpf:"counters"`
+	Events    *ebpf.Map `ebpf:"events"`
+	ExitConns *ebpf.Map `ebpf:"exit_conns"`
+	Scratch   *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -206,6 +215,7 @@ func (m *bpfMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.ExitConns,
 		m.Scratch,
 	)
 }
@@ -214,6 +224,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	AtExit           *ebpf.Variable `ebpf:"at_exit"`
 	CaptureLen       *ebpf.Variable `ebpf:"capture_len"`
 	IgnoreCgroup     *ebpf.Variable `ebpf:"ignore_cgroup"`
 	IgnoreTgid       *ebpf.Variable `ebpf:"ignore_tgid"`
@@ -232,6 +243,7 @@ type bpfVariables struct {
 type bpfPrograms struct {
 	EbrL7Close *ebpf.Program `ebpf:"ebr_l7_close"`
 	EbrL7Enter *ebpf.Program `ebpf:"ebr_l7_enter"`
+	EbrL7Exit  *ebpf.Program `ebpf:"ebr_l7_exit"`
 	EbrL7Recv  *ebpf.Program `ebpf:"ebr_l7_recv"`
 	EbrL7Send  *ebpf.Program `ebpf:"ebr_l7_send"`
 }
@@ -240,6 +252,7 @@ func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.EbrL7Close,
 		p.EbrL7Enter,
+		p.EbrL7Exit,
 		p.EbrL7Recv,
 		p.EbrL7Send,
 	)

@@ -8,6 +8,12 @@
 // from its first bytes; only connections of a known protocol are streamed,
 // each record tagged with it. The protocol is kept in socket-local storage,
 // which the kernel frees with the socket.
+//
+// Kernels before 6.3 lack the socket length tracepoints. There (at_exit)
+// sys_exit takes their place: it finds the socket behind the syscall's fd
+// in the task's file table, and keeps the protocol in a hash keyed by the
+// socket, since bpf_sk_storage_get takes no pointer read from memory. The
+// close hook deletes it.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -75,8 +81,10 @@ struct syscall_args {
 	__u64 buf;      /* the buffer, or the first struct iovec */
 	__u64 enter_ns; /* the syscall's start */
 	__u32 nr;       /* the syscall number */
+	__s32 fd;       /* the file; set only at_exit */
 	__u8 is_iov;    /* 0: buf; 1, 2: buf is an iovec; 3: no user buffer */
-	__u8 pad[3];
+	__u8 peek;      /* a recv with MSG_PEEK; set only at_exit */
+	__u8 pad[6];
 };
 
 struct {
@@ -92,6 +100,15 @@ struct {
 	__type(key, int);
 	__type(value, struct conn_state);
 } conns SEC(".maps");
+
+/* The at_exit path's conn_state, keyed by struct sock *. Load sizes it to
+ * one entry where the socket storage above is used. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_state);
+} exit_conns SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -126,6 +143,8 @@ __u64 last_wakeup_ns;
 const volatile __u32 ignore_tgid;
 const volatile __u8 ignore_cgroup;
 __u64 ignored_cgroup;
+/* Capture at sys_exit instead of the socket length tracepoints. */
+const volatile __u8 at_exit;
 
 const enum l7_dir *unused_l7_dir __attribute__((unused));
 const enum l7_protocol *unused_l7_protocol __attribute__((unused));
@@ -166,6 +185,13 @@ int BPF_PROG(ebr_l7_enter, struct pt_regs *regs, long id)
 	}
 	struct syscall_args a = {.nr = id, .is_iov = is_iov, .enter_ns = bpf_ktime_get_ns()};
 	a.buf = is_iov == 3 ? 0 : PT_REGS_PARM2_CORE(regs);
+	if (at_exit) {
+		a.fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+		if (id == NR_recvfrom)
+			a.peek = (PT_REGS_PARM4_CORE_SYSCALL(regs) & MSG_PEEK) != 0;
+		else if (id == NR_recvmsg)
+			a.peek = (PT_REGS_PARM3_CORE_SYSCALL(regs) & MSG_PEEK) != 0;
+	}
 	if (is_iov == 2) {
 		struct user_msghdr msg;
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
@@ -176,16 +202,22 @@ int BPF_PROG(ebr_l7_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* The user buffer of the running syscall, if sys_enter recorded it, and
- * in *enter_ns when the syscall began. *expected is set when the syscall
- * has no user buffer by nature. */
-static __always_inline __u64 user_buffer(__u64 *len_cap, bool *expected, __u64 *enter_ns)
+/* What sys_enter recorded of the running syscall, or NULL. */
+static __always_inline struct syscall_args *current_args(long nr)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct syscall_args *a = bpf_map_lookup_elem(&args, &tid);
-	if (!a || a->nr != current_syscall_nr())
+	if (!a || a->nr != nr)
+		return NULL;
+	return a;
+}
+
+/* The user buffer of a, if any. *expected is set when the syscall has no
+ * user buffer by nature. */
+static __always_inline __u64 user_buffer(struct syscall_args *a, __u64 *len_cap, bool *expected)
+{
+	if (!a)
 		return 0;
-	*enter_ns = a->enter_ns;
 	if (a->is_iov == 3) {
 		*expected = true;
 		return 0;
@@ -241,12 +273,18 @@ static __always_inline bool ignored(void)
 	return ignore_cgroup && ignored_cgroup && bpf_get_current_cgroup_id() == ignored_cgroup;
 }
 
-static __always_inline void fill_tuple(struct l7_event *e, struct sock *sk)
+/* Field f of sk: a load where the verifier knows sk's type (a tracepoint's
+ * argument), else a probe read (a pointer the at_exit path read from the
+ * file table). */
+#define SK(trusted, sk, f) ((trusted) ? (sk)->f : BPF_CORE_READ(sk, f))
+
+static __always_inline void fill_tuple(struct l7_event *e, struct sock *sk, bool trusted)
 {
 	__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
 	__builtin_memset(e->remote_addr, 0, sizeof(e->remote_addr));
-	if (sk->__sk_common.skc_family == AF_INET) {
-		__u32 l = sk->__sk_common.skc_rcv_saddr, r = sk->__sk_common.skc_daddr;
+	if (SK(trusted, sk, __sk_common.skc_family) == AF_INET) {
+		__u32 l = SK(trusted, sk, __sk_common.skc_rcv_saddr);
+		__u32 r = SK(trusted, sk, __sk_common.skc_daddr);
 		e->local_addr[10] = e->local_addr[11] = 0xff;
 		e->remote_addr[10] = e->remote_addr[11] = 0xff;
 		__builtin_memcpy(&e->local_addr[12], &l, 4);
@@ -255,8 +293,8 @@ static __always_inline void fill_tuple(struct l7_event *e, struct sock *sk)
 		BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
-	e->local_port = sk->__sk_common.skc_num;
-	e->remote_port = bpf_ntohs(sk->__sk_common.skc_dport);
+	e->local_port = SK(trusted, sk, __sk_common.skc_num);
+	e->remote_port = bpf_ntohs(SK(trusted, sk, __sk_common.skc_dport));
 }
 
 static __always_inline void submit(struct l7_event *e, __u32 size)
@@ -269,14 +307,31 @@ static __always_inline void submit(struct l7_event *e, __u32 size)
 	ebr_count(&counters, L7_COUNTER_EVENTS);
 }
 
-static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
+/* The state of sk, made on its first data: in its socket storage where
+ * sk is trusted, else in exit_conns. */
+static __always_inline struct conn_state *state_of(struct sock *sk, bool trusted)
 {
-	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+	if (trusted)
+		return bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	__u64 key = (__u64)sk;
+	struct conn_state *st = bpf_map_lookup_elem(&exit_conns, &key);
+	if (st)
+		return st;
+	struct conn_state fresh = {};
+	bpf_map_update_elem(&exit_conns, &key, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&exit_conns, &key);
+}
+
+/* Records ret bytes that moved through sk in direction dir, in the syscall
+ * that a describes (NULL: not known). */
+static __always_inline void on_data(struct sock *sk, bool trusted, struct syscall_args *a, int ret, __u8 dir)
+{
+	if (!sk || SK(trusted, sk, sk_protocol) != IPPROTO_TCP)
 		return;
-	__u16 family = sk->__sk_common.skc_family;
+	__u16 family = SK(trusted, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return;
-	struct conn_state *st = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct conn_state *st = state_of(sk, trusted);
 	if (!st || st->protocol == L7_NONE)
 		return;
 	if (st->protocol == L7_UNCLASSIFIED && ignored()) {
@@ -292,8 +347,7 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	if (len > capture_len)
 		len = capture_len;
 	bool expected = false;
-	__u64 enter_ns = 0;
-	__u64 buf = user_buffer(&len, &expected, &enter_ns);
+	__u64 buf = user_buffer(a, &len, &expected);
 	if (!buf) {
 		len = 0;
 		if (st->protocol == L7_UNCLASSIFIED)
@@ -313,10 +367,10 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 		st->cgroup_id = bpf_get_current_cgroup_id();
 	}
 	e->ts_ns = bpf_ktime_get_ns();
-	/* A write delivers its bytes before this tracepoint: the peer may read
+	/* A write delivers its bytes before this point: the peer may read
 	 * them, answer, and have the answer read here before the writer gets
 	 * here. Only its start is sure to come before the answer. */
-	e->start_ns = enter_ns;
+	e->start_ns = a ? a->enter_ns : 0;
 	e->sock = (__u64)sk;
 	e->cgroup_id = st->cgroup_id;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
@@ -325,7 +379,7 @@ static __always_inline void on_data(struct sock *sk, int ret, __u8 dir)
 	e->dir = dir;
 	e->protocol = st->protocol;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	fill_tuple(e, sk);
+	fill_tuple(e, sk, trusted);
 	__u32 n = len;
 	if (n > PREFIX_MAX)
 		n = PREFIX_MAX;
@@ -336,7 +390,7 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(ebr_l7_send, struct sock *sk, int ret, int flags)
 {
 	if (ret > 0)
-		on_data(sk, ret, DIR_EGRESS);
+		on_data(sk, true, current_args(current_syscall_nr()), ret, DIR_EGRESS);
 	return 0;
 }
 
@@ -344,7 +398,60 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(ebr_l7_recv, struct sock *sk, int ret, int flags)
 {
 	if (ret > 0 && !(flags & MSG_PEEK))
-		on_data(sk, ret, DIR_INGRESS);
+		on_data(sk, true, current_args(current_syscall_nr()), ret, DIR_INGRESS);
+	return 0;
+}
+
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+
+/* The socket behind the current task's file descriptor fd, or NULL. */
+static __always_inline struct sock *sock_of_fd(int fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+/* at_exit: a data syscall's end stands in for the socket length
+ * tracepoints. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(ebr_l7_exit, struct pt_regs *regs, long ret)
+{
+	if (ret <= 0)
+		return 0;
+	long nr = syscall_nr(regs);
+	__u8 dir;
+	switch (nr) {
+	case NR_write:
+	case NR_writev:
+	case NR_sendto:
+	case NR_sendmsg:
+	case NR_sendfile:
+		dir = DIR_EGRESS;
+		break;
+	case NR_read:
+	case NR_readv:
+	case NR_recvfrom:
+	case NR_recvmsg:
+		dir = DIR_INGRESS;
+		break;
+	default:
+		return 0;
+	}
+	struct syscall_args *a = current_args(nr);
+	if (!a || a->peek)
+		return 0;
+	on_data(sock_of_fd(a->fd), false, a, ret, dir);
 	return 0;
 }
 
@@ -354,8 +461,15 @@ int BPF_PROG(ebr_l7_close, struct sock *sk, int oldstate, int newstate)
 {
 	if (newstate != TCP_CLOSE || sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	struct conn_state *st = bpf_sk_storage_get(&conns, (struct sock *)sk, 0, 0);
-	if (!st || st->protocol == L7_UNCLASSIFIED || st->protocol == L7_NONE)
+	__u64 key = (__u64)sk;
+	struct conn_state *st = at_exit ? bpf_map_lookup_elem(&exit_conns, &key)
+					: bpf_sk_storage_get(&conns, sk, 0, 0);
+	if (!st)
+		return 0;
+	struct conn_state c = *st;
+	if (at_exit)
+		bpf_map_delete_elem(&exit_conns, &key);
+	if (c.protocol == L7_UNCLASSIFIED || c.protocol == L7_NONE)
 		return 0;
 	__u32 zero = 0;
 	struct l7_event *e = bpf_map_lookup_elem(&scratch, &zero);
@@ -363,15 +477,15 @@ int BPF_PROG(ebr_l7_close, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->start_ns = 0;
-	e->sock = (__u64)sk;
-	e->cgroup_id = st->cgroup_id;
+	e->sock = key;
+	e->cgroup_id = c.cgroup_id;
 	e->pid = 0;
 	e->size = 0;
 	e->captured = 0;
 	e->dir = DIR_CLOSE;
-	e->protocol = st->protocol;
+	e->protocol = c.protocol;
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
-	fill_tuple(e, sk);
+	fill_tuple(e, sk, true);
 	submit(e, offsetof(struct l7_event, data));
 	return 0;
 }

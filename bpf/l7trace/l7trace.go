@@ -10,16 +10,45 @@ import (
 	"github.com/ebpfreceiver/otelcol-ebpf/bpf/internal/loader"
 )
 
-// programs maps each program to its tracepoint.
-var programs = []loader.Program{
-	{Name: bpfProgEbrL7Enter, Tracepoint: "raw_syscalls:sys_enter"},
-	{Name: bpfProgEbrL7Send, Tracepoint: "sock:sock_send_length"},
-	{Name: bpfProgEbrL7Recv, Tracepoint: "sock:sock_recv_length"},
-	{Name: bpfProgEbrL7Close, Tracepoint: "sock:inet_sock_set_state"},
+var (
+	enter  = loader.Program{Name: bpfProgEbrL7Enter, Tracepoint: "raw_syscalls:sys_enter"}
+	closed = loader.Program{Name: bpfProgEbrL7Close, Tracepoint: "sock:inet_sock_set_state"}
+	// socketPrograms capture where the kernel has the socket length
+	// tracepoints (Linux 6.3 and later).
+	socketPrograms = []loader.Program{
+		enter,
+		{Name: bpfProgEbrL7Send, Tracepoint: "sock:sock_send_length"},
+		{Name: bpfProgEbrL7Recv, Tracepoint: "sock:sock_recv_length"},
+		closed,
+	}
+	// exitPrograms capture at each data syscall's exit instead.
+	exitPrograms = []loader.Program{
+		enter,
+		{Name: bpfProgEbrL7Exit, Tracepoint: "raw_syscalls:sys_exit"},
+		closed,
+	}
+)
+
+// AtExit reports whether Load captures at sys_exit on the running kernel:
+// where it lacks the socket length tracepoints. Where the kernel's BTF
+// cannot be read it reports false, and Load gives the error.
+func AtExit() bool {
+	for _, event := range []string{"sock_send_length", "sock_recv_length"} {
+		if proto, err := loader.TracepointProto(event); err == nil && proto == nil {
+			return true
+		}
+	}
+	return false
 }
 
-// Hooks are the tracepoints the programs attach to.
-var Hooks = loader.Hooks(programs)
+// Hooks returns the tracepoints that Load attaches to on the running
+// kernel.
+func Hooks() []string {
+	if AtExit() {
+		return loader.Hooks(exitPrograms)
+	}
+	return loader.Hooks(socketPrograms)
+}
 
 // Options tune the capture.
 type Options struct {
@@ -44,6 +73,10 @@ type Options struct {
 	// RejectProgram, for tests only, replaces the named program's
 	// instructions with ones the verifier rejects.
 	RejectProgram string
+	// ForceExit, for tests only, captures at sys_exit even where the
+	// kernel has the socket length tracepoints, so that this kernel
+	// covers the older kernels' path too.
+	ForceExit bool
 }
 
 // MinPollInterval is the shortest PollInterval: loader.MinPollInterval.
@@ -67,10 +100,18 @@ func Load(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load l7trace spec: %w", err)
 	}
+	atExit := opts.ForceExit || AtExit()
+	programs := socketPrograms
+	if atExit {
+		programs = exitPrograms
+	} else {
+		spec.Maps[bpfMapExitConns].MaxEntries = 1 // socket storage holds the state
+	}
 	for name, v := range map[string]any{
 		bpfVarCaptureLen:   opts.CaptureBytes,
 		bpfVarIgnoreTgid:   opts.IgnorePID,
 		bpfVarIgnoreCgroup: boolByte(opts.IgnoreItsCgroup),
+		bpfVarAtExit:       boolByte(atExit),
 	} {
 		if err := loader.SetConst(spec, name, v); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@
 package l7trace
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"fmt"
@@ -33,24 +34,29 @@ type collect struct {
 	done   chan struct{}
 }
 
-// startTracer loads the tracer. On a kernel without the sock_*_length
-// tracepoints (before Linux 6.3) Load must fail as unsupported, naming the
-// hook, which is what the receiver reports as the http capability's reason;
-// startTracer then returns false and the test ends there.
-func startTracer(t *testing.T) (*Tracer, *collect, bool) {
-	t.Helper()
-	return startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond})
+// eachPath runs test on each capture path of this kernel: the socket
+// length tracepoints where the kernel has them (Linux 6.3 and later), and
+// sys_exit, which every kernel has and which Load takes before 6.3.
+func eachPath(t *testing.T, test func(t *testing.T, atExit bool)) {
+	if hasHooks(t) {
+		t.Run("sock_length", func(t *testing.T) { test(t, false) })
+	}
+	t.Run("sys_exit", func(t *testing.T) { test(t, true) })
 }
 
-func startTracerWith(t *testing.T, opts Options) (*Tracer, *collect, bool) {
+// startTracer loads the tracer on the path atExit names, with the
+// defaults of the tests.
+func startTracer(t *testing.T, atExit bool) (*Tracer, *collect) {
+	t.Helper()
+	return startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, ForceExit: atExit})
+}
+
+// startTracerWith loads the tracer, checks that it attached the programs
+// of its path, and collects its events until the test ends.
+func startTracerWith(t *testing.T, opts Options) (*Tracer, *collect) {
 	t.Helper()
 	bpftest.RequireBPF(t)
 	tr, err := Load(opts)
-	if !bpftest.HasTracepoint(t, "sock", "sock_send_length") || !bpftest.HasTracepoint(t, "sock", "sock_recv_length") {
-		require.ErrorIs(t, err, ebpf.ErrNotSupported)
-		require.Regexp(t, `sock_(send|recv)_length`, err.Error())
-		return nil, nil, false
-	}
 	require.NoError(t, err)
 	c := &collect{done: make(chan struct{})}
 	go func() {
@@ -69,7 +75,28 @@ func startTracerWith(t *testing.T, opts Options) (*Tracer, *collect, bool) {
 		tr.Close()
 		<-c.done
 	})
-	return tr, c, true
+	var names []string
+	for _, p := range tr.Programs() {
+		info, err := p.Info()
+		require.NoError(t, err)
+		names = append(names, info.Name)
+	}
+	want := []string{"ebr_l7_enter", "ebr_l7_send", "ebr_l7_recv", "ebr_l7_close"}
+	if opts.ForceExit || !hasHooks(t) {
+		want = []string{"ebr_l7_enter", "ebr_l7_exit", "ebr_l7_close"}
+	}
+	require.Equal(t, want, names, "the programs of the capture path")
+	return tr, c
+}
+
+// AtExit and Hooks name the path that the running kernel's hooks allow.
+func TestPathOfKernel(t *testing.T) {
+	assert.Equal(t, !hasHooks(t), AtExit(), "capture at sys_exit where the socket length tracepoints are missing")
+	if hasHooks(t) {
+		assert.Equal(t, []string{"raw_syscalls:sys_enter", "sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state"}, Hooks())
+	} else {
+		assert.Equal(t, []string{"raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sock:inet_sock_set_state"}, Hooks())
+	}
 }
 
 // on returns the events of connections with one end on port.
@@ -87,12 +114,11 @@ func (c *collect) on(port uint16) []Event {
 
 // CaptureBytes bounds what each record copies: a request longer than it is
 // cut there, and its size is still the whole length.
-func TestCaptureBytes(t *testing.T) {
+func TestCaptureBytes(t *testing.T) { eachPath(t, testCaptureBytes) }
+
+func testCaptureBytes(t *testing.T, atExit bool) {
 	const capture = 64
-	_, c, ok := startTracerWith(t, Options{CaptureBytes: capture, PollInterval: 20 * time.Millisecond})
-	if !ok {
-		return
-	}
+	_, c := startTracerWith(t, Options{CaptureBytes: capture, PollInterval: 20 * time.Millisecond, ForceExit: atExit})
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
@@ -122,11 +148,10 @@ func TestCaptureBytes(t *testing.T) {
 // A Go server answering with a file through sendfile, and a Go client: the
 // request and the response head are captured on both ends, the file body
 // only by its length.
-func TestCaptureHTTP(t *testing.T) {
-	tr, c, ok := startTracer(t)
-	if !ok {
-		return
-	}
+func TestCaptureHTTP(t *testing.T) { eachPath(t, testCaptureHTTP) }
+
+func testCaptureHTTP(t *testing.T, atExit bool) {
+	tr, c := startTracer(t, atExit)
 	file := filepath.Join(t.TempDir(), "body")
 	require.NoError(t, os.WriteFile(file, bytes.Repeat([]byte("b"), 10000), 0o600))
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -178,12 +203,11 @@ func TestCaptureHTTP(t *testing.T) {
 // writes by their start and reads by their end are in the order that its
 // bytes moved: the client's write, the server's read, the server's write,
 // the client's read.
-func TestStampsFollowTheBytes(t *testing.T) {
+func TestStampsFollowTheBytes(t *testing.T) { eachPath(t, testStampsFollowTheBytes) }
+
+func testStampsFollowTheBytes(t *testing.T, atExit bool) {
 	const requests = 2000
-	_, c, ok := startTracer(t)
-	if !ok {
-		return
-	}
+	_, c := startTracer(t, atExit)
 	port := serveOK(t)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
@@ -241,11 +265,10 @@ func TestStampsFollowTheBytes(t *testing.T) {
 }
 
 // Bytes that are not HTTP never leave the kernel.
-func TestCaptureIgnoresOtherProtocols(t *testing.T) {
-	_, c, ok := startTracer(t)
-	if !ok {
-		return
-	}
+func TestCaptureIgnoresOtherProtocols(t *testing.T) { eachPath(t, testCaptureIgnoresOtherProtocols) }
+
+func testCaptureIgnoresOtherProtocols(t *testing.T, atExit bool) {
+	_, c := startTracer(t, atExit)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -275,8 +298,8 @@ func TestCaptureIgnoresOtherProtocols(t *testing.T) {
 	}
 }
 
-// hasHooks reports whether the kernel has every hook: the sock_*_length
-// tracepoints came in Linux 6.3.
+// hasHooks reports whether the kernel has the hooks of the socket length
+// path: the sock_*_length tracepoints came in Linux 6.3.
 func hasHooks(t *testing.T) bool {
 	return bpftest.HasTracepoint(t, "sock", "sock_send_length") && bpftest.HasTracepoint(t, "sock", "sock_recv_length")
 }
@@ -295,7 +318,7 @@ func writeBTF(t *testing.T, path string) {
 // Kernel BTF files that cannot serve each fail Load with the path and the
 // reason; the running kernel's file, named or not, still serves in the same
 // process. The programs load in the order of Hooks, so a file without the
-// kernel's types fails ebr_l7_enter, before 6.1's missing hooks.
+// kernel's types fails ebr_l7_enter.
 func TestKernelBTF(t *testing.T) {
 	bpftest.RequireBPF(t)
 	dir := t.TempDir()
@@ -320,18 +343,12 @@ func TestKernelBTF(t *testing.T) {
 		})
 	}
 	tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, KernelBTF: "/sys/kernel/btf/vmlinux"})
-	if hasHooks(t) {
-		require.NoError(t, err)
-		require.NoError(t, tr.Close())
-	} else {
-		require.ErrorIs(t, err, ebpf.ErrNotSupported)
-	}
-	startTracer(t)
+	require.NoError(t, err)
+	require.NoError(t, tr.Close())
+	startTracer(t, false)
 }
 
-// A program the verifier rejects fails Load, naming the program. The
-// programs load in the order of Hooks, so ebr_l7_enter is rejected
-// before 6.1's missing hooks fail ebr_l7_send.
+// A program the verifier rejects fails Load, naming the program.
 func TestRejectProgram(t *testing.T) {
 	bpftest.RequireBPF(t)
 	tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, RejectProgram: "ebr_l7_enter"})
@@ -343,7 +360,7 @@ func TestRejectProgram(t *testing.T) {
 	require.Regexp(t, `^load l7trace programs: ebr_l7_enter on raw_syscalls:sys_enter: verifier: load program: permission denied: .*R2 !read_ok`, err.Error())
 	_, err = Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, RejectProgram: "ebr_no_such_program"})
 	require.ErrorContains(t, err, `no program "ebr_no_such_program" to reject`)
-	startTracer(t)
+	startTracer(t, false)
 }
 
 // serveOK starts an in-process HTTP server on loopback and returns its
@@ -362,10 +379,7 @@ func serveOK(t *testing.T) uint16 {
 // wakeup watermark: with a one-minute poll interval they still arrive at
 // once, because no wakeup was sent for over a millisecond before them.
 func TestWakeupAfterQuiet(t *testing.T) {
-	_, c, ok := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: time.Minute})
-	if !ok {
-		return
-	}
+	_, c := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: time.Minute})
 	port := serveOK(t)
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -384,12 +398,12 @@ func TestWakeupAfterQuiet(t *testing.T) {
 
 // The connections of IgnorePID are never traced: the in-process server's
 // ends give no record, while curl's ends of the same connections do.
-func TestIgnorePID(t *testing.T) {
+func TestIgnorePID(t *testing.T) { eachPath(t, testIgnorePID) }
+
+func testIgnorePID(t *testing.T, atExit bool) {
 	bpftest.RequireTool(t, "curl")
-	_, c, ok := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, IgnorePID: uint32(os.Getpid())})
-	if !ok {
-		return
-	}
+	_, c := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond,
+		IgnorePID: uint32(os.Getpid()), ForceExit: atExit})
 	port := serveOK(t)
 	for range 3 {
 		out, err := exec.Command("curl", "-sS", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d/ignored", port)).CombinedOutput()
@@ -417,11 +431,7 @@ func TestIgnorePID(t *testing.T) {
 // pod A is traced, in either role, and pod B's ends of the same
 // connections still are.
 func TestIgnoreItsCgroup(t *testing.T) {
-	probe, _, ok := startTracer(t)
-	if !ok {
-		return // the kernel lacks the hooks: startTracer checked the error
-	}
-	probe.Close()
+	bpftest.RequireBPF(t)
 	bpftest.RequireTool(t, "curl")
 	bpftest.RequireTool(t, "python3")
 	node := bpftest.NewNode(t)
@@ -445,11 +455,8 @@ func TestIgnoreItsCgroup(t *testing.T) {
 		require.Eventually(t, func() bool { return get(a, to, "ready") == nil && get(b, to, "ready") == nil },
 			60*time.Second, 100*time.Millisecond, "servers answer")
 	}
-	_, c, ok := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond,
+	_, c := startTracerWith(t, Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond,
 		IgnorePID: uint32(ignored.Process.Pid), IgnoreItsCgroup: true})
-	if !ok {
-		return
-	}
 	// A's server reads this request: from then on the kernel knows its
 	// cgroup.
 	require.NoError(t, get(b, a, "first"))
@@ -472,4 +479,61 @@ func TestIgnoreItsCgroup(t *testing.T) {
 			t.Errorf("record of the ignored cgroup: dir %d %q", e.Dir, e.Data)
 		}
 	}
+}
+
+// On the sys_exit path each socket's state lives in a hash, which the
+// close hook empties: the state of open connections is there, and none of
+// them stays behind once they closed.
+func TestExitForgetsClosed(t *testing.T) {
+	const conns = 20
+	tr, c := startTracer(t, true)
+	port := serveOK(t)
+	var open []net.Conn
+	for range conns {
+		conn, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+		require.NoError(t, err)
+		defer conn.Close()
+		_, err = conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		open = append(open, conn)
+	}
+	// Both ends of every connection, by the ports of their data.
+	socks := map[uint64]bool{}
+	require.Eventually(t, func() bool {
+		for _, e := range c.on(port) {
+			if e.Dir != DirClose {
+				socks[e.Conn] = true
+			}
+		}
+		return len(socks) == 2*conns
+	}, 10*time.Second, 10*time.Millisecond, "data of both ends of each connection")
+	states := tr.Map(bpfMapExitConns)
+	kept := func() int {
+		n := 0
+		for sock := range socks {
+			var st bpfConnState
+			if states.Lookup(sock, &st) == nil {
+				n++
+			}
+		}
+		return n
+	}
+	require.Equal(t, 2*conns, kept(), "state of the open sockets")
+	for _, conn := range open {
+		require.NoError(t, conn.Close())
+	}
+	// A close's ports may be gone already: match it by its socket.
+	require.Eventually(t, func() bool {
+		closed := 0
+		for _, e := range c.on(port) {
+			if e.Dir == DirClose && socks[e.Conn] {
+				closed++
+			}
+		}
+		return closed == 2*conns
+	}, 10*time.Second, 10*time.Millisecond, "both ends of each connection closed")
+	assert.Zero(t, kept(), "state of closed sockets")
 }

@@ -19,6 +19,12 @@ static __always_inline long current_syscall_nr(void)
 	return BPF_CORE_READ(regs, orig_ax);
 }
 
+/* The syscall number in a raw syscall tracepoint's regs argument. */
+static __always_inline long syscall_nr(struct pt_regs *regs)
+{
+	return regs->orig_ax;
+}
+
 #elif defined(__TARGET_ARCH_arm64)
 #define NR_read 63
 #define NR_write 64
@@ -48,6 +54,12 @@ static __always_inline long current_syscall_nr(void)
 {
 	struct pt_regs___ebr_arm64 *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	return BPF_CORE_READ(regs, syscallno);
+}
+
+/* The syscall number in a raw syscall tracepoint's regs argument. */
+static __always_inline long syscall_nr(struct pt_regs *regs)
+{
+	return ((struct pt_regs___ebr_arm64 *)regs)->syscallno;
 }
 
 #else

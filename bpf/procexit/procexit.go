@@ -61,20 +61,8 @@ func forKernel() []loader.Program {
 // a task_struct pointer first. Where the kernel BTF or the tracepoint is
 // missing it reports true, and the task program's load gives the error.
 func markVictimPassesTask() bool {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return true
-	}
-	var typ *btf.Typedef
-	if err := spec.TypeByName("btf_trace_mark_victim", &typ); err != nil {
-		return true
-	}
-	ptr, _ := typ.Type.(*btf.Pointer)
-	if ptr == nil {
-		return true
-	}
-	proto, _ := ptr.Target.(*btf.FuncProto)
-	if proto == nil || len(proto.Params) < 2 {
+	proto, err := loader.TracepointProto("mark_victim")
+	if err != nil || proto == nil || len(proto.Params) < 2 {
 		return true
 	}
 	_, isPtr := btf.UnderlyingType(proto.Params[1].Type).(*btf.Pointer)

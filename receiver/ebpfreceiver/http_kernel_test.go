@@ -31,10 +31,8 @@ import (
 )
 
 // httpReceivers starts a traces and a metrics receiver on one config, as a
-// collector with both pipelines does. On a kernel without sock_*_length it
-// checks instead that the receivers run with http reported disabled, the
-// missing hook as the reason, and returns false: the test ends there.
-func httpReceivers(t *testing.T, cfg *Config) (*consumertest.TracesSink, *consumertest.MetricsSink, bool) {
+// collector with both pipelines does.
+func httpReceivers(t *testing.T, cfg *Config) (*consumertest.TracesSink, *consumertest.MetricsSink) {
 	t.Helper()
 	cfg.CollectionInterval = 200 * time.Millisecond
 	cfg.InitialDelay = 0
@@ -55,12 +53,7 @@ func httpReceivers(t *testing.T, cfg *Config) (*consumertest.TracesSink, *consum
 		require.NoError(t, tr.Shutdown(context.Background()))
 		require.NoError(t, mr.Shutdown(context.Background()))
 	})
-	if !hasSockLength(t) {
-		require.Eventually(t, func() bool { return len(metrics.AllMetrics()) > 0 }, 5*time.Second, 50*time.Millisecond)
-		assert.Regexp(t, sockLengthReason, capabilities(metrics.AllMetrics()[0])["http"], "http disabled")
-		return traces, metrics, false
-	}
-	return traces, metrics, true
+	return traces, metrics
 }
 
 // spansOn returns the spans that touch a server port, by kind.
@@ -125,10 +118,7 @@ func statusHandler(w http.ResponseWriter, r *http.Request) {
 // Go client and server on one connection: every exchange gives a server and
 // a client span, linked into one trace.
 func TestHTTPGoClientServer(t *testing.T) {
-	traces, metrics, ok := httpReceivers(t, createDefaultConfig())
-	if !ok {
-		return
-	}
+	traces, metrics := httpReceivers(t, createDefaultConfig())
 	port := goServer(t, statusHandler)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer client.CloseIdleConnections()
@@ -205,10 +195,7 @@ func histogramCount(md pmetric.Metrics, name string, port int, routes ...string)
 
 // curl against Python's http.server, which answers HTTP/1.0 and closes.
 func TestHTTPCurlPython(t *testing.T) {
-	traces, _, ok := httpReceivers(t, createDefaultConfig())
-	if !ok {
-		return
-	}
+	traces, _ := httpReceivers(t, createDefaultConfig())
 	port := freePort(t)
 	srv := exec.Command("python3", "-m", "http.server", fmt.Sprint(port), "--bind", "127.0.0.1", "-d", t.TempDir())
 	require.NoError(t, srv.Start(), "python3 is needed")
@@ -249,10 +236,7 @@ func freePort(t *testing.T) int {
 // trace: the client span takes the header's span id, the server span takes
 // it as parent.
 func TestHTTPTraceParent(t *testing.T) {
-	traces, _, ok := httpReceivers(t, createDefaultConfig())
-	if !ok {
-		return
-	}
+	traces, _ := httpReceivers(t, createDefaultConfig())
 	port := goServer(t, statusHandler)
 	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/traced", port), nil)
@@ -273,10 +257,7 @@ func TestHTTPTraceParent(t *testing.T) {
 // Under load every request gives exactly one server span, the statuses add
 // up, the histogram counts the same, and nothing is lost.
 func TestHTTPLoad(t *testing.T) {
-	traces, metrics, ok := httpReceivers(t, createDefaultConfig())
-	if !ok {
-		return
-	}
+	traces, metrics := httpReceivers(t, createDefaultConfig())
 	port := goServer(t, statusHandler)
 	const total, concurrency = 5000, 32
 	paths := []string{"/ok", "/missing", "/fail"}
@@ -348,10 +329,7 @@ func nonZeroLost(md pmetric.Metrics) map[string]int64 {
 // A secret in the body, the query string and the Authorization header is
 // in no exported span or metric.
 func TestHTTPExportsNoSecrets(t *testing.T) {
-	traces, metrics, ok := httpReceivers(t, createDefaultConfig())
-	if !ok {
-		return
-	}
+	traces, metrics := httpReceivers(t, createDefaultConfig())
 	port := goServer(t, statusHandler)
 	const secret = "s3cr3t-Z9Q"
 	req, err := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/login?password=%s", port, secret), strings.NewReader("password="+secret))
@@ -379,10 +357,7 @@ func TestHTTPExportsNoSecrets(t *testing.T) {
 // A hand-written client: three pipelined requests in one write, then one
 // request split across several writes. The server spans are exact.
 func TestHTTPPipelinedAndSplit(t *testing.T) {
-	traces, _, ok := httpReceivers(t, createDefaultConfig())
-	if !ok {
-		return
-	}
+	traces, _ := httpReceivers(t, createDefaultConfig())
 	port := goServer(t, statusHandler)
 	c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
 	require.NoError(t, err)
@@ -423,10 +398,7 @@ func TestHTTPPipelinedAndSplit(t *testing.T) {
 
 // Chunked, 204, 304 and 100-continue responses from a Go server.
 func TestHTTPResponseShapes(t *testing.T) {
-	traces, _, ok := httpReceivers(t, createDefaultConfig())
-	if !ok {
-		return
-	}
+	traces, _ := httpReceivers(t, createDefaultConfig())
 	port := goServer(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/chunked":
@@ -482,10 +454,7 @@ func TestHTTPPortFilter(t *testing.T) {
 	kept := goServer(t, statusHandler)
 	cfg := createDefaultConfig()
 	cfg.HTTP.Ports.Exclude = []int{excluded}
-	traces, _, ok := httpReceivers(t, cfg)
-	if !ok {
-		return
-	}
+	traces, _ := httpReceivers(t, cfg)
 	for _, port := range []int{excluded, kept} {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/x", port))
 		require.NoError(t, err)

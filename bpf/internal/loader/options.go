@@ -57,3 +57,24 @@ func SetConst(spec *ebpf.CollectionSpec, name string, value any) error {
 	m.Contents = []ebpf.MapKV{{Key: m.Contents[0].Key, Value: data}}
 	return nil
 }
+
+// TracepointProto returns the prototype through which a tp_btf program
+// attaches to the running kernel's tracepoint event (its btf_trace_<event>
+// type, whose first parameter is the context), or nil if the kernel has no
+// such tracepoint. err is set only when the kernel's BTF cannot be read.
+func TracepointProto(event string) (*btf.FuncProto, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, err
+	}
+	var typ *btf.Typedef
+	if err := spec.TypeByName("btf_trace_"+event, &typ); err != nil {
+		return nil, nil
+	}
+	ptr, _ := typ.Type.(*btf.Pointer)
+	if ptr == nil {
+		return nil, nil
+	}
+	proto, _ := ptr.Target.(*btf.FuncProto)
+	return proto, nil
+}

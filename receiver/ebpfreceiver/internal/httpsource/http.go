@@ -50,7 +50,7 @@ func Load(cfg Config, env source.Env) (source.Source, []source.Capability, error
 		opts.IgnorePID = uint32(os.Getpid())
 		opts.IgnoreItsCgroup = cgroup.SelfInContainer()
 	}
-	tr, caps, err := source.LoadOnePart("http", l7trace.Hooks, cfg.Enabled, cfg.Required,
+	tr, caps, err := source.LoadOnePart("http", l7trace.Hooks(), cfg.Enabled, cfg.Required,
 		func() (*l7trace.Tracer, error) { return l7trace.Load(opts) })
 	if tr == nil {
 		return nil, caps, err
@@ -150,6 +150,9 @@ type pipeline struct {
 	conns   map[uint64]*conn
 	// clients indexes the parsed client connections by their ends.
 	clients map[connKey]uint64
+	// locals counts the open connections by their local address: the
+	// node's own addresses, as far as they are traced.
+	locals map[netip.Addr]int
 
 	res   source.Resources
 	red   *redMetrics
@@ -181,12 +184,13 @@ func newPipeline(events events, cfg Config, res source.Resources, logger *zap.Lo
 		started:   time.Now(),
 		conns:     make(map[uint64]*conn),
 		clients:   make(map[connKey]uint64),
+		locals:    make(map[netip.Addr]int),
 		res:       res,
 		red:       newREDMetrics(cfg.MaxRoutesPerResource),
 		lost:      make(map[string]uint64),
 		done:      make(chan struct{}),
 	}
-	p.spans = newSpanQueue(cfg, res, p.bootNS, p.countLost, p.clientTraced)
+	p.spans = newSpanQueue(cfg, res, p.bootNS, p.countLost, p.clientOf)
 	go p.run()
 	go p.idle()
 	return p
@@ -261,6 +265,7 @@ func (p *pipeline) handle(e *l7trace.Event) {
 			return
 		}
 		p.conns[e.Conn] = c
+		p.locals[c.local.Addr()]++
 	}
 	c.lastSeen, c.flushed = time.Now(), false
 	if c.parser == nil {
@@ -334,18 +339,26 @@ func (p *pipeline) finish(c *conn, x *exchange) {
 // forget drops connection id. connsMu is held.
 func (p *pipeline) forget(id uint64, c *conn) {
 	delete(p.conns, id)
+	if p.locals[c.local.Addr()]--; p.locals[c.local.Addr()] == 0 {
+		delete(p.locals, c.local.Addr())
+	}
 	if k := (connKey{c.local, c.remote}); p.clients[k] == id {
 		delete(p.clients, k)
 	}
 }
 
-// clientTraced reports whether the client end of a connection is parsed
-// here, so that its spans will come.
-func (p *pipeline) clientTraced(k connKey) bool {
+// clientOf tells where the client end of a connection is, local then
+// remote.
+func (p *pipeline) clientOf(k connKey) clientEnd {
 	p.connsMu.Lock()
 	defer p.connsMu.Unlock()
-	_, ok := p.clients[k]
-	return ok
+	switch _, ok := p.clients[k]; {
+	case ok:
+		return clientTraced
+	case k.local.Addr().IsLoopback() || p.locals[k.local.Addr()] > 0:
+		return clientMaybe
+	}
+	return clientElsewhere
 }
 
 // count adds what a parser step dropped and excluded.

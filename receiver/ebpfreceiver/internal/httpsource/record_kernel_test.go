@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -34,14 +33,19 @@ const recordPID = 4_200_000
 // and an HTTP/1.0 response that ends at close. Its records go through the
 // pipeline, which must give every span; WRITE_GOLDEN=1 keeps them, made
 // stable (times from 1 s, connection ids, pids and cgroup), as the
-// recording that TestReplayHTTP1 replays with no kernel.
+// recording that TestReplayHTTP1 replays with no kernel. It runs on each
+// capture path of the kernel: the socket length tracepoints (Linux 6.3 and
+// later), whose records are the recording, and sys_exit.
 func TestRecordHTTP1(t *testing.T) {
 	bpftest.RequireBPF(t)
-	tr, err := l7trace.Load(l7trace.Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond})
-	if !bpftest.HasTracepoint(t, "sock", "sock_send_length") {
-		require.ErrorIs(t, err, ebpf.ErrNotSupported) // before 6.3: no HTTP capture to record
-		return
+	if bpftest.HasTracepoint(t, "sock", "sock_send_length") && bpftest.HasTracepoint(t, "sock", "sock_recv_length") {
+		t.Run("sock_length", func(t *testing.T) { recordHTTP1(t, false) })
 	}
+	t.Run("sys_exit", func(t *testing.T) { recordHTTP1(t, true) })
+}
+
+func recordHTTP1(t *testing.T, atExit bool) {
+	tr, err := l7trace.Load(l7trace.Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, ForceExit: atExit})
 	require.NoError(t, err)
 	defer tr.Close()
 	got := make(chan l7trace.Event, 1024)
@@ -137,7 +141,7 @@ func TestRecordHTTP1(t *testing.T) {
 		"Server GET /chunked false", "Server GET /empty false", "Server GET /empty false", "Server GET /fail true",
 		"Server GET /legacy false", "Server GET /users/{id} false", "Server HEAD /users/{id} false",
 	}, names)
-	if os.Getenv("WRITE_GOLDEN") != "" {
+	if os.Getenv("WRITE_GOLDEN") != "" && !atExit {
 		writeEvents(t, filepath.Join("testdata", "events", "http1.jsonl"), events)
 	}
 }

@@ -62,9 +62,9 @@ type spanQueue struct {
 	res       source.Resources
 	bootNS    int64
 	countLost func(reason string, n uint64)
-	// clientTraced reports whether the client end of a connection, local
-	// then remote, is traced on this node: its span will come.
-	clientTraced func(connKey) bool
+	// clientOf tells where the client end of a connection, local then
+	// remote, is.
+	clientOf func(connKey) clientEnd
 
 	mu      sync.Mutex
 	next    consumer.Traces // nil while no traces pipeline uses the receiver
@@ -88,18 +88,18 @@ type spanQueue struct {
 }
 
 func newSpanQueue(cfg Config, res source.Resources, bootNS int64, countLost func(string, uint64),
-	clientTraced func(connKey) bool) *spanQueue {
+	clientOf func(connKey) clientEnd) *spanQueue {
 	q := &spanQueue{
-		window:       cfg.LinkWindow,
-		max:          cfg.MaxPendingSpans,
-		policy:       newSpanPolicy(cfg.Spans),
-		res:          res,
-		bootNS:       bootNS,
-		countLost:    countLost,
-		clientTraced: clientTraced,
-		clients:      make(map[connKey][]*span),
-		wake:         make(chan struct{}, 1),
-		stop:         make(chan struct{}),
+		window:    cfg.LinkWindow,
+		max:       cfg.MaxPendingSpans,
+		policy:    newSpanPolicy(cfg.Spans),
+		res:       res,
+		bootNS:    bootNS,
+		countLost: countLost,
+		clientOf:  clientOf,
+		clients:   make(map[connKey][]*span),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
 	q.done.Go(q.runFlush)
 	q.done.Go(q.runExpress)
@@ -227,7 +227,7 @@ func (q *spanQueue) express() (held bool) {
 		}
 		if s.x.role == httpflow.Server && s.parentSpan == nil && !s.fromHeader {
 			s.parentSpan = parentOf(s, clients, nil)
-			if k := (connKey{s.x.remote, s.x.local}); s.parentSpan == nil && q.clientTraced(k) {
+			if s.parentSpan == nil && q.awaitsClient(s) {
 				hold = append(hold, s)
 				continue
 			}
@@ -249,6 +249,35 @@ func (q *spanQueue) express() (held bool) {
 		_ = next.ConsumeTraces(context.Background(), q.build(out))
 	}
 	return len(hold) > 0
+}
+
+// clientEnd is where the client end of a server's connection is.
+type clientEnd int
+
+const (
+	clientElsewhere clientEnd = iota // not on this node
+	clientTraced                     // traced here: its span will come
+	// clientMaybe: not traced yet, from an address of this node. A new
+	// connection's first request write may reach the ring after its
+	// answer: the client's record is stamped at the end of its write,
+	// which the peers' reads and writes can overtake.
+	clientMaybe
+)
+
+// clientGrace is how long a server span whose client may be on this node
+// (clientMaybe) waits for the client's connection to be seen.
+const clientGrace = 100 * time.Millisecond
+
+// awaitsClient reports whether server span s is to wait for its client's
+// span.
+func (q *spanQueue) awaitsClient(s *span) bool {
+	switch q.clientOf(connKey{s.x.remote, s.x.local}) {
+	case clientTraced:
+		return true
+	case clientMaybe:
+		return time.Since(s.added) < clientGrace
+	}
+	return false
 }
 
 // send fixes s's ids from its links so far and marks it sent.

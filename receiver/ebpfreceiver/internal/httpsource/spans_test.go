@@ -202,18 +202,18 @@ func TestLinkLateRead(t *testing.T) {
 }
 
 // expressQueue is a span queue without its goroutines, so that a test runs
-// express and flush itself; clientTraced answers for every connection.
-func expressQueue(sink *consumertest.TracesSink, clientTraced bool) *spanQueue {
+// express and flush itself; client answers clientOf for every connection.
+func expressQueue(sink *consumertest.TracesSink, client clientEnd) *spanQueue {
 	return &spanQueue{
 		window: time.Hour, max: 100,
-		policy:       newSpanPolicy(SpansConfig{SlowThreshold: time.Second, KeepPercent: 100}),
-		res:          sourcetest.Resources,
-		countLost:    func(string, uint64) {},
-		clientTraced: func(connKey) bool { return clientTraced },
-		clients:      make(map[connKey][]*span),
-		next:         sink,
-		wake:         make(chan struct{}, 1),
-		stop:         make(chan struct{}),
+		policy:    newSpanPolicy(SpansConfig{SlowThreshold: time.Second, KeepPercent: 100}),
+		res:       sourcetest.Resources,
+		countLost: func(string, uint64) {},
+		clientOf:  func(connKey) clientEnd { return client },
+		clients:   make(map[connKey][]*span),
+		next:      sink,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
 }
 
@@ -243,7 +243,7 @@ func exported(sink *consumertest.TracesSink) map[ptrace.SpanKind][]ptrace.Span {
 // that ended before it, in its process, goes at the window, as its child.
 func TestExpress(t *testing.T) {
 	sink := new(consumertest.TracesSink)
-	q := expressQueue(sink, false)
+	q := expressQueue(sink, clientElsewhere)
 	call := exchangeOf(httpflow.Client, 2, 2_000, 3_000, 200) // made while serving
 	call.local, call.remote = netip.MustParseAddrPort("198.18.0.2:41000"), netip.MustParseAddrPort("198.18.0.3:9000")
 	q.add(call)
@@ -268,7 +268,7 @@ func TestExpress(t *testing.T) {
 // the client span, then goes out with it as its parent.
 func TestExpressWaitsForClient(t *testing.T) {
 	sink := new(consumertest.TracesSink)
-	q := expressQueue(sink, true)
+	q := expressQueue(sink, clientTraced)
 	q.add(exchangeOf(httpflow.Server, 2, 1_000, 4_000, 503))
 	q.express()
 	assert.Zero(t, sink.SpanCount(), "the client span has not come")
@@ -285,11 +285,34 @@ func TestExpressWaitsForClient(t *testing.T) {
 	assert.Empty(t, q.clients, "the client index forgets the spans that left")
 }
 
+// A failed server span whose client may be on this node, a connection not
+// seen yet from a node address, waits for the client span as long as
+// clientGrace, then goes out alone.
+func TestExpressGraceForLocalClient(t *testing.T) {
+	sink := new(consumertest.TracesSink)
+	q := expressQueue(sink, clientMaybe)
+	q.add(exchangeOf(httpflow.Server, 2, 1_000, 4_000, 503))
+	q.add(exchangeOf(httpflow.Server, 2, 5_000, 8_000, 503))
+	q.express()
+	assert.Zero(t, sink.SpanCount(), "within the grace")
+	q.add(exchangeOf(httpflow.Client, 1, 900, 4_100, 503))
+	q.express()
+	got := exported(sink)
+	require.Len(t, got[ptrace.SpanKindServer], 1, "the one whose client came")
+	assert.Equal(t, got[ptrace.SpanKindClient][0].SpanID(), got[ptrace.SpanKindServer][0].ParentSpanID())
+
+	q.notable[0].added = time.Now().Add(-clientGrace) // the other's grace is over
+	q.express()
+	got = exported(sink)
+	require.Len(t, got[ptrace.SpanKindServer], 2)
+	assert.True(t, got[ptrace.SpanKindServer][1].ParentSpanID().IsEmpty(), "no client span to name")
+}
+
 // A failed server span that waits for a client span whose coming wakes
 // nothing (it did not fail) goes out with it at the next retry.
 func TestExpressRetries(t *testing.T) {
 	sink := new(consumertest.TracesSink)
-	q := expressQueue(sink, true)
+	q := expressQueue(sink, clientTraced)
 	q.done.Go(q.runExpress)
 	defer q.close()
 	q.add(exchangeOf(httpflow.Server, 2, 1_000, 4_000, 503))
@@ -305,7 +328,7 @@ func TestExpressRetries(t *testing.T) {
 // call's trace when they end.
 func TestExpressAdopted(t *testing.T) {
 	sink := new(consumertest.TracesSink)
-	q := expressQueue(sink, false)
+	q := expressQueue(sink, clientElsewhere)
 	q.add(exchangeOf(httpflow.Client, 2, 2_000, 3_000, 500)) // the failed call; its local end is 198.18.0.1:40000
 	q.express()
 	require.Equal(t, 1, sink.SpanCount())
@@ -353,7 +376,7 @@ func TestExpressDuringFlush(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	q = expressQueue(nil, false)
+	q = expressQueue(nil, clientElsewhere)
 	q.next, q.max = next, 4*exportBatch
 	for i := range 2*exportBatch + 1 {
 		q.add(exchangeOf(httpflow.Server, 2, uint64(i), uint64(i+1), 200))
@@ -368,7 +391,7 @@ func TestExpressDuringFlush(t *testing.T) {
 // express reads, and keeps the others there.
 func TestFlushUnindexes(t *testing.T) {
 	sink := new(consumertest.TracesSink)
-	q := expressQueue(sink, false)
+	q := expressQueue(sink, clientElsewhere)
 	for i := range 3 {
 		q.add(exchangeOf(httpflow.Client, 1, uint64(1_000*i), uint64(1_000*i+500), 200))
 	}
