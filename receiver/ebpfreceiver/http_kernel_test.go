@@ -206,7 +206,7 @@ func TestHTTPCurlPython(t *testing.T) {
 			c.Close()
 		}
 		return err == nil
-	}, 10*time.Second, 50*time.Millisecond)
+	}, 60*time.Second, 50*time.Millisecond, "python3's server listens (its start takes over 10 s in a loaded 6.1 guest under TCG)")
 
 	for _, path := range []string{"/", "/nothing-here"} {
 		out, err := exec.Command("curl", "-s", "-o", "/dev/null", fmt.Sprintf("http://127.0.0.1:%d%s", port, path)).CombinedOutput()
