@@ -259,8 +259,8 @@ const (
 	clientTraced                     // traced here: its span will come
 	// clientMaybe: not traced yet, from an address of this node. A new
 	// connection's first request write may reach the ring after its
-	// answer: the client's record is stamped at the end of its write,
-	// which the peers' reads and writes can overtake.
+	// answer: the client's record is submitted as its write ends, which
+	// the peer's read and answer can overtake.
 	clientMaybe
 )
 
