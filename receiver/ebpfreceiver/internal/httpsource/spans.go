@@ -139,10 +139,7 @@ func (q *spanQueue) add(x *exchange) {
 		}
 	}
 	q.pending = append(q.pending, s)
-	if s.x.role == httpflow.Client {
-		k := connKey{s.x.local, s.x.remote}
-		q.clients[k] = append(q.clients[k], s)
-	}
+	indexClient(q.clients, s)
 	if q.policy.notable(s) {
 		q.notable = append(q.notable, s)
 		select {
@@ -300,12 +297,15 @@ func (q *spanQueue) flush(all bool) {
 	q.mu.Lock()
 	next, pending := q.next, q.pending
 	q.pending = nil
+	// add only appends to a connection's list and unindex makes a new one
+	// when it cuts from the middle, so the lists stay as they are.
+	clients := maps.Clone(q.clients)
 	q.mu.Unlock()
 	if next == nil || len(pending) == 0 {
 		return
 	}
 	q.linking.Lock()
-	link(pending)
+	link(pending, clients)
 	cutoff := time.Now().Add(-q.window)
 	var ready, keep, gone []*span
 	for _, s := range pending {
@@ -367,7 +367,8 @@ const exportBatch = 1024
 // connKey is a connection seen from one end: local then remote.
 type connKey struct{ local, remote netip.AddrPort }
 
-// link sets each span's parent and trace from the spans on this node:
+// link sets each span's parent and trace from the spans on this node, with
+// clients indexing the client spans (indexClient):
 //   - a server span's parent is the client span of the same connection, seen
 //     from the other end, that sent its request;
 //   - a client span's parent is the latest server span of the same process
@@ -375,11 +376,10 @@ type connKey struct{ local, remote netip.AddrPort }
 //
 // Ids from traceparent headers win over both. A span express sent keeps
 // its ids: the spans that would be its parent join its trace instead.
-// Spans are indexed by connection and by process, each sorted by request
-// start, so linking costs time in proportion to the spans, not their
+// Spans are indexed by connection and by process, each in request start
+// order, so linking costs time in proportion to the spans, not their
 // square.
-func link(spans []*span) {
-	clients := clientsByConn(spans)
+func link(spans []*span, clients map[connKey][]*span) {
 	servers := serversByPID(spans)
 	var adopt []*span // sent spans, then the parent whose trace takes theirs
 	for _, s := range spans {
@@ -411,19 +411,15 @@ func link(spans []*span) {
 	}
 }
 
-// clientsByConn indexes the client spans of spans by connection, local
-// then remote, each connection's sorted by request start.
-func clientsByConn(spans []*span) map[connKey][]*span {
-	clients := make(map[connKey][]*span)
-	for _, s := range spans {
-		if k := (connKey{s.x.local, s.x.remote}); s.x.role == httpflow.Client {
-			clients[k] = append(clients[k], s)
-		}
+// indexClient adds s to clients if it is a client span. Spans come in
+// the order their exchanges end, which on one connection is the order
+// their requests start: so each connection's list is sorted by request
+// start as it grows.
+func indexClient(clients map[connKey][]*span, s *span) {
+	if s.x.role == httpflow.Client {
+		k := connKey{s.x.local, s.x.remote}
+		clients[k] = append(clients[k], s)
 	}
-	for _, cs := range clients {
-		slices.SortFunc(cs, byRequestStart)
-	}
-	return clients
 }
 
 // byRequestStart orders spans by request start, then request number.
@@ -438,16 +434,19 @@ type processServers struct {
 	longest uint64
 }
 
+// serversByPID indexes the server spans of the processes that have client
+// spans with no parent yet: only those are looked up.
 func serversByPID(spans []*span) map[uint32]*processServers {
 	servers := make(map[uint32]*processServers)
 	for _, s := range spans {
-		if s.x.role != httpflow.Server {
-			continue
+		if s.x.role == httpflow.Client && s.parentSpan == nil && servers[s.x.pid] == nil {
+			servers[s.x.pid] = &processServers{}
 		}
+	}
+	for _, s := range spans {
 		p := servers[s.x.pid]
-		if p == nil {
-			p = &processServers{}
-			servers[s.x.pid] = p
+		if p == nil || s.x.role != httpflow.Server {
+			continue
 		}
 		p.spans = append(p.spans, s)
 		p.longest = max(p.longest, uint64(s.x.duration()))

@@ -46,6 +46,18 @@ func setHTTP(x *exchange, f func(*httpflow.Exchange)) {
 	x.local, x.remote, x.cgroupID, x.pid, x.exe, x.command = place.local, place.remote, place.cgroupID, place.pid, place.exe, place.command
 }
 
+// clientIndex indexes the client spans of spans in the order given, as
+// the queue's add does.
+func clientIndex(spans []*span) map[connKey][]*span {
+	clients := make(map[connKey][]*span)
+	for _, s := range spans {
+		indexClient(clients, s)
+	}
+	return clients
+}
+
+func linkAll(spans []*span) { link(spans, clientIndex(spans)) }
+
 // Three requests on one keep-alive connection, the server reading each
 // after the client began to write it and returning from its answer's write
 // before or after the client read the answer: each server span is the
@@ -57,7 +69,7 @@ func TestLinkSameConnection(t *testing.T) {
 		clients = append(clients, testSpan(httpflow.Client, 1, start, start+500_000))
 		servers = append(servers, testSpan(httpflow.Server, 2, start+1_000, uint64(int64(start)+500_000+skew)))
 	}
-	link(append(append([]*span{}, servers...), clients...))
+	linkAll(append(append([]*span{}, servers...), clients...))
 	for i := range servers {
 		assert.Same(t, clients[i], servers[i].parentSpan, "request %d", i)
 		assert.Equal(t, clients[i].spanID, servers[i].parent, "request %d", i)
@@ -79,7 +91,7 @@ func TestLinkPipelined(t *testing.T) {
 		s.x.seq = uint64(i + 1)
 		servers = append(servers, s)
 	}
-	link([]*span{servers[1], servers[0], clients[1], clients[0]})
+	linkAll([]*span{servers[1], servers[0], clients[0], clients[1]})
 	for i := range servers {
 		assert.Same(t, clients[i], servers[i].parentSpan, "request %d", i+1)
 	}
@@ -95,7 +107,7 @@ func TestLinkCallsWhileServing(t *testing.T) {
 	call.x.local = netip.MustParseAddrPort("198.18.0.2:41000")
 	late := testSpan(httpflow.Client, 7, 2_000, 2_100)
 	late.x.local = netip.MustParseAddrPort("198.18.0.2:41001")
-	link([]*span{outer, inner, call, late})
+	linkAll([]*span{outer, inner, call, late})
 	assert.Same(t, inner, call.parentSpan)
 	assert.Equal(t, inner.traceID, call.traceID)
 	assert.Nil(t, late.parentSpan)
@@ -122,7 +134,7 @@ func TestLinkBusyServer(t *testing.T) {
 		c.x.local = netip.MustParseAddrPort("198.18.0.2:41000")
 	}
 	spans = append(spans, nested, before, after, callInNested, callInLong)
-	link(spans)
+	linkAll(spans)
 	assert.Same(t, nested, callInNested.parentSpan)
 	assert.Same(t, long, callInLong.parentSpan)
 }
@@ -159,7 +171,7 @@ func TestBuild(t *testing.T) {
 	setHTTP(&closed.x, func(e *httpflow.Exchange) { e.Err = httpflow.ErrClosed })
 
 	spans := []*span{served, call, failed, closed}
-	link(spans)
+	linkAll(spans)
 	q := &spanQueue{res: sourcetest.Resources, bootNS: 1_700_000_000_000_000_000}
 	compareGoldenTraces(t, filepath.Join("testdata", "spans.yaml"), q.build(spans))
 }
@@ -182,7 +194,7 @@ func compareGoldenTraces(t *testing.T, path string, got ptrace.Traces) {
 func TestLinkSelfCall(t *testing.T) {
 	client := testSpan(httpflow.Client, 7, 1_000, 2_000)
 	server := testSpan(httpflow.Server, 7, 990, 2_010) // same pid, encloses the client
-	link([]*span{client, server})
+	linkAll([]*span{client, server})
 	assert.Same(t, client, server.parentSpan)
 	assert.Nil(t, client.parentSpan)
 	assert.Equal(t, client.traceID, server.traceID)
@@ -196,7 +208,7 @@ func TestLinkLateRead(t *testing.T) {
 	served := testSpan(httpflow.Server, 2, 1_170, 1_190)
 	next := testSpan(httpflow.Client, 1, 1_205, 1_400)
 	nextServed := testSpan(httpflow.Server, 2, 1_207, 1_390)
-	link([]*span{served, nextServed, next, first})
+	linkAll([]*span{served, nextServed, first, next})
 	assert.Same(t, first, served.parentSpan)
 	assert.Same(t, next, nextServed.parentSpan)
 }
