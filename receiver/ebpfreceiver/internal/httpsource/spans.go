@@ -306,14 +306,16 @@ func (q *spanQueue) flush(all bool) {
 	}
 	q.linking.Lock()
 	link(pending, clients)
-	cutoff := time.Now().Add(-q.window)
-	var ready, keep, gone []*span
-	for _, s := range pending {
-		if !all && !s.added.Before(cutoff) {
-			keep = append(keep, s)
-			continue
-		}
-		gone = append(gone, s)
+	// pending is in the order spans came: those older than the window
+	// lead.
+	n := len(pending)
+	if !all {
+		cutoff := time.Now().Add(-q.window)
+		n, _ = slices.BinarySearchFunc(pending, cutoff, func(s *span, t time.Time) int { return s.added.Compare(t) })
+	}
+	gone, keep := pending[:n], pending[n:]
+	ready := make([]*span, 0, len(gone))
+	for _, s := range gone {
 		if !s.sent {
 			s.sent = true
 			ready = append(ready, s)
@@ -327,6 +329,7 @@ func (q *spanQueue) flush(all bool) {
 		q.unindex(gone)
 	}
 	q.mu.Unlock()
+	clear(gone) // keep's array holds them no longer
 	q.dropped.Add(uint64(len(ready) - len(kept)))
 	for len(kept) > 0 {
 		n := min(len(kept), exportBatch)
