@@ -14,18 +14,20 @@ var (
 	enter  = loader.Program{Name: bpfProgEbrL7Enter, Tracepoint: "raw_syscalls:sys_enter"}
 	closed = loader.Program{Name: bpfProgEbrL7Close, Tracepoint: "sock:inet_sock_set_state"}
 	// socketPrograms capture where the kernel has the socket length
-	// tracepoints (Linux 6.3 and later).
+	// tracepoints (Linux 6.3 and later). The close hook is attached first:
+	// a socket that closed while only the data hooks were attached would
+	// leave its state behind, for the next socket at its address.
 	socketPrograms = []loader.Program{
+		closed,
 		enter,
 		{Name: bpfProgEbrL7Send, Tracepoint: "sock:sock_send_length"},
 		{Name: bpfProgEbrL7Recv, Tracepoint: "sock:sock_recv_length"},
-		closed,
 	}
 	// exitPrograms capture at each data syscall's exit instead.
 	exitPrograms = []loader.Program{
+		closed,
 		enter,
 		{Name: bpfProgEbrL7Exit, Tracepoint: "raw_syscalls:sys_exit"},
-		closed,
 	}
 )
 

@@ -81,9 +81,9 @@ func startTracerWith(t *testing.T, opts Options) (*Tracer, *collect) {
 		require.NoError(t, err)
 		names = append(names, info.Name)
 	}
-	want := []string{"ebr_l7_enter", "ebr_l7_send", "ebr_l7_recv", "ebr_l7_close"}
+	want := []string{"ebr_l7_close", "ebr_l7_enter", "ebr_l7_send", "ebr_l7_recv"}
 	if opts.ForceExit || !hasHooks(t) {
-		want = []string{"ebr_l7_enter", "ebr_l7_exit", "ebr_l7_close"}
+		want = []string{"ebr_l7_close", "ebr_l7_enter", "ebr_l7_exit"}
 	}
 	require.Equal(t, want, names, "the programs of the capture path")
 	return tr, c
@@ -93,9 +93,9 @@ func startTracerWith(t *testing.T, opts Options) (*Tracer, *collect) {
 func TestPathOfKernel(t *testing.T) {
 	assert.Equal(t, !hasHooks(t), AtExit(), "capture at sys_exit where the socket length tracepoints are missing")
 	if hasHooks(t) {
-		assert.Equal(t, []string{"raw_syscalls:sys_enter", "sock:sock_send_length", "sock:sock_recv_length", "sock:inet_sock_set_state"}, Hooks())
+		assert.Equal(t, []string{"sock:inet_sock_set_state", "raw_syscalls:sys_enter", "sock:sock_send_length", "sock:sock_recv_length"}, Hooks())
 	} else {
-		assert.Equal(t, []string{"raw_syscalls:sys_enter", "raw_syscalls:sys_exit", "sock:inet_sock_set_state"}, Hooks())
+		assert.Equal(t, []string{"sock:inet_sock_set_state", "raw_syscalls:sys_enter", "raw_syscalls:sys_exit"}, Hooks())
 	}
 }
 
@@ -332,7 +332,7 @@ func TestKernelBTF(t *testing.T) {
 		{"missing", filepath.Join(dir, "missing"), "kernel BTF " + dir + "/missing: open " + dir + "/missing: no such file or directory"},
 		{"directory", dir, "kernel BTF " + dir + ": read raw BTF: read " + dir + ": is a directory"},
 		{"garbage", garbage, "kernel BTF " + garbage + ": parsing .BTF header: no valid BTF header"},
-		{"no kernel types", empty, "load l7trace programs: kernel BTF " + empty + ": ebr_l7_enter on raw_syscalls:sys_enter: verifier: load program: bad CO-RE relocation"},
+		{"no kernel types", empty, "load l7trace programs: kernel BTF " + empty + ": ebr_l7_close on sock:inet_sock_set_state: verifier: load program: bad CO-RE relocation"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tr, err := Load(Options{CaptureBytes: 256, PollInterval: 20 * time.Millisecond, KernelBTF: c.path})

@@ -248,15 +248,15 @@ func (p *pipeline) run() {
 // handle feeds one event to its connection's parser. connsMu is held.
 func (p *pipeline) handle(e *l7trace.Event) {
 	c := p.conns[e.Conn]
+	if c != nil && (c.local != e.Local || c.remote != e.Remote) {
+		// A new socket at the address of one whose close was not seen:
+		// that one is gone.
+		p.end(e.Conn, c, e.TS)
+		c = nil
+	}
 	if e.Dir == l7trace.DirClose {
 		if c != nil {
-			if c.parser != nil {
-				before := c.parser.Stats()
-				c.feedEarly()
-				c.parser.Close(e.TS, c.emit)
-				p.count(before, c.parser.Stats())
-			}
-			p.forget(e.Conn, c)
+			p.end(e.Conn, c, e.TS)
 		}
 		return
 	}
@@ -334,6 +334,18 @@ func (p *pipeline) finish(c *conn, x *exchange) {
 		p.red.add(x)
 	}
 	p.spans.add(x)
+}
+
+// end ends connection id's last exchange at ts and forgets it. connsMu is
+// held.
+func (p *pipeline) end(id uint64, c *conn, ts uint64) {
+	if c.parser != nil {
+		before := c.parser.Stats()
+		c.feedEarly()
+		c.parser.Close(ts, c.emit)
+		p.count(before, c.parser.Stats())
+	}
+	p.forget(id, c)
 }
 
 // forget drops connection id. connsMu is held.

@@ -240,3 +240,45 @@ func TestReplayAnswerBeforeRequest(t *testing.T) {
 	}
 	require.Equal(t, []got{{"/a", 500, 100, 300}, {"/b", 200, 400, 500}, {"/c", 500, 600, 700}}, spans)
 }
+
+// A socket whose close was not seen (it closed before the close hook was
+// attached) and a new one at its kernel address: the new one's exchanges
+// are its own, with its own role and ends, not the old one's.
+func TestReplayMissedClose(t *testing.T) {
+	node := netip.MustParseAddrPort("198.18.0.1:40000")
+	health := netip.MustParseAddrPort("198.18.0.2:13133")
+	api := netip.MustParseAddrPort("198.18.0.1:8080")
+	peer := netip.MustParseAddrPort("198.18.0.3:51000")
+	event := func(ts uint64, local, remote netip.AddrPort, dir l7trace.Dir, data string) l7trace.Event {
+		return l7trace.Event{TS: ts, Conn: 1, CgroupID: sourcetest.PodCgroup, PID: 10, Comm: "app",
+			Size: uint32(len(data)), Local: local, Remote: remote, Dir: dir, Protocol: l7trace.ProtocolHTTP1,
+			Data: []byte(data)}
+	}
+	const ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+	traces, _ := runReplay(t, []l7trace.Event{
+		event(100, node, health, l7trace.DirEgress, "GET / HTTP/1.1\r\n\r\n"),
+		event(200, node, health, l7trace.DirIngress, ok),
+		// No close: the next socket at that address is a server's.
+		event(300, api, peer, l7trace.DirIngress, "GET /items HTTP/1.1\r\n\r\n"),
+		event(400, api, peer, l7trace.DirEgress, ok),
+		event(500, api, peer, l7trace.DirClose, ""),
+	})
+	type got struct {
+		kind       ptrace.SpanKind
+		path       string
+		serverPort int64
+		err        bool
+	}
+	var spans []got
+	for _, rs := range traces.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, s := range ss.Spans().All() {
+				path, _ := s.Attributes().Get("url.path")
+				port, _ := s.Attributes().Get("server.port")
+				_, failed := s.Attributes().Get("error.type")
+				spans = append(spans, got{s.Kind(), path.Str(), port.Int(), failed})
+			}
+		}
+	}
+	require.Equal(t, []got{{ptrace.SpanKindClient, "/", 13133, false}, {ptrace.SpanKindServer, "/items", 8080, false}}, spans)
+}
