@@ -32,6 +32,7 @@ type export struct {
 	Delivery          []uint64 // bucket counts of the last export
 	Bounds            []float64
 	Spans             map[int]int // server spans by server.port
+	FailedSpans       map[int]int // the failed ones
 	// SpanLag is, by server.port, the p50 and p99 time from a server
 	// span's end to the sink receiving it, in µs: what the consumer waits.
 	// Only the sink measures it.
@@ -65,7 +66,8 @@ func (e *export) addMetrics(md pmetric.Metrics) {
 // set, keeps each one's lag.
 func (e *export) addTraces(td ptrace.Traces, received time.Time) {
 	if e.Spans == nil {
-		e.Spans, e.lags, e.failedLags = map[int]int{}, map[int][]time.Duration{}, map[int][]time.Duration{}
+		e.Spans, e.FailedSpans = map[int]int{}, map[int]int{}
+		e.lags, e.failedLags = map[int][]time.Duration{}, map[int][]time.Duration{}
 	}
 	for _, rs := range td.ResourceSpans().All() {
 		for _, ss := range rs.ScopeSpans().All() {
@@ -79,12 +81,16 @@ func (e *export) addTraces(td ptrace.Traces, received time.Time) {
 				}
 				port := int(p.Int())
 				e.Spans[port]++
+				failed := s.Status().Code() == ptrace.StatusCodeError
+				if failed {
+					e.FailedSpans[port]++
+				}
 				if received.IsZero() {
 					continue
 				}
 				lag := received.Sub(s.EndTimestamp().AsTime())
 				e.lags[port] = append(e.lags[port], lag)
-				if s.Status().Code() == ptrace.StatusCodeError {
+				if failed {
 					e.failedLags[port] = append(e.failedLags[port], lag)
 				}
 			}

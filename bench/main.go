@@ -78,9 +78,11 @@ func runFloor(level string) error {
 	return err
 }
 
-// configs, in the order they alternate within a round. full-file is full
-// with the file exporter in place of the sink.
-var configs = []string{"nothing", "floor1", "floor2", "metrics", "full", "full-file"}
+// configs, in the order they alternate within a round. sampled is full
+// with the span policy keeping the failed and slow spans and 1% of the
+// other traces; full-file is full with the file exporter in place of the
+// sink.
+var configs = []string{"nothing", "floor1", "floor2", "metrics", "full", "sampled", "full-file"}
 
 // agent is the process a configuration runs next to the workload.
 type agent struct {
@@ -145,7 +147,7 @@ func startAgent(config, dist, dir string) (*agent, error) {
 		}
 	}
 	exporter, exporters := a.exporters()
-	yaml := receiverConfig(config != "metrics", exporter, exporters, health, interval, pprof)
+	yaml := receiverConfig(httpConfig(config), exporter, exporters, health, interval, pprof)
 	path := filepath.Join(dir, "otelcol.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		a.sink.stop()
@@ -226,17 +228,28 @@ func (a *agent) exporters() (string, string) {
 `, filepath.Join(a.dir, "metrics.json"), filepath.Join(a.dir, "traces.json"))
 }
 
+// httpConfig is the receiver's http section of a configuration: off
+// without spans, and with the span policy of sampled.
+func httpConfig(config string) string {
+	switch config {
+	case "metrics":
+		return "{enabled: false}"
+	case "sampled":
+		return "{enabled: true, spans: {keep_percent: 1}}"
+	}
+	return "{enabled: true}"
+}
+
 // receiverConfig is the distribution's config: the ebpf receiver, through
 // batch for metrics, to the exporters section, which defines exporter for
 // metrics and exporter/traces for spans. Spans skip batch: the receiver
 // hands them over in batches already, and batch would hold the ones that
-// express sends for its timeout. Without spans, http is off and tcp on, with a
+// express sends for its timeout. With http off, tcp is still on, with a
 // metrics pipeline only. A pprof port other than 0 adds the pprof extension
 // there.
-func receiverConfig(spans bool, exporter, exporters string, health int, interval string, pprof int) string {
-	http, traces := "false", ""
-	if spans {
-		http = "true"
+func receiverConfig(http, exporter, exporters string, health int, interval string, pprof int) string {
+	traces := ""
+	if http != "{enabled: false}" {
 		traces = fmt.Sprintf(`    traces:
       receivers: [ebpf]
       exporters: [%s/traces]
@@ -254,7 +267,7 @@ func receiverConfig(spans bool, exporter, exporters string, health int, interval
   ebpf:
     collection_interval: %s
     tcp: {enabled: true}
-    http: {enabled: %s}
+    http: %s
 processors:
   batch:
 %sservice:
@@ -433,6 +446,9 @@ func (r *results) check() error {
 			errs = append(errs, fmt.Errorf("round %d floor2: no ring buffer records drained", s.Round))
 		case spans(s.Config) && s.Spans == 0:
 			errs = append(errs, fmt.Errorf("round %d %s %s: no server spans exported", s.Round, s.Config, s.Workload))
+		case tracing(s.Config) && s.Workload == "rate5k" && s.FailedSpans < (s.Requests+s.Errors)/100:
+			errs = append(errs, fmt.Errorf("round %d %s rate5k: %d failed server spans exported of %d failed requests",
+				s.Round, s.Config, s.FailedSpans, (s.Requests+s.Errors)/100))
 		case s.Config != "nothing" && s.BPFNsPerEvent == 0:
 			errs = append(errs, fmt.Errorf("round %d %s %s: no BPF run time measured", s.Round, s.Config, s.Workload))
 		}
@@ -472,7 +488,7 @@ func measure(round int, config, dist, dir string, dur time.Duration, addrs map[s
 		}
 		ss = append(ss, s)
 	}
-	if config == "metrics" || spans(config) {
+	if config == "metrics" || tracing(config) {
 		time.Sleep(2500 * time.Millisecond) // a collection and the span link window
 	}
 	var peak uint64
@@ -495,19 +511,26 @@ func measure(round int, config, dist, dir string, dur time.Duration, addrs map[s
 			s.DeliveryP50Us = histQuantile(e.Delivery, e.Bounds, 0.5) * 1e6
 			s.DeliveryP99Us = histQuantile(e.Delivery, e.Bounds, 0.99) * 1e6
 		}
-		if spans(config) {
-			s.Spans = e.Spans[port(addrs[s.Workload])]
-			lag, failed := e.SpanLag[port(addrs[s.Workload])], e.FailedLag[port(addrs[s.Workload])]
+		if tracing(config) {
+			p := port(addrs[s.Workload])
+			s.Spans, s.FailedSpans = e.Spans[p], e.FailedSpans[p]
+			lag, failed := e.SpanLag[p], e.FailedLag[p]
 			s.SpanLagP50Us, s.SpanLagP99Us = lag[0], lag[1]
 			s.FailedLagP50Us, s.FailedLagP99Us = failed[0], failed[1]
+		}
+		if spans(config) {
 			s.CapturePct = 100 * float64(s.Spans) / float64(max(s.Requests+s.Errors, 1))
 		}
 	}
 	return ss, nil
 }
 
-// spans reports whether a configuration exports spans.
+// spans reports whether a configuration exports every span.
 func spans(config string) bool { return config == "full" || config == "full-file" }
+
+// tracing reports whether a configuration exports spans, every one or by
+// its policy.
+func tracing(config string) bool { return spans(config) || config == "sampled" }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
