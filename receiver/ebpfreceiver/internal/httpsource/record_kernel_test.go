@@ -127,12 +127,8 @@ func recordHTTP1(t *testing.T, atExit bool) {
 
 	traces, _ := runReplay(t, events)
 	var names []string
-	for _, rs := range traces.ResourceSpans().All() {
-		for _, ss := range rs.ScopeSpans().All() {
-			for _, s := range ss.Spans().All() {
-				names = append(names, fmt.Sprintf("%s %s %v", s.Kind(), s.Name(), s.Status().Code() == ptrace.StatusCodeError))
-			}
-		}
+	for _, s := range allSpans(traces) {
+		names = append(names, fmt.Sprintf("%s %s %v", s.Kind(), s.Name(), s.Status().Code() == ptrace.StatusCodeError))
 	}
 	slices.Sort(names)
 	assert.Equal(t, []string{

@@ -228,15 +228,11 @@ func TestReplayAnswerBeforeRequest(t *testing.T) {
 		start, end uint64
 	}
 	var spans []got
-	for _, rs := range traces.ResourceSpans().All() {
-		for _, ss := range rs.ScopeSpans().All() {
-			for _, s := range ss.Spans().All() {
-				path, _ := s.Attributes().Get("url.path")
-				status, _ := s.Attributes().Get("http.response.status_code")
-				spans = append(spans, got{path.Str(), status.Int(),
-					uint64(s.StartTimestamp()) - replayBootNS, uint64(s.EndTimestamp()) - replayBootNS})
-			}
-		}
+	for _, s := range allSpans(traces) {
+		path, _ := s.Attributes().Get("url.path")
+		status, _ := s.Attributes().Get("http.response.status_code")
+		spans = append(spans, got{path.Str(), status.Int(),
+			uint64(s.StartTimestamp()) - replayBootNS, uint64(s.EndTimestamp()) - replayBootNS})
 	}
 	require.Equal(t, []got{{"/a", 500, 100, 300}, {"/b", 200, 400, 500}, {"/c", 500, 600, 700}}, spans)
 }
@@ -270,15 +266,11 @@ func TestReplayMissedClose(t *testing.T) {
 		err        bool
 	}
 	var spans []got
-	for _, rs := range traces.ResourceSpans().All() {
-		for _, ss := range rs.ScopeSpans().All() {
-			for _, s := range ss.Spans().All() {
-				path, _ := s.Attributes().Get("url.path")
-				port, _ := s.Attributes().Get("server.port")
-				_, failed := s.Attributes().Get("error.type")
-				spans = append(spans, got{s.Kind(), path.Str(), port.Int(), failed})
-			}
-		}
+	for _, s := range allSpans(traces) {
+		path, _ := s.Attributes().Get("url.path")
+		port, _ := s.Attributes().Get("server.port")
+		_, failed := s.Attributes().Get("error.type")
+		spans = append(spans, got{s.Kind(), path.Str(), port.Int(), failed})
 	}
 	require.Equal(t, []got{{ptrace.SpanKindClient, "/", 13133, false}, {ptrace.SpanKindServer, "/items", 8080, false}}, spans)
 }

@@ -236,16 +236,25 @@ func exchangeOf(role httpflow.Role, pid uint32, reqStart, respEnd uint64, status
 	return &x
 }
 
+// allSpans is every span of td, in order.
+func allSpans(td ptrace.Traces) []ptrace.Span {
+	var out []ptrace.Span
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			for _, s := range ss.Spans().All() {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
 // exported is every span the sink got, by kind.
 func exported(sink *consumertest.TracesSink) map[ptrace.SpanKind][]ptrace.Span {
 	out := map[ptrace.SpanKind][]ptrace.Span{}
 	for _, td := range sink.AllTraces() {
-		for _, rs := range td.ResourceSpans().All() {
-			for _, ss := range rs.ScopeSpans().All() {
-				for _, s := range ss.Spans().All() {
-					out[s.Kind()] = append(out[s.Kind()], s)
-				}
-			}
+		for _, s := range allSpans(td) {
+			out[s.Kind()] = append(out[s.Kind()], s)
 		}
 	}
 	return out
