@@ -15,7 +15,7 @@ bench-bin:
 	@mkdir -p _build
 	cd bench && $(GO) build -o ../$(BENCH_BIN) .
 
-## bench-system: 5 alternating rounds of every configuration (as root, ~5 min)
+## bench-system: 5 alternating rounds of every configuration (as root, ~10 min)
 bench-system: build bench-bin
 	$(require_root)
 	./$(BENCH_BIN) run -rounds 5 -dur 3s -out out/bench
